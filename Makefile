@@ -1,0 +1,72 @@
+# nscollect - see README.md. `make` builds ./nscollect; `make test` runs the suite.
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wno-missing-field-initializers
+LIBS    := -lcurl -lsqlite3 -lconfig -lssl -lcrypto -lz -lpthread
+PYTHON  ?= python3
+
+SRC      := $(wildcard src/*.c)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+MIGR     := $(sort $(wildcard migrations/*.sql))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+# Each flavour builds into its own directory so a sanitizer build never
+# mixes objects with the release build.
+B        ?= build
+OBJ      := $(LIB_SRC:src/%.c=$(B)/%.o) $(B)/migrations.o
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/%)
+
+SAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+TSAN_FLAGS := -O1 -g -fsanitize=thread
+
+.PHONY: all deps test unit e2e demo clean asan tsan valgrind bench fuzz crashtest install
+
+all: nscollect
+
+nscollect: $(B)/nscollect
+	cp $< $@
+
+$(B)/nscollect: $(OBJ) $(B)/main.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
+	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<
+
+# Migrations are compiled in, so the binary always carries its own schema.
+$(B)/migrations.c: $(MIGR) src/migrations_gen.sh | $(B)
+	sh src/migrations_gen.sh $(MIGR) > $@
+
+$(B)/migrations.o: $(B)/migrations.c
+	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<
+
+$(B)/test_%: tests/unit/test_%.c tests/unit/check.h $(OBJ)
+	$(CC) $(WARN) $(CFLAGS) -Isrc -Itests/unit -o $@ $< $(OBJ) $(LIBS)
+
+$(B):
+	mkdir -p $@
+
+deps:
+	@sh tests/deps.sh
+
+# `make test`: the whole suite under ASan+UBSan (unit tests, then the daemon
+# end to end against the fake servers over loopback).
+test: deps
+	$(MAKE) B=build-asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" check
+
+# The suite with whatever flavour B/CFLAGS name.
+check: $(B)/nscollect $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do echo "== $$t"; $$t || exit 1; done
+	NSCOLLECT_BIN=$(CURDIR)/$(B)/nscollect $(PYTHON) tests/e2e/run.py
+
+unit: $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do echo "== $$t"; $$t || exit 1; done
+
+tsan: deps
+	$(MAKE) B=build-tsan CC=clang CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" check
+
+demo: deps nscollect
+	@sh tests/demo.sh
+
+clean:
+	rm -rf build build-asan build-tsan build-valgrind build-fuzz nscollect

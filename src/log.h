@@ -1,0 +1,30 @@
+/* log.h - one line per event, key=value (default) or JSON lines.
+ *
+ * Every line carries a level and a message; callers add context as
+ * key=value pairs in the message itself ("tenant=acme run=12 records=40").
+ * In JSON mode the line is {"severity":"INFO","message":"...","time":...}
+ * so Cloud Logging and journald parse it. Lines go to stderr, written with
+ * one write(2) each so threads never interleave within a line.
+ * Never pass a secret to these functions.
+ */
+#ifndef NSC_LOG_H
+#define NSC_LOG_H
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_KV, LOG_FORMAT_JSON };
+
+/* Set the lowest level printed and the line format (process-wide). */
+void log_setup(enum log_level level, enum log_format format);
+/* Parse "debug", "info", "warn", "error"; -1 if unknown. */
+int log_level_parse(const char *s);
+int log_enabled(enum log_level level);
+void log_write(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The level is checked before the arguments are evaluated. */
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define log_info(...)  do { if (log_enabled(LOG_INFO))  log_write(LOG_INFO, __VA_ARGS__); } while (0)
+#define log_warn(...)  do { if (log_enabled(LOG_WARN))  log_write(LOG_WARN, __VA_ARGS__); } while (0)
+#define log_error(...) do { if (log_enabled(LOG_ERROR)) log_write(LOG_ERROR, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Turn migrations/NNN_*.sql into a C array, in order, at build time.
+# Usage: migrations_gen.sh FILE... > migrations.c
+set -e
+echo '/* Generated from migrations/*.sql by src/migrations_gen.sh. Do not edit. */'
+echo '#include <stddef.h>'
+echo 'const char *const db_migrations[] = {'
+for f in "$@"; do
+    echo "    /* $f */"
+    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$/\\n"/' "$f"
+    echo '    ,'
+done
+echo '    NULL'
+echo '};'

@@ -1,0 +1,65 @@
+/* netskope.h - the Netskope REST API v2 alert endpoint, over libcurl.
+ *
+ * One ns_client per worker thread; it keeps its CURL easy handle (so the
+ * connection stays alive between pages and runs) and its body buffer.
+ * ns_fetch_page() performs GET {url}/api/v2/events/data/alert with the
+ * Netskope-Api-Token header and classifies the reply so the caller can
+ * decide: use the page, wait and retry, stop for the token, or fail the run.
+ * The token is never logged and never appears in err.
+ */
+#ifndef NSC_NETSKOPE_H
+#define NSC_NETSKOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ns_client ns_client;
+
+typedef struct ns_http_opts {
+    long connect_timeout_s;
+    long low_speed_time_s;   /* abort when < 1 byte/s for this long */
+    long total_timeout_s;
+    size_t max_body_bytes;
+    const char *ca_bundle;   /* NULL or "" = system store */
+    const char *proxy;       /* NULL or "" = libcurl's environment handling */
+    void *share;             /* optional CURLSH* shared by clients, or NULL */
+} ns_http_opts;
+
+typedef enum ns_status {
+    NS_OK = 0,       /* 200 with a body: parse it */
+    NS_RETRY,        /* 429, 409, 5xx, timeout, dropped connection: wait retry_after_s then retry */
+    NS_AUTH,         /* 401/403: token rejected; do not retry soon */
+    NS_FAIL,         /* anything else (404, bad URL, body over the cap): fail the run */
+} ns_status;
+
+typedef struct ns_reply {
+    ns_status status;
+    long http_code;          /* 0 when no HTTP reply arrived */
+    int retry_after_s;       /* from Retry-After or ratelimit-reset, else -1 */
+    const char *body;        /* NS_OK: the body, owned by the client, valid until the next call */
+    size_t body_len;
+    char err[256];           /* human-readable reason when status != NS_OK */
+} ns_reply;
+
+typedef struct ns_query {
+    const char *base_url;    /* tenant URL, e.g. https://acme.goskope.com (no trailing path) */
+    const char *token;
+    int window_event;        /* 0: insertionstarttime/insertionendtime; 1: starttime/endtime */
+    int64_t start, end;      /* epoch seconds, [start, end) */
+    long limit;
+    int64_t offset;
+} ns_query;
+
+/* Returns NULL only when out of memory or libcurl cannot start. */
+ns_client *ns_client_new(const ns_http_opts *opts);
+void ns_client_free(ns_client *c);
+
+/* Fetch one page. Always fills *reply; returns reply->status. */
+ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *reply);
+
+/* Check a tenant URL: http(s)://host[:port] with an optional trailing '/',
+ * https required except for loopback hosts (127.0.0.0/8, ::1, localhost).
+ * Returns 0, or -1 with the reason in err. */
+int ns_url_check(const char *url, char *err, size_t errlen);
+
+#endif

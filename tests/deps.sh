@@ -1,0 +1,17 @@
+#!/bin/sh
+# Install the Debian packages nscollect needs to build and test, and only
+# those that are missing. Run by `make deps` (and so by `make test`/`make demo`).
+pkgs="gcc make libcurl4-openssl-dev libsqlite3-dev libjsmn-dev libconfig-dev
+      libssl-dev zlib1g-dev python3 sqlite3 openssl curl"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq $missing
