@@ -34,8 +34,8 @@ $(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
 	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<
 
 # Migrations are compiled in, so the binary always carries its own schema.
-$(B)/migrations.c: $(MIGR) src/migrations_gen.sh | $(B)
-	sh src/migrations_gen.sh $(MIGR) > $@
+$(B)/migrations.c: $(MIGR) migrations/embed.sh | $(B)
+	sh migrations/embed.sh $(MIGR) > $@
 
 $(B)/migrations.o: $(B)/migrations.c
 	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<

@@ -1,0 +1,185 @@
+/* db.c - see db.h. */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const char *const db_migrations[]; /* build/migrations.c */
+
+int db_schema_version(void)
+{
+    int n = 0;
+    while (db_migrations[n])
+        n++;
+    return n;
+}
+
+/* Why each setting:
+ * - WAL: the CLI and status readers never block the daemon's writers.
+ * - synchronous=NORMAL: in WAL mode a commit is durable against process
+ *   crashes (kill -9); only an OS crash can lose the last commits, and
+ *   then the cursor is lost with the records it covers, so nothing is
+ *   lost or doubled, only re-fetched.
+ * - busy_timeout: writers from several threads and processes queue
+ *   instead of failing; 30 s covers the longest batch commit.
+ * - foreign_keys: removing a tenant removes its rows.
+ * - cache_size -8192: 8 MiB page cache per connection, bounded. */
+static const char *connection_settings =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA foreign_keys=ON;"
+    "PRAGMA cache_size=-8192;";
+
+sqlite3 *db_open(const char *path, int create, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    if (!create && access(path, F_OK) != 0) {
+        snprintf(err, errlen, "database '%s' does not exist: run `nscollect -d %s init` first",
+                 path, path);
+        return NULL;
+    }
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database '%s': %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(db, 30000);
+    if (sqlite3_exec(db, connection_settings, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot use database '%s': %s", path, sqlite3_errmsg(db));
+        goto fail;
+    }
+    return db;
+fail:
+    sqlite3_close(db);
+    return NULL;
+}
+
+void db_close(sqlite3 *db)
+{
+    sqlite3_close_v2(db);
+}
+
+int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return NULL;
+    }
+    return st;
+}
+
+int64_t db_int(sqlite3 *db, const char *sql, int64_t param, int64_t dflt)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = dflt;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return dflt;
+    if (sqlite3_bind_parameter_count(st) > 0)
+        sqlite3_bind_int64(st, 1, param);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int db_begin(sqlite3 *db, char *err, size_t errlen)
+{
+    return db_exec(db, "BEGIN IMMEDIATE", err, errlen);
+}
+
+int db_commit(sqlite3 *db, char *err, size_t errlen)
+{
+    if (db_exec(db, "COMMIT", err, errlen) == 0)
+        return 0;
+    db_rollback(db);
+    return -1;
+}
+
+void db_rollback(sqlite3 *db)
+{
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int user_version(sqlite3 *db)
+{
+    return (int)db_int(db, "PRAGMA user_version", 0, -1);
+}
+
+/* One migration step: its SQL and the new user_version, atomically. */
+static int migrate_step(sqlite3 *db, int to, char *err, size_t errlen)
+{
+    char pragma[64];
+    if (db_begin(db, err, errlen) < 0)
+        return -1;
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", to);
+    if (db_exec(db, db_migrations[to - 1], err, errlen) < 0 ||
+        db_exec(db, pragma, err, errlen) < 0) {
+        db_rollback(db);
+        return -1;
+    }
+    return db_commit(db, err, errlen);
+}
+
+int db_migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int have = user_version(db), want = db_schema_version();
+    if (have < 0) {
+        snprintf(err, errlen, "'%s' is not an nscollect database: %s", path, sqlite3_errmsg(db));
+        return -1;
+    }
+    if (have > want) {
+        snprintf(err, errlen,
+                 "database '%s' has schema version %d, newer than this nscollect (%d): "
+                 "use a newer nscollect binary", path, have, want);
+        return -1;
+    }
+    for (int v = have + 1; v <= want; v++) {
+        char why[512];
+        if (migrate_step(db, v, why, sizeof why) < 0) {
+            snprintf(err, errlen, "cannot migrate '%s' to schema version %d: %s", path, v, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int db_check_version(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int have = user_version(db), want = db_schema_version();
+    if (have < 0) {
+        snprintf(err, errlen, "'%s' is not an nscollect database (%s): check the -d path",
+                 path, sqlite3_errmsg(db));
+        return -1;
+    }
+    if (have < want) {
+        snprintf(err, errlen, "database '%s' is at schema version %d, this nscollect needs %d: "
+                 "run `nscollect -d %s init` to upgrade it", path, have, want, path);
+        return -1;
+    }
+    if (have > want) {
+        snprintf(err, errlen, "database '%s' has schema version %d, newer than this nscollect (%d): "
+                 "use a newer nscollect binary", path, have, want);
+        return -1;
+    }
+    return 0;
+}
+
+int64_t db_now(void)
+{
+    return (int64_t)time(NULL);
+}

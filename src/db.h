@@ -1,0 +1,45 @@
+/* db.h - the SQLite file: open, tune, migrate.
+ *
+ * Every thread opens its own connection with db_open(). The schema lives in
+ * migrations/NNN_*.sql, compiled into the binary; db_migrate() applies the
+ * missing steps in order, each in one transaction that also sets
+ * PRAGMA user_version, and refuses a database newer than the binary.
+ */
+#ifndef NSC_DB_H
+#define NSC_DB_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open path (which must exist unless create is set) and apply the
+ * connection settings (WAL, busy timeout, foreign keys). NULL with err
+ * naming the file on failure, including "not a database". */
+sqlite3 *db_open(const char *path, int create, char *err, size_t errlen);
+void db_close(sqlite3 *db);
+
+/* The schema version this binary knows (number of migrations). */
+int db_schema_version(void);
+/* Bring db to the newest schema. 0, or -1 with err. */
+int db_migrate(sqlite3 *db, const char *path, char *err, size_t errlen);
+/* Check that db is at exactly the binary's version: -1 with a message
+ * telling to run `nscollect init` (older) or upgrade nscollect (newer). */
+int db_check_version(sqlite3 *db, const char *path, char *err, size_t errlen);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. 0 or -1 (SQLite's message in err). */
+int db_begin(sqlite3 *db, char *err, size_t errlen);
+int db_commit(sqlite3 *db, char *err, size_t errlen);
+void db_rollback(sqlite3 *db);
+
+/* Run SQL with no results. 0 or -1 with err. */
+int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* Prepare, or NULL with err. The statement belongs to the caller. */
+sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* Run a single-integer query with one optional int64 parameter;
+ * returns dflt when there is no row. */
+int64_t db_int(sqlite3 *db, const char *sql, int64_t param, int64_t dflt);
+
+/* Current time in epoch seconds. */
+int64_t db_now(void);
+
+#endif

@@ -1,0 +1,343 @@
+/* fetch.c - see fetch.h. */
+#include "fetch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "log.h"
+#include "netskope.h"
+#include "outbox.h"
+#include "records.h"
+#include "shutdown.h"
+#include "tenant.h"
+#include "window.h"
+
+#define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
+#define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
+#define MIN_REQUEST_GAP_MS 250   /* 4 requests/s per tenant, Netskope's limit */
+
+struct fetcher {
+    const nsc_config *cfg;
+    const secret_key *key;
+    sqlite3 *db;
+    outbox *ob;
+    ns_client *http;
+    ns_page page;
+    outbox_batch batch;
+    struct timespec last_request;
+};
+
+/* State of one job while it runs. */
+typedef struct job {
+    tenant t;
+    int64_t started;          /* "now" of the job: the window never passes it */
+    int64_t pages, fetched;   /* since the last commit */
+    fetch_result *res;
+} job;
+
+fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_key *key,
+                     void *curl_share, char *err, size_t errlen)
+{
+    fetcher *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->cfg = cfg;
+    f->key = key;
+    ns_page_init(&f->page, 0);
+    outbox_batch_init(&f->batch, (size_t)cfg->batch_max_bytes);
+    ns_http_opts opts = {
+        .connect_timeout_s = cfg->connect_timeout_s,
+        .low_speed_time_s = cfg->low_speed_time_s,
+        .total_timeout_s = cfg->total_timeout_s,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .ca_bundle = cfg->ca_bundle,
+        .proxy = cfg->proxy,
+        .share = curl_share,
+    };
+    f->db = db_open(db_path, 0, err, errlen);
+    if (!f->db || !(f->ob = outbox_open(f->db, err, errlen)))
+        goto fail;
+    if (!(f->http = ns_client_new(&opts))) {
+        snprintf(err, errlen, "cannot start the HTTP client");
+        goto fail;
+    }
+    return f;
+fail:
+    fetcher_free(f);
+    return NULL;
+}
+
+void fetcher_free(fetcher *f)
+{
+    if (!f)
+        return;
+    ns_client_free(f->http);
+    outbox_free(f->ob);
+    db_close(f->db);
+    ns_page_release(&f->page);
+    outbox_batch_release(&f->batch);
+    free(f);
+}
+
+const char *fetch_status_name(fetch_status s)
+{
+    static const char *names[] = {"ok", "more", "wait", "auth", "failed", "stopped", "skipped"};
+    return names[s];
+}
+
+static long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_nsec - t->tv_nsec) / 1000000L;
+}
+
+/* Keep a tenant under its request rate. Returns 1 when stopping. */
+static int pace(fetcher *f)
+{
+    if (f->last_request.tv_sec) {
+        long gap = ms_since(&f->last_request);
+        if (gap < MIN_REQUEST_GAP_MS && shutdown_sleep_ms(MIN_REQUEST_GAP_MS - gap))
+            return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &f->last_request);
+    return shutdown_requested();
+}
+
+static void set_result(job *j, fetch_status st, int64_t wait_until, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_result(job *j, fetch_status st, int64_t wait_until, const char *fmt, ...)
+{
+    va_list ap;
+    j->res->status = st;
+    j->res->wait_until = wait_until;
+    va_start(ap, fmt);
+    vsnprintf(j->res->error, sizeof j->res->error, fmt, ap);
+    va_end(ap);
+}
+
+/* Commit what the batch holds; cursor -1 keeps the cursor (mid-slice). */
+static int commit(fetcher *f, job *j, int64_t cursor)
+{
+    char err[256];
+    int64_t stored = 0;
+    outbox_commit_args a = {
+        .tenant_id = j->t.id, .tenant_name = j->t.name, .run_id = j->res->run_id,
+        .cursor = cursor,
+        .prune_before = window_prune_before(cursor, j->t.overlap_s, f->cfg->prune_margin_s),
+        .pages = j->pages, .fetched = j->fetched,
+    };
+    if (outbox_commit(f->ob, &f->batch, &a, &stored, err, sizeof err) < 0) {
+        set_result(j, FETCH_FAILED, 0, "%s", err);
+        return -1;
+    }
+    j->pages = j->fetched = 0;
+    j->res->stored += stored;
+    return 0;
+}
+
+/* Queue the page's records in the batch, committing (without a cursor
+ * move) whenever the batch fills up. */
+static int take_records(fetcher *f, job *j, const window *w)
+{
+    const ns_page *pg = &f->page;
+    for (size_t i = 0; i < pg->nrecs; i++) {
+        const ns_record *r = &pg->recs[i];
+        int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
+        const char *bytes = pg->out.data + r->off;
+        if (at < 0)
+            at = w->start;
+        if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time) == 0)
+            continue;
+        if (f->batch.n == 0) {
+            set_result(j, FETCH_FAILED, 0, "a record of %zu bytes is larger than "
+                       "fetch.batch_max_bytes", r->len);
+            return -1;
+        }
+        if (commit(f, j, -1) < 0)
+            return -1;
+        i--;                       /* retry this record in the empty batch */
+    }
+    return 0;
+}
+
+/* How long to wait after a retryable reply, by attempt number. */
+static int retry_wait_s(const ns_reply *rep, int attempt)
+{
+    if (rep->retry_after_s >= 0)
+        return rep->retry_after_s;
+    return 1 << (attempt < 6 ? attempt : 6);
+}
+
+/* Fetch one page, waiting and retrying briefly on 429/5xx. 0 with the
+ * page parsed into f->page, 1 when the job must stop, -1 on failure. */
+static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
+{
+    ns_query q = {
+        .base_url = j->t.url, .token = j->t.token, .window_event = j->t.window_event,
+        .start = w->start, .end = w->end, .limit = j->t.page_size, .offset = offset,
+    };
+    ns_reply rep;
+    char why[256];
+    for (int attempt = 0;; attempt++) {
+        if (pace(f))
+            return 1;
+        ns_status st = ns_fetch_page(f->http, &q, &rep);
+        if (st == NS_OK) {
+            if (ns_page_parse(&f->page, rep.body, rep.body_len, why, sizeof why) == 0)
+                return 0;
+            set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
+                       (long long)offset, why);
+            return -1;
+        }
+        if (st == NS_AUTH) {
+            set_result(j, FETCH_AUTH, db_now() + AUTH_BACKOFF_S, "%s", rep.err);
+            return -1;
+        }
+        if (st == NS_FAIL) {
+            set_result(j, FETCH_FAILED, 0, "%s", rep.err);
+            return -1;
+        }
+        int wait = retry_wait_s(&rep, attempt);
+        if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
+            set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep.err, wait);
+            return -1;
+        }
+        log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
+                 j->t.name, attempt + 1, wait, rep.err);
+        if (shutdown_sleep_ms(wait * 1000L))
+            return 1;
+    }
+}
+
+/* Honour the body's wait_time before the next request. 0 go on, 1 stop,
+ * -1 when the wait is too long to hold a worker (the job yields). */
+static int honour_wait_time(fetcher *f, job *j)
+{
+    int64_t wt = f->page.wait_time;
+    if (wt <= 0)
+        return 0;
+    if (wt > f->cfg->retry_wait_max_s) {
+        set_result(j, FETCH_WAIT, db_now() + wt, "Netskope asked to wait %lld s (wait_time)",
+                   (long long)wt);
+        return -1;
+    }
+    return shutdown_sleep_ms((long)wt * 1000L);
+}
+
+/* One slice: every page of window w, then the commit that moves the
+ * cursor to w->end. 0 done, 1 stopping, -1 failed (res says why). */
+static int fetch_slice(fetcher *f, job *j, const window *w)
+{
+    int64_t offset = 0;
+    outbox_batch_reset(&f->batch);
+    for (;;) {
+        int rc = get_page(f, j, w, offset);
+        if (rc != 0)
+            return rc;
+        j->pages++;
+        j->fetched += (int64_t)f->page.nrecs;
+        if (take_records(f, j, w) < 0)
+            return -1;
+        if (f->page.nrecs < (size_t)j->t.page_size)
+            break;                                   /* a short page ends the window */
+        offset += (int64_t)f->page.nrecs;
+        if ((rc = honour_wait_time(f, j)) != 0)
+            return rc;
+    }
+    return commit(f, j, w->end);
+}
+
+/* Slices from the cursor up to the job's start time. */
+static void fetch_window(fetcher *f, job *j)
+{
+    int64_t cursor = 0;
+    int has_cursor = outbox_cursor(f->ob, j->t.id, &cursor);
+    if (has_cursor < 0) {
+        set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
+        return;
+    }
+    for (;;) {
+        window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
+                               j->t.overlap_s, f->cfg->slice_s);
+        if (j->res->run_id == 0)
+            j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
+        int rc = fetch_slice(f, j, &w);
+        if (rc > 0)
+            set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+        if (rc != 0)
+            return;
+        log_debug("tenant=%s run=%lld event=slice start=%lld end=%lld", j->t.name,
+                  (long long)j->res->run_id, (long long)w.start, (long long)w.end);
+        has_cursor = 1;
+        cursor = w.end;
+        if (cursor >= j->started) {
+            set_result(j, FETCH_OK, 0, "%s", "");
+            return;
+        }
+        if (j->t.max_records > 0 && j->res->stored >= j->t.max_records) {
+            set_result(j, FETCH_MORE, 0, "%s", "");
+            return;
+        }
+        if (shutdown_requested()) {
+            set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+            return;
+        }
+    }
+}
+
+/* Write the job's outcome to its run row and the tenant's schedule. */
+static void record_outcome(fetcher *f, job *j)
+{
+    fetch_result *r = j->res;
+    int64_t now = db_now();
+    int ok = r->status == FETCH_OK || r->status == FETCH_MORE;
+    if (r->run_id > 0)
+        outbox_run_finish(f->ob, r->run_id,
+                          ok ? "ok" : r->status == FETCH_STOPPED ? "abandoned" : "failed",
+                          ok ? NULL : r->error);
+    if (r->status == FETCH_STOPPED)
+        return;
+    if (ok) {
+        int64_t next = r->status == FETCH_MORE ? now : now + j->t.interval_s;
+        outbox_tenant_result(f->ob, j->t.id, 1, NULL, next, 0);
+        return;
+    }
+    if (r->wait_until == 0) {   /* a failure: back off 30 s, doubling, up to the interval */
+        int64_t k = j->t.fail_count < 10 ? j->t.fail_count : 10, backoff = 30LL << k;
+        r->wait_until = now + (backoff < j->t.interval_s ? backoff : j->t.interval_s);
+    }
+    outbox_tenant_result(f->ob, j->t.id, 0, r->error, r->wait_until, r->wait_until);
+}
+
+void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
+{
+    job j = {.res = res};
+    memset(res, 0, sizeof *res);
+    int found = tenant_get(f->db, tenant_id, &j.t, res->error, sizeof res->error);
+    if (found != 0 || !j.t.enabled) {
+        res->status = found < 0 ? FETCH_FAILED : FETCH_SKIPPED;
+        return;
+    }
+    if (tenant_load_token(f->db, f->key, &j.t, res->error, sizeof res->error) < 0) {
+        res->status = FETCH_FAILED;
+        res->wait_until = db_now() + AUTH_BACKOFF_S;
+        record_outcome(f, &j);
+        return;
+    }
+    j.started = db_now();
+    memset(&f->last_request, 0, sizeof f->last_request);   /* the rate is per tenant */
+    fetch_window(f, &j);
+    tenant_release(&j.t);
+    record_outcome(f, &j);
+    log_info("tenant=%s run=%lld event=fetch_done status=%s stored=%lld%s%s", j.t.name,
+             (long long)res->run_id, fetch_status_name(res->status), (long long)res->stored,
+             res->error[0] ? " error=" : "", res->error);
+}

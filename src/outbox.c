@@ -1,0 +1,335 @@
+/* outbox.c - see outbox.h. */
+#include "outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+/* Every statement this part runs, prepared once per connection. */
+#define OUTBOX_STATEMENTS(X) \
+    X(seen_add, "INSERT OR IGNORE INTO seen (tenant_id, key, at) VALUES (?1, ?2, ?3)") \
+    X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
+                 "newest_at, body) VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6)") \
+    X(batch_name, "UPDATE outbox SET object_name = printf('%s/alerts_%s_%d.ndjson', ?1, " \
+                  "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), id) WHERE id = ?2") \
+    X(cursor_set, "INSERT INTO cursor (tenant_id, position, updated_at) VALUES (?1, ?2, ?3) " \
+                  "ON CONFLICT (tenant_id) DO UPDATE SET position = excluded.position, " \
+                  "updated_at = excluded.updated_at") \
+    X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
+    X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at < ?2") \
+    X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
+               "window_end = coalesce(?5, window_end) WHERE id = ?1") \
+    X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start) " \
+                 "VALUES (?1, ?2, 'running', ?3)") \
+    X(run_finish, "UPDATE run SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1") \
+    X(tenant_ok, "UPDATE tenant SET fail_count = 0, last_error = NULL, last_ok_at = ?2, " \
+                 "next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
+    X(tenant_fail, "UPDATE tenant SET fail_count = fail_count + 1, last_error = ?2, " \
+                   "last_error_at = ?5, next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
+    X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
+                "ORDER BY id LIMIT 1") \
+    X(load, "SELECT tenant_id, object_name, records, attempts, body FROM outbox WHERE id = ?1") \
+    X(deliver, "INSERT INTO delivered (id, tenant_id, object_name, location, created_at, " \
+               "delivered_at, records, bytes, newest_at, attempts, existed) " \
+               "SELECT id, tenant_id, object_name, ?2, created_at, ?3, records, bytes, " \
+               "newest_at, attempts + 1, ?4 FROM outbox WHERE id = ?1") \
+    X(remove, "DELETE FROM outbox WHERE id = ?1") \
+    X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 " \
+            "WHERE id = ?1")
+
+enum {
+#define X(name, sql) ST_##name,
+    OUTBOX_STATEMENTS(X)
+#undef X
+    ST_COUNT
+};
+
+struct outbox {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+};
+
+static const char *const statement_sql[] = {
+#define X(name, sql) sql,
+    OUTBOX_STATEMENTS(X)
+#undef X
+};
+
+outbox *outbox_open(sqlite3 *db, char *err, size_t errlen)
+{
+    outbox *o = calloc(1, sizeof *o);
+    if (!o) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    o->db = db;
+    for (size_t i = 0; i < ST_COUNT; i++) {
+        o->st[i] = db_prepare(db, statement_sql[i], err, errlen);
+        if (!o->st[i]) {
+            outbox_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+void outbox_free(outbox *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(o->st[i]);
+    free(o);
+}
+
+/* Step a statement that returns no rows, then make it reusable. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void outbox_batch_init(outbox_batch *b, size_t max_bytes)
+{
+    memset(b, 0, sizeof *b);
+    buf_init(&b->data, max_bytes);
+    buf_init(&b->body, 0);
+}
+
+void outbox_batch_release(outbox_batch *b)
+{
+    buf_release(&b->data);
+    buf_release(&b->body);
+    free(b->items);
+    b->items = NULL;
+    b->n = b->cap = 0;
+}
+
+void outbox_batch_reset(outbox_batch *b)
+{
+    buf_reset(&b->data);
+    buf_reset(&b->body);
+    b->n = 0;
+}
+
+int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
+                     const unsigned char key[RECORDS_KEY_LEN], int64_t at, int64_t event_time)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        outbox_item *p = realloc(b->items, cap * sizeof *p);
+        if (!p)
+            return -1;
+        b->items = p;
+        b->cap = cap;
+    }
+    size_t off = b->data.len;
+    if (buf_append(&b->data, rec, len) < 0)
+        return -1;
+    outbox_item *it = &b->items[b->n++];
+    it->off = off;
+    it->len = len;
+    memcpy(it->key, key, RECORDS_KEY_LEN);
+    it->at = at;
+    it->event_time = event_time;
+    return 0;
+}
+
+/* Keep the records whose key is new; they become b->body, one per line. */
+static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
+                            int64_t *stored, int64_t *newest)
+{
+    *stored = 0;
+    *newest = -1;
+    buf_reset(&b->body);
+    if (buf_reserve(&b->body, b->data.len + b->n) < 0)
+        return -1;
+    for (size_t i = 0; i < b->n; i++) {
+        const outbox_item *it = &b->items[i];
+        sqlite3_bind_int64(o->st[ST_seen_add], 1, tenant_id);
+        sqlite3_bind_blob(o->st[ST_seen_add], 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(o->st[ST_seen_add], 3, it->at);
+        if (step_done(o->st[ST_seen_add]) < 0)
+            return -1;
+        if (sqlite3_changes(o->db) == 0)
+            continue;                      /* already committed: the overlap */
+        buf_append(&b->body, b->data.data + it->off, it->len);
+        buf_append_char(&b->body, '\n');
+        (*stored)++;
+        if (it->event_time > *newest)
+            *newest = it->event_time;
+    }
+    return 0;
+}
+
+static int insert_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
+                        int64_t stored, int64_t newest)
+{
+    sqlite3_bind_int64(o->st[ST_batch_add], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_batch_add], 2, db_now());
+    sqlite3_bind_int64(o->st[ST_batch_add], 3, stored);
+    sqlite3_bind_int64(o->st[ST_batch_add], 4, (sqlite3_int64)b->body.len);
+    if (newest >= 0)
+        sqlite3_bind_int64(o->st[ST_batch_add], 5, newest);
+    sqlite3_bind_blob64(o->st[ST_batch_add], 6, b->body.data, b->body.len, SQLITE_STATIC);
+    if (step_done(o->st[ST_batch_add]) < 0)
+        return -1;
+    sqlite3_bind_text(o->st[ST_batch_name], 1, a->tenant_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->st[ST_batch_name], 2, sqlite3_last_insert_rowid(o->db));
+    return step_done(o->st[ST_batch_name]);
+}
+
+static int move_cursor(outbox *o, const outbox_commit_args *a)
+{
+    sqlite3_bind_int64(o->st[ST_cursor_set], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_cursor_set], 2, a->cursor);
+    sqlite3_bind_int64(o->st[ST_cursor_set], 3, db_now());
+    if (step_done(o->st[ST_cursor_set]) < 0)
+        return -1;
+    sqlite3_bind_int64(o->st[ST_seen_prune], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->prune_before);
+    return step_done(o->st[ST_seen_prune]);
+}
+
+static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)
+{
+    sqlite3_bind_int64(o->st[ST_run_add], 1, a->run_id);
+    sqlite3_bind_int64(o->st[ST_run_add], 2, a->pages);
+    sqlite3_bind_int64(o->st[ST_run_add], 3, a->fetched);
+    sqlite3_bind_int64(o->st[ST_run_add], 4, stored);
+    if (a->cursor >= 0)
+        sqlite3_bind_int64(o->st[ST_run_add], 5, a->cursor);
+    return step_done(o->st[ST_run_add]);
+}
+
+int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
+                  int64_t *stored, char *err, size_t errlen)
+{
+    int64_t newest;
+    *stored = 0;
+    if (db_begin(o->db, err, errlen) < 0)
+        return -1;
+    if (keep_new_records(o, b, a->tenant_id, stored, &newest) < 0 ||
+        (*stored > 0 && insert_batch(o, b, a, *stored, newest) < 0) ||
+        (a->cursor >= 0 && move_cursor(o, a) < 0) ||
+        count_run(o, a, *stored) < 0) {
+        snprintf(err, errlen, "cannot store batch: %s", sqlite3_errmsg(o->db));
+        goto fail;
+    }
+    if (db_commit(o->db, err, errlen) < 0)
+        goto fail;
+    outbox_batch_reset(b);
+    return 0;
+fail:
+    db_rollback(o->db);
+    *stored = 0;
+    return -1;
+}
+
+int outbox_cursor(outbox *o, int64_t tenant_id, int64_t *pos)
+{
+    sqlite3_bind_int64(o->st[ST_cursor_get], 1, tenant_id);
+    int rc = sqlite3_step(o->st[ST_cursor_get]);
+    int found = rc == SQLITE_ROW;
+    if (found)
+        *pos = sqlite3_column_int64(o->st[ST_cursor_get], 0);
+    sqlite3_reset(o->st[ST_cursor_get]);
+    return found ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int64_t outbox_run_start(outbox *o, int64_t tenant_id, int64_t window_start)
+{
+    sqlite3_bind_int64(o->st[ST_run_start], 1, tenant_id);
+    sqlite3_bind_int64(o->st[ST_run_start], 2, db_now());
+    sqlite3_bind_int64(o->st[ST_run_start], 3, window_start);
+    if (step_done(o->st[ST_run_start]) < 0)
+        return -1;
+    return sqlite3_last_insert_rowid(o->db);
+}
+
+int outbox_run_finish(outbox *o, int64_t run_id, const char *status, const char *error)
+{
+    sqlite3_bind_int64(o->st[ST_run_finish], 1, run_id);
+    sqlite3_bind_text(o->st[ST_run_finish], 2, status, -1, SQLITE_STATIC);
+    if (error)
+        sqlite3_bind_text(o->st[ST_run_finish], 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->st[ST_run_finish], 4, db_now());
+    return step_done(o->st[ST_run_finish]);
+}
+
+int outbox_tenant_result(outbox *o, int64_t tenant_id, int ok, const char *error,
+                         int64_t next_run_at, int64_t not_before)
+{
+    sqlite3_stmt *st = ok ? o->st[ST_tenant_ok] : o->st[ST_tenant_fail];
+    sqlite3_bind_int64(st, 1, tenant_id);
+    if (ok)
+        sqlite3_bind_int64(st, 2, db_now());
+    else
+        sqlite3_bind_text(st, 2, error ? error : "failed", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, next_run_at);
+    sqlite3_bind_int64(st, 4, not_before);
+    if (!ok)
+        sqlite3_bind_int64(st, 5, db_now());
+    return step_done(st);
+}
+
+int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t *id)
+{
+    sqlite3_bind_int64(o->st[ST_next_due], 1, after);
+    sqlite3_bind_int64(o->st[ST_next_due], 2, now);
+    sqlite3_bind_int(o->st[ST_next_due], 3, ignore_time);
+    int rc = sqlite3_step(o->st[ST_next_due]);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(o->st[ST_next_due], 0);
+    sqlite3_reset(o->st[ST_next_due]);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int outbox_load(outbox *o, int64_t id, outbox_row *row)
+{
+    sqlite3_bind_int64(o->st[ST_load], 1, id);
+    int rc = sqlite3_step(o->st[ST_load]);
+    if (rc == SQLITE_ROW) {
+        row->id = id;
+        row->tenant_id = sqlite3_column_int64(o->st[ST_load], 0);
+        snprintf(row->object_name, sizeof row->object_name, "%s",
+                 (const char *)sqlite3_column_text(o->st[ST_load], 1));
+        row->records = sqlite3_column_int64(o->st[ST_load], 2);
+        row->attempts = sqlite3_column_int64(o->st[ST_load], 3);
+        buf_reset(&row->body);
+        if (buf_append(&row->body, sqlite3_column_blob(o->st[ST_load], 4),
+                       (size_t)sqlite3_column_bytes(o->st[ST_load], 4)) < 0)
+            rc = SQLITE_NOMEM;
+    }
+    sqlite3_reset(o->st[ST_load]);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed)
+{
+    char err[256];
+    if (db_begin(o->db, err, sizeof err) < 0)
+        return -1;
+    sqlite3_bind_int64(o->st[ST_deliver], 1, row->id);
+    sqlite3_bind_text(o->st[ST_deliver], 2, location, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->st[ST_deliver], 3, db_now());
+    sqlite3_bind_int(o->st[ST_deliver], 4, existed);
+    sqlite3_bind_int64(o->st[ST_remove], 1, row->id);
+    if (step_done(o->st[ST_deliver]) < 0 || step_done(o->st[ST_remove]) < 0) {
+        db_rollback(o->db);
+        return -1;
+    }
+    return db_commit(o->db, err, sizeof err);
+}
+
+int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error)
+{
+    sqlite3_bind_int64(o->st[ST_fail], 1, id);
+    sqlite3_bind_int64(o->st[ST_fail], 2, next_attempt_at);
+    sqlite3_bind_text(o->st[ST_fail], 3, error, -1, SQLITE_STATIC);
+    return step_done(o->st[ST_fail]);
+}

@@ -1,0 +1,354 @@
+/* scheduler.c - see scheduler.h. */
+#include "scheduler.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "fetch.h"
+#include "log.h"
+#include "shutdown.h"
+#include "upload.h"
+
+#define TICK_MS 1000
+#define ONCE_WAIT_MAX_S 120   /* in a one-shot pass, waits up to this are sat out */
+
+typedef struct waiting {
+    int64_t tenant_id, until;
+} waiting;
+
+/* The work queue and everything the threads share, under one mutex. */
+typedef struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;          /* queue, in-flight or completion changed */
+    const nsc_config *cfg;
+    const char *db_path;
+    const secret_key *key;
+    int once;
+    int64_t pass_start;
+    int64_t *queue;                  /* FIFO of tenant ids: queue[head, tail) */
+    size_t head, tail, cap;
+    int64_t *busy;                   /* tenants queued or in flight */
+    size_t nbusy, busy_cap;
+    waiting *waits;                  /* once mode: tenants to retry later in the pass */
+    size_t nwaits, waits_cap;
+    int running;                     /* fetch jobs in flight */
+    int fetch_done;                  /* once mode: no more fetch jobs will come */
+    int failures;                    /* tenants or batches that did not make it */
+    upload_queue *uploads;
+} pool;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int is_busy(const pool *p, int64_t id)
+{
+    for (size_t i = 0; i < p->nbusy; i++)
+        if (p->busy[i] == id)
+            return 1;
+    return 0;
+}
+
+static void unbusy(pool *p, int64_t id)
+{
+    for (size_t i = 0; i < p->nbusy; i++)
+        if (p->busy[i] == id) {
+            p->busy[i] = p->busy[--p->nbusy];
+            return;
+        }
+}
+
+/* Queue a job for id unless it already has one. Called with the lock held. */
+static void enqueue(pool *p, int64_t id)
+{
+    if (is_busy(p, id))
+        return;
+    if (p->tail == p->cap && p->head > 0) {        /* slide down before growing */
+        memmove(p->queue, p->queue + p->head, (p->tail - p->head) * sizeof *p->queue);
+        p->tail -= p->head;
+        p->head = 0;
+    }
+    if (grow((void **)&p->queue, &p->cap, p->tail + 1, sizeof *p->queue) < 0 ||
+        grow((void **)&p->busy, &p->busy_cap, p->nbusy + 1, sizeof *p->busy) < 0)
+        return;                                    /* out of memory: next tick retries */
+    p->queue[p->tail++] = id;
+    p->busy[p->nbusy++] = id;
+    pthread_cond_broadcast(&p->changed);
+}
+
+/* Queue every tenant the database says is due. */
+static void queue_due(pool *p, sqlite3 *db)
+{
+    static const char *sql_daemon =
+        "SELECT id FROM tenant WHERE enabled AND max(next_run_at, not_before) <= ?1 "
+        "ORDER BY max(next_run_at, not_before), id";
+    static const char *sql_once = "SELECT id FROM tenant WHERE enabled AND ?1 ORDER BY id";
+    char err[256];
+    sqlite3_stmt *st = db_prepare(db, p->once ? sql_once : sql_daemon, err, sizeof err);
+    if (!st) {
+        log_error("event=schedule_failed error=\"%s\"", err);
+        return;
+    }
+    sqlite3_bind_int64(st, 1, db_now());
+    pthread_mutex_lock(&p->lock);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        enqueue(p, sqlite3_column_int64(st, 0));
+    pthread_mutex_unlock(&p->lock);
+    sqlite3_finalize(st);
+}
+
+/* Once mode: a job's outcome decides whether it is retried in this pass. */
+static void account_once(pool *p, int64_t id, const fetch_result *r)
+{
+    if (r->status == FETCH_OK || r->status == FETCH_MORE || r->status == FETCH_SKIPPED)
+        return;
+    if (r->status == FETCH_WAIT && r->wait_until - p->pass_start <= ONCE_WAIT_MAX_S &&
+        grow((void **)&p->waits, &p->waits_cap, p->nwaits + 1, sizeof *p->waits) == 0) {
+        p->waits[p->nwaits++] = (waiting){id, r->wait_until};
+        p->busy[p->nbusy++] = id;                  /* still owned by this pass */
+        return;
+    }
+    if (r->status != FETCH_STOPPED)
+        p->failures++;
+}
+
+static void *fetch_worker(void *arg)
+{
+    pool *p = arg;
+    char err[512];
+    fetcher *f = fetcher_new(p->cfg, p->db_path, p->key, NULL, err, sizeof err);
+    if (!f) {
+        log_error("event=fetch_worker_failed error=\"%s\"", err);
+        shutdown_request();
+        return NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->head == p->tail && !shutdown_requested() && !p->fetch_done)
+            pthread_cond_wait(&p->changed, &p->lock);
+        if (p->head == p->tail || shutdown_requested())
+            break;
+        int64_t id = p->queue[p->head++];
+        p->running++;
+        pthread_mutex_unlock(&p->lock);
+
+        fetch_result r;
+        fetcher_run(f, id, &r);
+
+        pthread_mutex_lock(&p->lock);
+        p->running--;
+        unbusy(p, id);
+        if (p->once)
+            account_once(p, id, &r);
+        pthread_cond_broadcast(&p->changed);
+    }
+    pthread_mutex_unlock(&p->lock);
+    fetcher_free(f);
+    return NULL;
+}
+
+static void *upload_worker(void *arg)
+{
+    pool *p = arg;
+    char err[512];
+    uploader *u = uploader_new(p->cfg, p->db_path, err, sizeof err);
+    if (!u) {
+        log_error("event=upload_worker_failed error=\"%s\"", err);
+        shutdown_request();
+        return NULL;
+    }
+    while (!shutdown_requested()) {
+        pthread_mutex_lock(&p->lock);
+        int fetch_done = p->fetch_done;            /* read before looking for work */
+        pthread_mutex_unlock(&p->lock);
+        upload_status st = uploader_step(u, p->uploads);
+        if (st == UPLOAD_FAILED && p->once) {
+            pthread_mutex_lock(&p->lock);
+            p->failures++;
+            pthread_mutex_unlock(&p->lock);
+        }
+        if (st != UPLOAD_IDLE)
+            continue;
+        if (fetch_done)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_mutex_lock(&p->lock);
+        if (!p->fetch_done && !shutdown_requested())
+            pthread_cond_timedwait(&p->changed, &p->lock, &until);
+        pthread_mutex_unlock(&p->lock);
+    }
+    uploader_free(u);
+    return NULL;
+}
+
+/* The one thread that receives SIGTERM, SIGINT (and SIGHUP, for now a
+ * logged no-op) for the whole process; handlers never run. */
+static void *signal_thread(void *arg)
+{
+    pool *p = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGUSR1)            /* our own wake-up at the end of the run */
+            return NULL;
+        if (sig == SIGHUP) {
+            log_info("event=sighup note=\"configuration reload is not implemented yet\"");
+            continue;
+        }
+        log_info("event=shutdown signal=%s", sig == SIGTERM ? "TERM" : "INT");
+        shutdown_request();
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+    }
+}
+
+/* Once mode: move waits whose time has come back to the queue; report
+ * whether the fetch side of the pass is over. Lock held. */
+static int once_progress(pool *p)
+{
+    int64_t now = db_now();
+    for (size_t i = 0; i < p->nwaits;) {
+        if (p->waits[i].until <= now) {
+            int64_t id = p->waits[i].tenant_id;
+            p->waits[i] = p->waits[--p->nwaits];
+            unbusy(p, id);
+            enqueue(p, id);
+        } else {
+            i++;
+        }
+    }
+    return p->head == p->tail && p->running == 0 && p->nwaits == 0;
+}
+
+static void schedule(pool *p, sqlite3 *db)
+{
+    if (p->once)
+        queue_due(p, db);
+    while (!shutdown_requested()) {
+        if (!p->once)
+            queue_due(p, db);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += TICK_MS / 1000;
+        pthread_mutex_lock(&p->lock);
+        if (p->once && once_progress(p)) {
+            p->fetch_done = 1;
+            pthread_cond_broadcast(&p->changed);
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        pthread_cond_timedwait(&p->changed, &p->lock, &until);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* One daemon per database: an advisory lock on the file itself. */
+static int lock_database(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "another `nscollect run` is using database '%s': stop it first, "
+                 "or run this one with another -d", path);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int start_threads(pool *p, pthread_t *t, int n, void *(*fn)(void *))
+{
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&t[i], NULL, fn, p) != 0)
+            return i;
+    return n;
+}
+
+static void join_threads(pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *key,
+                  const run_opts *opts, char *err, size_t errlen)
+{
+    pool p = {.cfg = cfg, .db_path = db_path, .key = key, .once = opts->once,
+              .pass_start = db_now()};
+    pthread_t sig, fetchers[64], uploaders[64];
+    int nf = 0, nu = 0, lockfd, rc = 2;
+    sqlite3 *db = db_open(db_path, 0, err, errlen);
+    if (!db || db_check_version(db, db_path, err, errlen) < 0)
+        goto out_db;
+    if ((lockfd = lock_database(db_path, err, errlen)) < 0)
+        goto out_db;
+    db_exec(db, "UPDATE run SET status = 'abandoned', finished_at = unixepoch() "
+                "WHERE status = 'running'", err, errlen);
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.changed, NULL);
+    p.uploads = upload_queue_new(opts->once);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);      /* before any thread starts */
+    pthread_create(&sig, NULL, signal_thread, &p);
+
+    log_info("event=start mode=%s fetch_workers=%d upload_workers=%d database=%s",
+             opts->once ? "once" : "daemon", opts->fetch_workers, opts->upload_workers, db_path);
+    nf = start_threads(&p, fetchers, opts->fetch_workers, fetch_worker);
+    nu = start_threads(&p, uploaders, opts->upload_workers, upload_worker);
+    schedule(&p, db);
+    join_threads(fetchers, nf);
+    join_threads(uploaders, nu);
+    pthread_kill(sig, SIGUSR1);
+    pthread_join(sig, NULL);
+
+    rc = p.failures > 0 ? 1 : 0;
+    if (!opts->once && shutdown_requested())
+        rc = 0;
+    log_info("event=stop failures=%d", p.failures);
+    upload_queue_free(p.uploads);
+    free(p.queue);
+    free(p.busy);
+    free(p.waits);
+    pthread_cond_destroy(&p.changed);
+    pthread_mutex_destroy(&p.lock);
+    close(lockfd);
+out_db:
+    db_close(db);
+    return rc;
+}
