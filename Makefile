@@ -27,8 +27,13 @@ all: nscollect
 nscollect: $(B)/nscollect
 	cp $< $@
 
-$(B)/nscollect: $(OBJ) $(B)/main.o
+$(B)/nscollect: $(B)/main.o $(B)/libnscollect.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Tests link the parts they use from this archive.
+$(B)/libnscollect.a: $(OBJ)
+	rm -f $@
+	ar rcs $@ $^
 
 $(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
 	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<
@@ -40,8 +45,8 @@ $(B)/migrations.c: $(MIGR) migrations/embed.sh | $(B)
 $(B)/migrations.o: $(B)/migrations.c
 	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<
 
-$(B)/test_%: tests/unit/test_%.c tests/unit/check.h $(OBJ)
-	$(CC) $(WARN) $(CFLAGS) -Isrc -Itests/unit -o $@ $< $(OBJ) $(LIBS)
+$(B)/test_%: tests/unit/test_%.c tests/unit/check.h $(B)/libnscollect.a
+	$(CC) $(WARN) $(CFLAGS) $(LDFLAGS) -Isrc -Itests/unit -o $@ $< $(B)/libnscollect.a $(LIBS)
 
 $(B):
 	mkdir -p $@
