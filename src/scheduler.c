@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "fetch.h"
+#include "http_share.h"
 #include "log.h"
 #include "shutdown.h"
 #include "upload.h"
@@ -43,6 +44,7 @@ typedef struct pool {
     int fetch_done;                  /* once mode: no more fetch jobs will come */
     int failures;                    /* tenants or batches that did not make it */
     upload_queue *uploads;
+    http_share *share;               /* DNS, TLS sessions, connections */
 } pool;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -135,7 +137,8 @@ static void *fetch_worker(void *arg)
 {
     pool *p = arg;
     char err[512];
-    fetcher *f = fetcher_new(p->cfg, p->db_path, p->key, NULL, err, sizeof err);
+    fetcher *f = fetcher_new(p->cfg, p->db_path, p->key, http_share_handle(p->share), err,
+                            sizeof err);
     if (!f) {
         log_error("event=fetch_worker_failed error=\"%s\"", err);
         shutdown_request();
@@ -317,6 +320,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.changed, NULL);
     p.uploads = upload_queue_new(opts->once);
+    p.share = http_share_new();
 
     sigset_t set;
     sigemptyset(&set);
@@ -342,6 +346,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
         rc = 0;
     log_info("event=stop failures=%d", p.failures);
     upload_queue_free(p.uploads);
+    http_share_free(p.share);
     free(p.queue);
     free(p.busy);
     free(p.waits);

@@ -1,0 +1,57 @@
+/* http_share.c - see http_share.h. */
+#include "http_share.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+struct http_share {
+    CURLSH *sh;
+    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+};
+
+static void lock_cb(CURL *h, curl_lock_data data, curl_lock_access access, void *ptr)
+{
+    (void)h;
+    (void)access;
+    pthread_mutex_lock(&((http_share *)ptr)->locks[data]);
+}
+
+static void unlock_cb(CURL *h, curl_lock_data data, void *ptr)
+{
+    (void)h;
+    pthread_mutex_unlock(&((http_share *)ptr)->locks[data]);
+}
+
+http_share *http_share_new(void)
+{
+    http_share *s = calloc(1, sizeof *s);
+    if (!s || !(s->sh = curl_share_init())) {
+        free(s);
+        return NULL;
+    }
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&s->locks[i], NULL);
+    curl_share_setopt(s->sh, CURLSHOPT_LOCKFUNC, lock_cb);
+    curl_share_setopt(s->sh, CURLSHOPT_UNLOCKFUNC, unlock_cb);
+    curl_share_setopt(s->sh, CURLSHOPT_USERDATA, s);
+    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(s->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    return s;
+}
+
+void http_share_free(http_share *s)
+{
+    if (!s)
+        return;
+    curl_share_cleanup(s->sh);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&s->locks[i]);
+    free(s);
+}
+
+void *http_share_handle(http_share *s)
+{
+    return s ? s->sh : NULL;
+}

@@ -1,0 +1,19 @@
+/* http_share.h - one libcurl share for all workers of the process.
+ *
+ * DNS answers, TLS sessions and open connections are shared, so a
+ * thousand tenants on the same Netskope POP, or many uploads to one GCS
+ * endpoint, reuse a handful of connections instead of re-handshaking.
+ * libcurl asks for a lock around each shared part; each gets a mutex.
+ */
+#ifndef NSC_HTTP_SHARE_H
+#define NSC_HTTP_SHARE_H
+
+typedef struct http_share http_share;
+
+/* NULL when libcurl cannot make a share (callers then go without). */
+http_share *http_share_new(void);
+void http_share_free(http_share *s);
+/* The CURLSH* to give CURLOPT_SHARE (void * so callers need not include curl.h). */
+void *http_share_handle(http_share *s);
+
+#endif
