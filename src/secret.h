@@ -22,9 +22,8 @@ typedef struct secret_key {
 /* Create a new random key file at path (mode 0600, refuses to overwrite).
  * 0, or -1 with err naming the file. */
 int secret_key_create(const char *path, char *err, size_t errlen);
-/* Load a key file; -1 with err naming the file when missing, unreadable,
- * the wrong size, or readable by group/others (the latter is only a warning
- * written to *warn, if non-NULL, not an error). */
+/* Load a key file; -1 with err naming the file when missing, unreadable or
+ * not a key. A key file readable by group/others is only a logged warning. */
 int secret_key_load(secret_key *key, const char *path, char *err, size_t errlen);
 /* Generate a new key in memory (rekey). */
 int secret_key_generate(secret_key *key);
@@ -36,7 +35,7 @@ int secret_seal(const secret_key *key, int64_t tenant_id, const char *plain,
                 size_t plain_len, unsigned char **out, size_t *out_len);
 /* Open a sealed value. *plain is malloc'd, NUL-terminated; the caller
  * secret_wipe()s and frees it. -1 with err when the key is wrong or the
- * value was tampered with ("cannot decrypt token: wrong key file?"). */
+ * value was tampered with ("cannot decrypt the stored token (wrong key file?)"). */
 int secret_open(const secret_key *key, int64_t tenant_id, const unsigned char *sealed,
                 size_t sealed_len, char **plain, size_t *plain_len, char *err, size_t errlen);
 

@@ -1,0 +1,319 @@
+/* sink_file.c - file:///dir sinks (sink_impl.h).
+ *
+ * put() writes the data to a temp file beside the final name, fsyncs it and
+ * link(2)s it into place, so a reader sees either nothing or the whole
+ * object, and an existing object is never overwritten (EEXIST means an
+ * earlier try stored it). Directories are created 0700, files 0600. The
+ * data is stored as given: file sinks never gzip.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sink_impl.h"
+
+#define FILE_EXAMPLE "file:///var/lib/nscollect/out"
+
+typedef struct file_sink {
+    char root[PATH_MAX];      /* absolute, no trailing or doubled '/' ("" = "/") */
+} file_sink;
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* 1 when component [p, p+n) is "." or "..". */
+static int is_dot_part(const char *p, size_t n)
+{
+    return (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+}
+
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* Copy absolute path p into out without trailing or doubled '/'; the root
+ * directory becomes "". -1 on a "." or ".." component or no room. */
+static int path_normalize(const char *p, char *out, size_t outlen)
+{
+    size_t o = 0;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        size_t n = strcspn(p, "/");
+        if (n == 0)
+            break;
+        if (is_dot_part(p, n) || o + 1 + n + 1 > outlen)
+            return -1;
+        out[o++] = '/';
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int file_check(const char *rest, char *err, size_t errlen)
+{
+    char norm[PATH_MAX - NAME_MAX];
+    if (!rest[0])
+        return fail(err, errlen, "no directory; expected an absolute directory path, "
+                    "as in " FILE_EXAMPLE);
+    if (rest[0] != '/')
+        return fail(err, errlen, "expected an absolute directory path after file://, "
+                    "as in " FILE_EXAMPLE);
+    if (has_control(rest))
+        return fail(err, errlen, "the path contains control characters");
+    if (path_normalize(rest, norm, sizeof norm) < 0)
+        return fail(err, errlen, "the path may not contain '.' or '..' components "
+                    "(or is too long); expected an absolute directory path, as in "
+                    FILE_EXAMPLE);
+    return 0;
+}
+
+static void *file_open(const char *rest, const char *credentials, const nsc_config *cfg,
+                       char *err, size_t errlen)
+{
+    (void)credentials;      /* nothing to authenticate; the directory's mode rules */
+    (void)cfg;
+    if (file_check(rest, err, errlen) < 0)
+        return NULL;
+    file_sink *fs = calloc(1, sizeof *fs);
+    if (!fs) {
+        fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    path_normalize(rest, fs->root, sizeof fs->root);
+    return fs;
+}
+
+static void file_close(void *state)
+{
+    free(state);
+}
+
+static void file_describe(const void *state, const char *name, char *out, size_t outlen)
+{
+    const file_sink *fs = state;
+    snprintf(out, outlen, "%s/%s", fs->root, name);
+}
+
+/* ---- put ---- */
+
+/* Relative, no "." or ".." or empty components, no control characters. */
+static int name_ok(const char *name)
+{
+    const char *p = name;
+    if (!name[0] || name[0] == '/' || has_control(name))
+        return 0;
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || is_dot_part(p, n))
+            return 0;
+        if (!p[n])
+            return 1;
+        p += n + 1;
+    }
+}
+
+/* Map errno from a write step to a result and a message naming path. */
+static sink_result io_error(int e, const char *what, const char *path, char *err, size_t errlen)
+{
+    if (e == ENOSPC || e == EDQUOT) {
+        fail(err, errlen, "disk full writing %s: %s", path, strerror(e));
+        return SINK_RETRY;
+    }
+    if (e == EIO) {
+        fail(err, errlen, "I/O error writing %s: %s", path, strerror(e));
+        return SINK_RETRY;
+    }
+    fail(err, errlen, "%s %s: %s", what, path, strerror(e));
+    switch (e) {
+    case EACCES: case EPERM: case EROFS: case ENOTDIR: case EISDIR:
+    case ENAMETOOLONG: case ELOOP: case EMLINK:
+        return SINK_PERMANENT;
+    default:
+        return SINK_RETRY;      /* EMFILE, ENOMEM, EINTR...: worth another try */
+    }
+}
+
+/* fsync a directory so the names just made in it survive a crash. */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* fsync the parent of dir (temporarily cutting dir at its last '/'). */
+static void sync_parent(char *dir)
+{
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    (void)sync_dir(dir);
+    *slash = '/';
+}
+
+/* mkdir -p dir (mode 0700), fsyncing the parent of each directory made.
+ * dir is modified while working and restored. -1 with errno. */
+static int mkdir_p(char *dir)
+{
+    if (!dir[0])
+        return 0;
+    if (mkdir(dir, 0700) == 0) {
+        sync_parent(dir);
+        return 0;
+    }
+    if (errno == EEXIST)
+        return 0;
+    char *slash = strrchr(dir, '/');
+    if (errno != ENOENT || !slash || slash == dir)
+        return -1;
+    *slash = '\0';
+    int rc = mkdir_p(dir);
+    *slash = '/';
+    if (rc < 0)
+        return -1;
+    if (mkdir(dir, 0700) < 0)
+        return errno == EEXIST ? 0 : -1;
+    sync_parent(dir);
+    return 0;
+}
+
+/* The paths of one put: final name, its directory, and a unique temp name. */
+typedef struct put_paths {
+    char final[PATH_MAX];
+    char dir[PATH_MAX];
+    char tmp[PATH_MAX];
+} put_paths;
+
+static int paths_make(const file_sink *fs, const char *name, put_paths *pp)
+{
+    unsigned int r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (unsigned int)ts.tv_nsec ^ (unsigned int)(uintptr_t)pp;
+    }
+    if (snprintf(pp->final, sizeof pp->final, "%s/%s", fs->root, name) >= (int)sizeof pp->final)
+        return -1;
+    const char *slash = strrchr(pp->final, '/');
+    snprintf(pp->dir, sizeof pp->dir, "%.*s", (int)(slash - pp->final), pp->final);
+    int n = snprintf(pp->tmp, sizeof pp->tmp, "%s/.tmp.%s.%ld.%08x", pp->dir, slash + 1,
+                     (long)getpid(), r);
+    return n >= (int)sizeof pp->tmp ? -1 : 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Create pp->tmp (which must not exist), write data and fsync it.
+ * *created tells whether the caller must unlink it. */
+static sink_result temp_write(const put_paths *pp, const void *data, size_t len, int *created,
+                              char *err, size_t errlen)
+{
+    int fd = open(pp->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return io_error(errno, "cannot create", pp->final, err, errlen);
+    *created = 1;
+    int rc = write_all(fd, data, len);
+    if (rc == 0)
+        rc = fsync(fd);
+    int e = errno;
+    if (close(fd) < 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    return rc < 0 ? io_error(e, "cannot write", pp->final, err, errlen) : SINK_OK;
+}
+
+/* link(2) the temp file to its final name; never replaces an object. */
+static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
+{
+    if (link(pp->tmp, pp->final) < 0) {
+        if (errno == EEXIST)
+            return SINK_EXISTS;
+        return io_error(errno, "cannot create", pp->final, err, errlen);
+    }
+    if (sync_dir(pp->dir) < 0)
+        return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
+    return SINK_OK;
+}
+
+static sink_result file_put(void *state, const char *name, const void *data, size_t len,
+                            char *err, size_t errlen)
+{
+    put_paths pp;
+    int created = 0;
+    sink_result r;
+    if (!name_ok(name)) {
+        fail(err, errlen, "object name is not a relative path without '.', '..' or "
+             "control characters");
+        return SINK_PERMANENT;
+    }
+    if (paths_make(state, name, &pp) < 0) {
+        fail(err, errlen, "object name '%s' makes too long a path", name);
+        return SINK_PERMANENT;
+    }
+    if (mkdir_p(pp.dir) < 0) {
+        r = io_error(errno, "cannot create directory", pp.dir, err, errlen);
+        goto out;
+    }
+    r = temp_write(&pp, data, len, &created, err, errlen);
+    if (r == SINK_OK)
+        r = temp_publish(&pp, err, errlen);
+out:
+    if (created)
+        unlink(pp.tmp);
+    return r;
+}
+
+const sink_ops sink_file_ops = {
+    .scheme = "file",
+    .check = file_check,
+    .open = file_open,
+    .put = file_put,
+    .describe = file_describe,
+    .close = file_close,
+};
