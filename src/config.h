@@ -35,7 +35,7 @@ typedef struct nsc_config {
 
     int slice_s;                      /* "fetch.slice", default 3600 */
     int64_t batch_max_bytes;          /* "fetch.batch_max_bytes", default 8 MiB */
-    int retry_wait_max_s;             /* "fetch.retry_wait_max": longest wait retried inside a run, default 30 */
+    int retry_wait_max_s;             /* "fetch.retry_wait_max": longest wait sat out inside a job, default 5 */
     int prune_margin_s;               /* "fetch.prune_margin": kept in seen beyond the overlap, default 3600 */
 
     int connect_timeout_s;            /* "http.connect_timeout", default 10 */
