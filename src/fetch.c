@@ -208,6 +208,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         int wait = retry_wait_s(&rep, attempt);
         if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
             set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep.err, wait);
+            j->res->told_to_wait = rep.retry_after_s >= 0;
             return -1;
         }
         log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
@@ -227,6 +228,7 @@ static int honour_wait_time(fetcher *f, job *j)
     if (wt > f->cfg->retry_wait_max_s) {
         set_result(j, FETCH_WAIT, db_now() + wt, "Netskope asked to wait %lld s (wait_time)",
                    (long long)wt);
+        j->res->told_to_wait = 1;
         return -1;
     }
     return shutdown_sleep_ms((long)wt * 1000L);

@@ -31,6 +31,8 @@ typedef enum fetch_status {
 typedef struct fetch_result {
     fetch_status status;
     int64_t wait_until;       /* FETCH_WAIT, FETCH_AUTH: not before this time */
+    int told_to_wait;         /* FETCH_WAIT because Netskope said so (Retry-After,
+                                 ratelimit-reset, wait_time), not a guessed back-off */
     int64_t stored;           /* new records committed by this job */
     int64_t run_id;
     char error[512];

@@ -118,12 +118,15 @@ static void queue_due(pool *p, sqlite3 *db)
     sqlite3_finalize(st);
 }
 
-/* Once mode: a job's outcome decides whether it is retried in this pass. */
+/* Once mode: a job's outcome decides whether it is retried in this pass:
+ * only a tenant that Netskope told to wait briefly is; a guessed back-off
+ * after 5xx or timeouts ends the pass for that tenant as a failure. */
 static void account_once(pool *p, int64_t id, const fetch_result *r)
 {
     if (r->status == FETCH_OK || r->status == FETCH_MORE || r->status == FETCH_SKIPPED)
         return;
-    if (r->status == FETCH_WAIT && r->wait_until - p->pass_start <= ONCE_WAIT_MAX_S &&
+    if (r->status == FETCH_WAIT && r->told_to_wait &&
+        r->wait_until - p->pass_start <= ONCE_WAIT_MAX_S &&
         grow((void **)&p->waits, &p->waits_cap, p->nwaits + 1, sizeof *p->waits) == 0) {
         p->waits[p->nwaits++] = (waiting){id, r->wait_until};
         p->busy[p->nbusy++] = id;                  /* still owned by this pass */
