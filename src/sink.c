@@ -15,8 +15,6 @@
 
 #include "sink_impl.h"
 
-/* Linked only when sink_gcs.c is part of the build. */
-extern const sink_ops sink_gcs_ops __attribute__((weak));
 
 #define SINK_URL_MAX 1024     /* same as a tenant's sink column */
 #define SINK_NAME_MAX 512     /* object names are short and generated */
@@ -32,8 +30,8 @@ static int gs_check(const char *rest, char *norm, size_t normlen, char *err, siz
 
 typedef struct backend {
     const char *scheme;
-    const sink_ops *ops;          /* NULL when not built in */
-    /* Syntax checked here for backends that may be missing; NULL = ops->check. */
+    const sink_ops *ops;
+    /* Syntax checked here (with a normalized form); NULL = ops->check. */
     int (*syntax)(const char *rest, char *norm, size_t normlen, char *err, size_t errlen);
 } backend;
 
@@ -197,7 +195,7 @@ static int url_parse(const char *url, const backend **be, char *norm, size_t nor
     int rc = (*be)->syntax ? (*be)->syntax(rest, norm, normlen, why, sizeof why) : 0;
     if (rc == 0 && !(*be)->syntax)
         rc = snprintf(norm, normlen, "%s", rest) >= (int)normlen ? -1 : 0;
-    if (rc == 0 && (*be)->ops && (*be)->ops->check)
+    if (rc == 0 && (*be)->ops->check)
         rc = (*be)->ops->check(norm, why, sizeof why);
     if (rc < 0)
         return fail(err, errlen, "sink URL '%s': %s", url, why[0] ? why : "not valid");
@@ -218,11 +216,6 @@ sink *sink_open(const char *url, const char *credentials, const nsc_config *cfg,
     char norm[SINK_URL_MAX], why[512] = "";
     if (url_parse(url, &be, norm, sizeof norm, err, errlen) < 0)
         return NULL;
-    if (!be->ops) {
-        fail(err, errlen, "cannot open sink '%s': %s:// sinks are not built into this binary",
-             url, be->scheme);
-        return NULL;
-    }
     sink *s = calloc(1, sizeof *s);
     if (!s) {
         fail(err, errlen, "cannot open sink '%s': out of memory", url);

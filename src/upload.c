@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "gauth.h"
 #include "log.h"
 #include "outbox.h"
 #include "shutdown.h"
@@ -104,10 +105,7 @@ void uploader_free(uploader *u)
 
 long upload_backoff_ms(int attempt)
 {
-    long cap = 1000L << (attempt < 7 ? attempt - 1 : 6);
-    if (cap > 60000)
-        cap = 60000;
-    return random() % (cap + 1);
+    return gcs_backoff_ms(attempt - 1, (unsigned)random());
 }
 
 /* The open sink for a tenant's destination, opening it on first use. */

@@ -285,22 +285,6 @@ static void test_put_errors(void)
     sink_free(s);
 }
 
-/* 5.x: gs:// without the GCS backend linked in gives a clear error. */
-static void test_gs_missing(void)
-{
-    char err[512] = "";
-    if (&sink_gcs_ops != NULL) {
-        printf("test_sink: GCS backend linked in, missing-backend check skipped\n");
-        return;
-    }
-    CHECK_INT(sink_url_check("gs://my-bucket/prefix", err, sizeof err), 0);
-    sink *s = sink_open("gs://my-bucket/prefix", NULL, &cfg, err, sizeof err);
-    CHECK(s == NULL);
-    CHECK_HAS(err, "gs:// sinks are not built into this binary");
-    CHECK_HAS(err, "gs://my-bucket/prefix");
-    sink_free(s);
-}
-
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -314,7 +298,6 @@ int main(void)
     test_put_nested();
     test_bad_names();
     test_put_errors();
-    test_gs_missing();
     CHECK_INT(count_temp_files(dir), 0);
 
     char cmd[128];
