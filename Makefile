@@ -75,3 +75,43 @@ demo: deps nscollect
 
 clean:
 	rm -rf build build-asan build-tsan build-valgrind build-fuzz nscollect
+
+# `make fuzz`: libFuzzer targets (tests/fuzz/) for the page parser and the
+# config loader, FUZZ_SECONDS per target, everything built with clang into
+# build-fuzz/ under ASan+UBSan. `make fuzz-smoke`: the same for 20 seconds.
+# Not part of `make test`; see tests/fuzz/run.sh.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := records config
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=all
+
+.PHONY: fuzz-smoke fuzz-build
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	FUZZ_SECONDS=20 sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-build:
+	$(MAKE) B=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" \
+		$(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libnscollect.a
+	$(CC) $(WARN) $(CFLAGS) -Isrc -o $@ $< $(B)/libnscollect.a $(LIBS) \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+# `make install [DESTDIR=/staging] [PREFIX=/usr/local]`: the binary, the man
+# page, the example config and the systemd unit, whose ExecStart (and the
+# doc path in its comments) follow PREFIX.
+PREFIX ?= /usr/local
+
+install: nscollect
+	install -D -m 0755 nscollect $(DESTDIR)$(PREFIX)/bin/nscollect
+	install -D -m 0644 etc/nscollect.1 $(DESTDIR)$(PREFIX)/share/man/man1/nscollect.1
+	install -D -m 0644 etc/nscollect.conf.example \
+		$(DESTDIR)$(PREFIX)/share/doc/nscollect/nscollect.conf.example
+	sed -e 's|/usr/local/bin/nscollect|$(PREFIX)/bin/nscollect|' \
+		-e 's|/usr/local/share/doc/nscollect|$(PREFIX)/share/doc/nscollect|' \
+		etc/nscollect.service > $(B)/nscollect.service
+	install -D -m 0644 $(B)/nscollect.service $(DESTDIR)$(PREFIX)/lib/systemd/system/nscollect.service

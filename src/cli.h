@@ -33,6 +33,9 @@ int cli_load_key(const cli_ctx *ctx, secret_key *key);
 int tenant_print_list(sqlite3 *db, const cli_ctx *ctx, int json);
 int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int json);
 
+/* `tenant import-env NAME [--state FILE]` (cli_import.c). */
+int tenant_import_env(cli_ctx *ctx, const char *name, const char *state_file);
+
 int cmd_init(cli_ctx *ctx, int argc, char **argv);
 int cmd_tenant(cli_ctx *ctx, int argc, char **argv);
 int cmd_status(cli_ctx *ctx, int argc, char **argv);

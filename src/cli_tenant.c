@@ -23,14 +23,14 @@
 
 /* Options of `tenant add` and `tenant set`, as given (NULL = not given). */
 typedef struct tenant_opts {
-    const char *url, *token_file, *token_env, *sink, *sink_credentials, *window;
+    const char *url, *token_file, *token_env, *sink, *sink_credentials, *window, *state;
     const char *interval, *lookback, *overlap, *page_size, *max_records;
     int disabled, json, force;
 } tenant_opts;
 
 enum { OPT_URL = 256, OPT_TOKEN_FILE, OPT_TOKEN_ENV, OPT_SINK, OPT_SINK_CRED, OPT_WINDOW,
        OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_DISABLED,
-       OPT_JSON, OPT_FORCE, OPT_HELP };
+       OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE };
 
 static const struct option long_options[] = {
     {"url", required_argument, NULL, OPT_URL},
@@ -48,6 +48,7 @@ static const struct option long_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
     {"help", no_argument, NULL, OPT_HELP},
+    {"state", required_argument, NULL, OPT_STATE},
     {NULL, 0, NULL, 0},
 };
 
@@ -57,6 +58,9 @@ static const char tenant_usage[] =
     "                 [--overlap S] [--page-size N] [--max-records N] [--window insertion|event]\n"
     "                 [--disabled]            (the token is read from stdin if no file/env)\n"
     "       nscollect tenant set NAME [any option of add]\n"
+    "       nscollect tenant import-env NAME [--state FILE]   (from Google's Cloud Run recipe's\n"
+    "                 NETSKOPE_TENANT, NETSKOPE_API_TOKEN, GCS_BUCKET, GCS_PREFIX, MAX_RECORDS,\n"
+    "                 PAGE_SIZE, LOOKBACK_HOURS; --state: its state.json as the starting cursor)\n"
     "       nscollect tenant list [--json]\n"
     "       nscollect tenant show NAME [--json]\n"
     "       nscollect tenant enable NAME | disable NAME\n"
@@ -102,6 +106,8 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             o->json = 1;
         } else if (c == OPT_FORCE) {
             o->force = 1;
+        } else if (c == OPT_STATE) {
+            o->state = optarg;
         } else if (c == OPT_HELP) {
             fputs(tenant_usage, stdout);
             return -1;
@@ -453,6 +459,8 @@ int cmd_tenant(cli_ctx *ctx, int argc, char **argv)
         return tenant_set(ctx, &o, name);
     if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0)
         return tenant_enable(ctx, name, sub[0] == 'e');
+    if (strcmp(sub, "import-env") == 0)
+        return tenant_import_env(ctx, name, o.state);
     if (strcmp(sub, "remove") == 0)
         return tenant_remove_cmd(ctx, &o, name);
     if (strcmp(sub, "list") == 0 || strcmp(sub, "show") == 0) {

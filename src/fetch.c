@@ -87,7 +87,8 @@ void fetcher_free(fetcher *f)
 
 const char *fetch_status_name(fetch_status s)
 {
-    static const char *names[] = {"ok", "more", "wait", "auth", "failed", "stopped", "skipped"};
+    static const char *names[] = {"ok", "more", "wait", "auth", "failed", "stopped", "skipped",
+                                  "paused"};
     return names[s];
 }
 
@@ -295,6 +296,20 @@ static void fetch_window(fetcher *f, job *j)
     }
 }
 
+/* A sink outage fills the outbox; past the limit the tenant stops
+ * fetching (its cursor stays, so nothing is lost) until uploads drain it. */
+static int outbox_full(fetcher *f, job *j)
+{
+    int64_t pending = db_int(f->db, "SELECT coalesce(sum(bytes), 0) FROM outbox "
+                             "WHERE tenant_id = ?1", j->t.id, 0);
+    if (pending < f->cfg->outbox_limit_bytes)
+        return 0;
+    set_result(j, FETCH_PAUSED, db_now() + 60, "paused: %lld bytes wait for delivery "
+               "(outbox.limit_bytes is %lld); fetching resumes when the sink accepts them",
+               (long long)pending, (long long)f->cfg->outbox_limit_bytes);
+    return 1;
+}
+
 /* Write the job's outcome to its run row and the tenant's schedule. */
 static void record_outcome(fetcher *f, job *j)
 {
@@ -332,6 +347,11 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
         res->status = FETCH_FAILED;
         res->wait_until = db_now() + AUTH_BACKOFF_S;
         record_outcome(f, &j);
+        return;
+    }
+    if (outbox_full(f, &j)) {
+        record_outcome(f, &j);
+        tenant_release(&j.t);
         return;
     }
     j.started = db_now();

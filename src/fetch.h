@@ -26,6 +26,7 @@ typedef enum fetch_status {
     FETCH_FAILED,    /* bad page, bad reply, database error */
     FETCH_STOPPED,   /* shutdown requested; nothing uncommitted was kept */
     FETCH_SKIPPED,   /* tenant disabled or gone */
+    FETCH_PAUSED,    /* undelivered batches above outbox.limit_bytes: not fetching */
 } fetch_status;
 
 typedef struct fetch_result {
