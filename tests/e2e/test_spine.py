@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""test_spine.py - the spine end to end: three tenants over loopback against
+the fake Netskope, consecutive runs with new and late alerts, faults that
+must not move a cursor, kill -9 in the middle of a run, the daemon picking
+up CLI changes and stopping on SIGTERM. Every check compares the records
+that arrived with what the fake holds: exactly once, byte for byte, each in
+its own tenant's place."""
+
+import collections
+import os
+import signal
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import FakeNetskope, Workspace, minify, ndjson_lines, wait_until  # noqa: E402
+
+TENANTS = {"acme": 1500, "globex": 1200, "initech": 800}
+FAST = "fetch = { retry_wait_max = 0; };\n"   # every retryable error ends the job at once
+
+
+def token(name):
+    return "tok-" + name
+
+
+def db_value(ws, sql, *args):
+    con = sqlite3.connect("file:%s?mode=ro" % ws.db, uri=True, timeout=30)
+    try:
+        row = con.execute(sql, args).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def cursor(ws, name):
+    return db_value(ws, "SELECT position FROM cursor JOIN tenant ON tenant.id = tenant_id "
+                        "WHERE name = ?", name)
+
+
+def add_tenants(fake, ws, names, extra=(), pretty=()):
+    rc, out, err = ws.run_cli(["init"])
+    assert rc == 0, err
+    for n in names:
+        fake.add_tenant(token(n), n, pretty=n in pretty)
+        rc, out, err = ws.run_cli(["tenant", "add", n, "--url", fake.url, "--lookback", 3600,
+                                   "--page-size", 500] + list(extra), stdin=token(n))
+        assert rc == 0, err
+
+
+def assert_exactly_once(fake, ws, names):
+    """Each tenant's directory holds each of its alerts once, byte-exact."""
+    for n in names:
+        got = ndjson_lines(os.path.join(ws.out, n)) if os.path.isdir(os.path.join(ws.out, n)) else []
+        want = [minify(r) for r in fake.alerts(token(n))]
+        dups = [k for k, c in collections.Counter(got).items() if c > 1]
+        assert not dups, "%s: %d records delivered twice, e.g. %s" % (n, len(dups), dups[0][:80])
+        missing = set(want) - set(got)
+        extra = set(got) - set(want)
+        assert not missing, "%s: %d of %d alerts missing" % (n, len(missing), len(want))
+        assert not extra, "%s: %d records not from this tenant, e.g. %s" % (
+            n, len(extra), next(iter(extra))[:80])
+
+
+def run_once(ws, expect=0):
+    rc, out, err = ws.run_cli(["run", "--once"])
+    assert rc == expect, "run --once exit %d, want %d\n%s" % (rc, expect, err[-3000:])
+    return err
+
+
+HOSTILE = [
+    '{"_id":"h1","_insertion_epoch_timestamp":%d,"timestamp":%d,"big":9007199254740993,'
+    '"neg":-12345678901234567890,"f":46.949800000000003,"e":1.5E+300,"z":1.50,'
+    '"s":"q\\"uote \\\\ back \\/ slash \\u00e9 \\ud83d\\ude00 tab\\t nl\\n",'
+    '"u":"caf\u00e9 \u65e5\u672c","nested":[[1,[2,[3,{"a":[]}]]],{}],"t":true,"n":null}',
+    '{"_id":"h2","_insertion_epoch_timestamp":%d,"timestamp":%d,"app_session_id":2374445601068393555,'
+    '"sp":"  spaces  inside  ","empty":"","arr":[ 1 , 2 ,3 ]}',
+]
+
+
+def hostile_records(ins):
+    return [r % (ins, ins - 5) for r in HOSTILE]
+
+
+def test_three_tenants_new_and_late_alerts():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        for i, (n, count) in enumerate(TENANTS.items()):
+            fake.add_tenant(token(n), n, pretty=(n == "globex"))
+            fake.generate(token(n), count, insertion_start=now - 3000, insertion_end=now - 2,
+                          seed=i + 1)
+        add_tenants(fake, ws, [], ())
+        for n in TENANTS:
+            rc, _, err = ws.run_cli(["tenant", "add", n, "--url", fake.url, "--lookback", 3600,
+                                     "--page-size", 500], stdin=token(n))
+            assert rc == 0, err
+        run_once(ws)
+        assert_exactly_once(fake, ws, TENANTS)
+        first = {n: cursor(ws, n) for n in TENANTS}
+        for n in TENANTS:
+            assert first[n] >= now, "%s: cursor %r did not reach the run's start" % (n, first[n])
+
+        # New alerts, late alerts inside the overlap, and hostile records.
+        for i, n in enumerate(TENANTS):
+            c = first[n]
+            # new: stored by Netskope at the cursor's second, after the first run read it
+            fake.generate(token(n), 200, insertion_start=c, insertion_end=c + 1, seed=100 + i)
+            fake.generate(token(n), 50, insertion_start=c - 100, insertion_end=c - 10, seed=200 + i)
+        fake.add_raw(token("acme"), hostile_records(first["acme"] - 30))
+        wait_until(lambda: int(time.time()) > max(first.values()), what="clock past the cursor")
+        run_once(ws)
+        assert_exactly_once(fake, ws, TENANTS)
+        # The overlap was really re-read (so dedupe was exercised), and
+        # the second window started overlap seconds before the cursor.
+        for n in TENANTS:
+            reqs = fake.served(token(n))["requests"]
+            starts = sorted({r["start"] for r in reqs})
+            assert first[n] - 120 in starts, "%s: no window starting at cursor-120 in %s" % (
+                n, starts)
+        lines = ndjson_lines(os.path.join(ws.out, "acme"))
+        for h in hostile_records(first["acme"] - 30):
+            assert minify(h) in lines, "hostile record not byte-exact: %s" % h[:60]
+        assert minify(HOSTILE[0] % (1, 1))  # minify keeps escapes (sanity of the oracle)
+
+
+def test_runs_with_nothing_new_store_nothing():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"])
+        fake.generate(token("acme"), 300, insertion_start=now - 1000, insertion_end=now - 1, seed=5)
+        run_once(ws)
+        batches = db_value(ws, "SELECT count(*) FROM delivered")
+        wait_until(lambda: int(time.time()) > cursor(ws, "acme"), what="clock past the cursor")
+        run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+        assert db_value(ws, "SELECT count(*) FROM delivered") == batches, \
+            "an empty overlap re-read produced a batch"
+        assert db_value(ws, "SELECT stored FROM run ORDER BY id DESC LIMIT 1") == 0
+
+
+def fault_case(fault, expect_rc, error_words, after=0):
+    """One tenant, a first clean run, new alerts, then a run with fault:
+    the failing run moves no cursor and stores nothing; the next run
+    completes; everything exactly once."""
+    with FakeNetskope() as fake, Workspace(config_extra=FAST) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--page-size", 100))
+        fake.generate(token("acme"), 250, insertion_start=now - 2000, insertion_end=now - 1, seed=7)
+        run_once(ws)
+        c0 = cursor(ws, "acme")
+        delivered0 = len(ws.lines())
+        fake.generate(token("acme"), 250, insertion_start=c0, insertion_end=c0 + 1, seed=8)
+        wait_until(lambda: int(time.time()) > c0, what="clock past the cursor")
+        fake.faults(token("acme"), [dict(fault, after=after)])
+        run_once(ws, expect=expect_rc)
+        if expect_rc != 0:
+            assert cursor(ws, "acme") == c0, "the failing run moved the cursor"
+            assert len(ws.lines()) == delivered0, "the failing run delivered records"
+            assert db_value(ws, "SELECT count(*) FROM outbox") == 0, "the failing run stored records"
+            rc, out, _ = ws.run_cli(["status"])
+            assert rc == 1 and "failing" in out, "status should fail:\n" + out
+            err = db_value(ws, "SELECT last_error FROM tenant WHERE name = 'acme'")
+            assert any(w in err for w in error_words), "last_error %r lacks %s" % (err, error_words)
+            run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+        rc, out, _ = ws.run_cli(["status"])
+        assert rc == 0 and "ok" in out, out
+
+
+def test_fault_malformed_page():
+    fault_case({"kind": "malformed"}, 1, ["malformed"])
+
+
+def test_fault_malformed_second_page():
+    fault_case({"kind": "malformed"}, 1, ["malformed"], after=1)
+
+
+def test_fault_result_not_array():
+    fault_case({"kind": "not_array"}, 1, ["not an array"])
+
+
+def test_fault_truncated_body():
+    fault_case({"kind": "truncated"}, 1, ["partial", "ransfer", "truncat"], after=1)
+
+
+def test_fault_500():
+    fault_case({"kind": "status", "code": 500}, 1, ["500"])
+
+
+def test_fault_429_short_wait_is_sat_out():
+    # Netskope says "wait 1 s": the pass waits and completes (exit 0).
+    fault_case({"kind": "status", "code": 429, "retry_after": 1}, 0, [])
+
+
+def test_token_rejected():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, [])
+        fake.add_tenant(token("acme"), "acme")
+        fake.generate(token("acme"), 100, insertion_start=now - 500, insertion_end=now - 1, seed=9)
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600],
+                                stdin="tok-wrong")
+        assert rc == 0, err
+        run_once(ws, expect=1)
+        rc, out, _ = ws.run_cli(["status"])
+        assert rc == 1 and "failing" in out and "token rejected" in out, out
+        assert "tok-wrong" not in out
+        nb = db_value(ws, "SELECT not_before FROM tenant WHERE name = 'acme'")
+        assert nb >= now + 3000, "a rejected token must back off for long, not_before=%s" % nb
+        assert len(fake.served(token("acme"))["requests"]) == 0
+        tf = os.path.join(ws.dir, "token")
+        with open(tf, "w") as f:
+            f.write(token("acme") + "\n")
+        rc, out, err = ws.run_cli(["tenant", "set", "acme", "--token-file", tf])
+        assert rc == 0, err
+        assert db_value(ws, "SELECT not_before FROM tenant WHERE name = 'acme'") == 0
+        run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
+def test_event_window_and_max_records():
+    with FakeNetskope() as fake, Workspace(config_extra="fetch = { slice = 600; };") as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--window", "event", "--max-records", 400,
+                                              "--page-size", 200))
+        fake.generate(token("acme"), 2000, insertion_start=now - 3500, insertion_end=now - 1,
+                      seed=11)
+        run_once(ws)
+        stored = len(ws.lines())
+        assert 400 <= stored < 2000, "max_records 400 should end the run after a slice: %d" % stored
+        assert cursor(ws, "acme") < now - 600, "a capped run must not jump the cursor to now"
+        reqs = fake.served(token("acme"))["requests"]
+        assert reqs and all(r["window"] == "event" for r in reqs), "event window not used"
+        for _ in range(20):
+            if cursor(ws, "acme") >= now:
+                break
+            run_once(ws)
+        assert cursor(ws, "acme") >= now
+        assert_exactly_once(fake, ws, ["acme"])
+
+
+def test_kill9_mid_run():
+    cfg = "fetch = { slice = 600; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, list(TENANTS), extra=("--page-size", 100))
+        for i, n in enumerate(TENANTS):
+            fake.generate(token(n), 1500, insertion_start=now - 3500, insertion_end=now - 1,
+                          seed=20 + i)
+        for n in TENANTS:   # slow pages keep the run busy long enough to be killed in it
+            fake.faults(token(n), [{"kind": "slow", "seconds": 0.2}] * 40)
+        proc = ws.spawn(["run", "--once"])
+        wait_until(lambda: (db_value(ws, "SELECT count(*) FROM outbox") or 0) +
+                   (db_value(ws, "SELECT count(*) FROM delivered") or 0) >= 2,
+                   timeout=60, what="first batches committed")
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        running = db_value(ws, "SELECT count(*) FROM run WHERE status = 'running'")
+        assert running >= 1, "the kill should land in the middle of a run"
+        run_once(ws)
+        assert_exactly_once(fake, ws, TENANTS)
+        assert db_value(ws, "PRAGMA integrity_check") == "ok"
+        assert db_value(ws, "SELECT count(*) FROM run WHERE status = 'abandoned'") >= 1
+
+
+def test_daemon_picks_up_new_tenant_and_stops_on_sigterm():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--interval", 1))
+        fake.generate(token("acme"), 300, insertion_start=now - 1000, insertion_end=now - 1, seed=30)
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: len(ws.lines()) >= 300, timeout=60, what="acme delivered")
+            fake.add_tenant(token("globex"), "globex")
+            fake.generate(token("globex"), 200, insertion_start=now - 1000,
+                          insertion_end=now - 1, seed=31)
+            rc, _, err = ws.run_cli(["tenant", "add", "globex", "--url", fake.url,
+                                     "--lookback", 3600, "--interval", 1], stdin=token("globex"))
+            assert rc == 0, err
+            wait_until(lambda: os.path.isdir(os.path.join(ws.out, "globex")) and
+                       len(ndjson_lines(os.path.join(ws.out, "globex"))) >= 200,
+                       timeout=60, what="globex picked up without a restart")
+            # new alerts for a running tenant arrive on its next interval
+            fake.generate(token("acme"), 50, insertion_start=int(time.time()) - 5,
+                          insertion_end=int(time.time()), seed=32)
+            wait_until(lambda: len(ndjson_lines(os.path.join(ws.out, "acme"))) >= 350,
+                       timeout=60, what="acme's new alerts")
+            t0 = time.time()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=15)
+            assert rc == 0, "daemon exit %d on SIGTERM" % rc
+            assert time.time() - t0 < 10, "SIGTERM took %.1f s" % (time.time() - t0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert_exactly_once(fake, ws, ["acme", "globex"])
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+
+if __name__ == "__main__":
+    failed = 0
+    only = sys.argv[1:]
+    for test in TESTS:
+        if only and not any(o in test.__name__ for o in only):
+            continue
+        t0 = time.time()
+        try:
+            test()
+            print("ok   %s (%.1f s)" % (test.__name__, time.time() - t0))
+        except Exception as e:
+            failed += 1
+            print("FAIL %s: %s" % (test.__name__, e))
+    sys.exit(1 if failed else 0)
