@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""test_cli.py - the admin CLI's contract: bad input is exit 2 with a
+message naming what is wrong, and secrets never show."""
+
+import os
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import FakeNetskope, Workspace  # noqa: E402
+
+SECRET = "tok-Sup3rS3cret-0123456789"
+
+
+def expect(ws, args, rc, *words, stdin=None, env=None):
+    got_rc, out, err = ws.run_cli(args, stdin=stdin, env=env)
+    assert got_rc == rc, "%s: exit %d, want %d\nstdout: %s\nstderr: %s" % (
+        " ".join(map(str, args)), got_rc, rc, out, err)
+    for w in words:
+        assert w in out + err, "%s: %r not in output:\n%s%s" % (" ".join(map(str, args)), w, out, err)
+    return out, err
+
+
+def init_with_tenant(ws, url="http://127.0.0.1:9"):
+    expect(ws, ["init"], 0, "schema version")
+    expect(ws, ["tenant", "add", "acme", "--url", url], 0, "added", stdin=SECRET)
+
+
+def test_usage_errors():
+    with Workspace() as ws:
+        expect(ws, [], 2, "usage: nscollect")
+        expect(ws, ["stauts"], 2, "'stauts' is not a nscollect command", "status")
+        expect(ws, ["--bogus"], 2, "unknown option '--bogus'")
+        out, _ = expect(ws, ["--help"], 0, "tenant", "status", "run")
+        expect(ws, ["tenant"], 2, "subcommand is missing")
+        expect(ws, ["tenant", "frobnicate", "x"], 2, "unknown subcommand 'frobnicate'")
+        expect(ws, ["run", "--fetch-workers", "0"], 2, "--fetch-workers '0'")
+        expect(ws, ["status", "--jsn"], 2, "unknown argument '--jsn'")
+
+
+def test_bad_tenant_input():
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        expect(ws, ["tenant", "show", "nope"], 2, "no tenant named 'nope'")
+        expect(ws, ["tenant", "add", "acme", "--url", "http://127.0.0.1:9"], 2,
+               "tenant 'acme' already exists", stdin="tok")
+        expect(ws, ["tenant", "add", "Acme!", "--url", "https://a.goskope.com"], 2,
+               "invalid tenant name 'Acme!'", stdin="tok")
+        expect(ws, ["tenant", "add", "web", "--url", "http://acme.goskope.com"], 2,
+               "https://", stdin="tok")
+        expect(ws, ["tenant", "add", "web", "--url", "ftp://acme.goskope.com"], 2, "ftp://acme",
+               stdin="tok")
+        expect(ws, ["tenant", "add", "web"], 2, "--url is required", stdin="tok")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--token-file",
+                    "/nonexistent/token"], 2, "cannot read token file '/nonexistent/token'")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--token-file",
+                    ws.dir], 2, "is a directory")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--token-env",
+                    "NSC_NO_SUCH_VAR"], 2, "NSC_NO_SUCH_VAR is not set")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com"], 2,
+               "token from stdin is empty", stdin="")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--page-size",
+                    "20000"], 2, "--page-size '20000'", stdin="tok")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--window",
+                    "arrival"], 2, "--window 'arrival'", stdin="tok")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--sink",
+                    "file://relative/dir"], 2, "file://relative/dir", stdin="tok")
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--sink",
+                    "gs://Bad_Bucket!"], 2, "gs://Bad_Bucket!", stdin="tok")
+        # a token on the command line is not an option at all
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com", "--token", "x"], 2,
+               "unknown option")
+        # nothing half-written by the failed adds
+        out, _ = expect(ws, ["tenant", "list"], 0, "acme")
+        assert "web" not in out, out
+
+
+def test_bad_config_and_database():
+    with Workspace() as ws:
+        expect(ws, ["-c", "/nonexistent/nscollect.conf", "status"], 2,
+               "cannot read config file '/nonexistent/nscollect.conf'")
+        bad = os.path.join(ws.dir, "bad.conf")
+        with open(bad, "w") as f:
+            f.write('output_dir = "/tmp";\nworkers = { fetch = 2; uplaod = 3; };\n')
+        expect(ws, ["-c", bad, "status"], 2, "bad.conf:2", "workers.uplaod", "workers.upload")
+        with open(bad, "w") as f:
+            f.write('tenant_defaults = { page_size = "big"; };\n')
+        expect(ws, ["-c", bad, "init"], 2, "bad.conf:1", "tenant_defaults.page_size")
+        expect(ws, ["status"], 2, "does not exist", "init")
+        with open(ws.db, "wb") as f:
+            f.write(b"this is not a database, just some text\n" * 100)
+        expect(ws, ["status"], 2, ws.db)
+        expect(ws, ["init"], 2, ws.db)
+    with Workspace() as ws:
+        expect(ws, ["init"], 0)
+        expect(ws, ["init"], 0)                      # idempotent
+        con = sqlite3.connect(ws.db)
+        con.execute("PRAGMA user_version = 99")
+        con.commit()
+        con.close()
+        expect(ws, ["init"], 2, "newer than this nscollect")
+        expect(ws, ["status"], 2, "newer than this nscollect")
+
+
+def test_key_file_problems():
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        key = ws.db + ".key"
+        assert os.stat(key).st_mode & 0o777 == 0o600
+        assert os.stat(ws.db).st_mode & 0o077 == 0, "database readable by others"
+        os.rename(key, key + ".away")
+        expect(ws, ["run", "--once"], 2, key)
+        expect(ws, ["tenant", "add", "web", "--url", "https://a.goskope.com"], 2, key, stdin="t")
+        with open(key, "w") as f:
+            f.write("00" * 32 + "\n")                # a valid key, but the wrong one
+        os.chmod(key, 0o600)
+        expect(ws, ["run", "--once"], 1)
+        out, _ = expect(ws, ["status"], 1, "wrong key file")
+        os.replace(key + ".away", key)
+
+
+def test_secrets_never_shown():
+    with FakeNetskope() as fake, Workspace() as ws:
+        fake.add_tenant(SECRET, "acme")
+        now = int(time.time())
+        fake.generate(SECRET, 20, insertion_start=now - 100, insertion_end=now - 1)
+        init_with_tenant(ws, fake.url)
+        outputs = []
+        for args in (["tenant", "list"], ["tenant", "list", "--json"], ["tenant", "show", "acme"],
+                     ["tenant", "show", "acme", "--json"], ["status"], ["status", "--json"],
+                     ["run", "--once"]):
+            rc, out, err = ws.run_cli(args)
+            outputs.append(out + err)
+        assert all(SECRET not in o for o in outputs), "token printed"
+        assert "sha256:" in outputs[2], "tenant show should print a fingerprint"
+        with open(ws.db, "rb") as f:
+            assert SECRET.encode() not in f.read(), "token stored in clear"
+        wal = ws.db + "-wal"
+        if os.path.exists(wal):
+            with open(wal, "rb") as f:
+                assert SECRET.encode() not in f.read(), "token in clear in the WAL"
+        assert len(ws.lines()) == 20
+
+
+def test_tenant_lifecycle():
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        expect(ws, ["tenant", "set", "acme", "--interval", "60", "--sink", "file:///tmp/x"], 0)
+        out, _ = expect(ws, ["tenant", "show", "acme", "--json"], 0, '"interval_s":60',
+                        '"sink":"file:///tmp/x"')
+        expect(ws, ["tenant", "disable", "acme"], 0)
+        out, _ = expect(ws, ["status"], 0, "disabled")
+        expect(ws, ["tenant", "enable", "acme"], 0)
+        con = sqlite3.connect(ws.db)
+        con.execute("INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, body)"
+                    " VALUES (1, 'acme/x.ndjson', 0, 1, 3, x'7b7d0a')")
+        con.commit()
+        con.close()
+        expect(ws, ["tenant", "remove", "acme"], 2, "1 undelivered batches", "--force")
+        expect(ws, ["tenant", "remove", "acme", "--force"], 0, "removed")
+        out, _ = expect(ws, ["tenant", "list", "--json"], 0)
+        assert out.strip() == "[]", out
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+
+if __name__ == "__main__":
+    failed = 0
+    for test in TESTS:
+        try:
+            test()
+            print("ok   %s" % test.__name__)
+        except Exception as e:
+            failed += 1
+            print("FAIL %s: %s" % (test.__name__, e))
+    sys.exit(1 if failed else 0)
