@@ -24,8 +24,9 @@ TSAN_FLAGS := -O1 -g -fsanitize=thread
 
 all: nscollect
 
+# Copied by rename, so a running ./nscollect (a benchmark, a daemon) is not in the way.
 nscollect: $(B)/nscollect
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(B)/nscollect: $(B)/main.o $(B)/libnscollect.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -71,7 +72,7 @@ tsan: deps
 	$(MAKE) B=build-tsan CC=clang CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" check
 
 demo: deps nscollect
-	@sh tests/demo.sh
+	@$(PYTHON) tests/demo.py
 
 clean:
 	rm -rf build build-asan build-tsan build-valgrind build-fuzz nscollect
