@@ -24,9 +24,13 @@ int cli_load_key(const cli_ctx *ctx, secret_key *key)
 int cmd_init(cli_ctx *ctx, int argc, char **argv)
 {
     char err[1024];
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        puts("usage: nscollect [-d DB] init\n\nCreate the database and its key file, or bring "
+             "an existing database to this\nversion's schema. Safe to run again.");
+        return 0;
+    }
     if (argc > 1)
-        return cli_error(strcmp(argv[1], "--help") == 0 ? "usage: nscollect init" :
-                         "init takes no arguments (usage: nscollect [-d DB] init)");
+        return cli_error("init takes no arguments (usage: nscollect [-d DB] init)");
     sqlite3 *db = db_open(ctx->db_path, 1, err, sizeof err);
     if (!db || db_migrate(db, ctx->db_path, err, sizeof err) < 0) {
         db_close(db);
@@ -134,11 +138,20 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
     char err[1024], next_path[CONFIG_PATH_MAX + 8];
     secret_key old_key, new_key;
     int rc = EXIT_USAGE;
-    (void)argv;
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        puts("usage: nscollect rekey\n\nRe-encrypt every stored token under a new key in one "
+             "transaction, then\nreplace the key file. Stop the daemon first.");
+        return 0;
+    }
     if (argc > 1)
         return cli_error("rekey takes no arguments (usage: nscollect rekey)");
     sqlite3 *db = db_open(ctx->db_path, 0, err, sizeof err);
     if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
+        db_close(db);
+        return cli_error("%s", err);
+    }
+    int lockfd = db_lock(ctx->db_path, err, sizeof err);
+    if (lockfd < 0) {
         db_close(db);
         return cli_error("%s", err);
     }
@@ -164,6 +177,7 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
 out:
     secret_wipe(&old_key, sizeof old_key);
     secret_wipe(&new_key, sizeof new_key);
+    db_unlock(lockfd);
     db_close(db);
     return rc;
 }

@@ -1,7 +1,9 @@
 /* db.c - see db.h. */
 #include "db.h"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -182,4 +184,23 @@ int db_check_version(sqlite3 *db, const char *path, char *err, size_t errlen)
 int64_t db_now(void)
 {
     return (int64_t)time(NULL);
+}
+
+int db_lock(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "another `nscollect run` is using database '%s': stop it first, "
+                 "or give this command another -d", path);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void db_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);
 }

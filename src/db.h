@@ -39,6 +39,11 @@ sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen)
  * returns dflt when there is no row. */
 int64_t db_int(sqlite3 *db, const char *sql, int64_t param, int64_t dflt);
 
+/* One daemon (or rekey) per database: an advisory flock on the file.
+ * Returns the lock's fd, or -1 with err when another process holds it. */
+int db_lock(const char *path, char *err, size_t errlen);
+void db_unlock(int fd);
+
 /* Current time in epoch seconds. */
 int64_t db_now(void);
 

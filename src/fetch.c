@@ -36,8 +36,13 @@ typedef struct job {
     tenant t;
     int64_t started;          /* "now" of the job: the window never passes it */
     int64_t pages, fetched;   /* since the last commit */
+    int64_t window_start;     /* where this job's first slice began */
+    struct timespec t0;       /* when the job began (monotonic) */
+    long last_progress_ms;    /* when the last progress line was written */
     fetch_result *res;
 } job;
+
+#define PROGRESS_EVERY_MS 5000
 
 fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_key *key,
                      void *curl_share, char *err, size_t errlen)
@@ -83,6 +88,12 @@ void fetcher_free(fetcher *f)
     ns_page_release(&f->page);
     outbox_batch_release(&f->batch);
     free(f);
+}
+
+void fetcher_reconfigure(fetcher *f, const nsc_config *cfg)
+{
+    f->cfg = cfg;
+    f->batch.data.max = (size_t)cfg->batch_max_bytes;
 }
 
 const char *fetch_status_name(fetch_status s)
@@ -258,6 +269,23 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
     return commit(f, j, w->end);
 }
 
+/* A backfill or catch-up of several slices reports how far it got, what it
+ * stored, its rate and the time left, every few seconds. */
+static void progress(job *j, int64_t covered_to)
+{
+    long ms = ms_since(&j->t0);
+    if (covered_to >= j->started || ms - j->last_progress_ms < PROGRESS_EVERY_MS)
+        return;
+    j->last_progress_ms = ms;
+    double done = (double)(covered_to - j->window_start);
+    double total = (double)(j->started - j->window_start);
+    double secs = ms / 1000.0;
+    log_info("tenant=%s run=%lld event=progress covered=%.0f%% window_end=%lld stored=%lld "
+             "rate=%.0f/s eta_s=%.0f", j->t.name, (long long)j->res->run_id,
+             100.0 * done / total, (long long)covered_to, (long long)j->res->stored,
+             j->res->stored / (secs > 0 ? secs : 1), done > 0 ? secs * (total - done) / done : -1.0);
+}
+
 /* Slices from the cursor up to the job's start time. */
 static void fetch_window(fetcher *f, job *j)
 {
@@ -277,8 +305,9 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
-        log_debug("tenant=%s run=%lld event=slice start=%lld end=%lld", j->t.name,
-                  (long long)j->res->run_id, (long long)w.start, (long long)w.end);
+        if (j->window_start == 0)
+            j->window_start = w.start;
+        progress(j, w.end);
         has_cursor = 1;
         cursor = w.end;
         if (cursor >= j->started) {
@@ -355,11 +384,14 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
         return;
     }
     j.started = db_now();
+    clock_gettime(CLOCK_MONOTONIC, &j.t0);
     memset(&f->last_request, 0, sizeof f->last_request);   /* the rate is per tenant */
     fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);
-    log_info("tenant=%s run=%lld event=fetch_done status=%s stored=%lld%s%s", j.t.name,
-             (long long)res->run_id, fetch_status_name(res->status), (long long)res->stored,
-             res->error[0] ? " error=" : "", res->error);
+    log_info("tenant=%s run=%lld event=fetch_done status=%s window_start=%lld stored=%lld "
+             "duration_ms=%ld%s%s%s", j.t.name, (long long)res->run_id,
+             fetch_status_name(res->status), (long long)j.window_start, (long long)res->stored,
+             ms_since(&j.t0), res->error[0] ? " error=\"" : "", res->error,
+             res->error[0] ? "\"" : "");
 }

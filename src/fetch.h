@@ -43,6 +43,10 @@ typedef struct fetch_result {
 fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_key *key,
                      void *curl_share, char *err, size_t errlen);
 void fetcher_free(fetcher *f);
+/* Use cfg (which must outlive the fetcher or the next call) for the next
+ * jobs: how SIGHUP's reloaded fetch.* and outbox.* settings take effect.
+ * HTTP settings stay those the fetcher was made with. */
+void fetcher_reconfigure(fetcher *f, const nsc_config *cfg);
 
 /* Run one job for tenant_id and record its outcome (run row, tenant
  * health and schedule). Fills *res. */

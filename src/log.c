@@ -9,8 +9,9 @@
 
 #include "buf.h"
 
-static enum log_level min_level = LOG_INFO;
-static enum log_format line_format = LOG_FORMAT_KV;
+/* Atomic: a SIGHUP reload changes them while workers log. */
+static _Atomic int min_level = LOG_INFO;
+static _Atomic int line_format = LOG_FORMAT_KV;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 static const char *severity_names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
@@ -31,7 +32,7 @@ int log_level_parse(const char *s)
 
 int log_enabled(enum log_level level)
 {
-    return level >= min_level;
+    return (int)level >= min_level;
 }
 
 /* JSON string escaping for the message field. */

@@ -1,17 +1,20 @@
 /* records.c - see records.h.
  *
- * One page goes through four steps, each linear in the body:
- *   1. jsmn tokenizes it (strict mode, parent links so that closing a
+ * One page goes through five steps, each linear in the body:
+ *   1. page_scan() lexes it the way jsmn will and rejects what jsmn would
+ *      take or choke on: NUL bytes, raw control characters in strings
+ *      (they would split an NDJSON line), nesting deeper than
+ *      RECORDS_MAX_DEPTH (jsmn's cost per closing bracket is the depth).
+ *   2. jsmn tokenizes it (strict mode; parent links so that closing a
  *      container is O(depth), not O(tokens)); the token array grows on
  *      JSMN_ERROR_NOMEM and jsmn resumes where it stopped.
- *   2. page_check() walks the tokens in document order and checks every
+ *   3. page_check() walks the tokens in document order and checks every
  *      byte jsmn does not: the separators between tokens (jsmn accepts
  *      [1 2], {"a":1,} and friends), primitives (jsmn accepts tru, 01),
- *      raw control characters in strings (they would split an NDJSON line),
- *      nesting depth, and trailing data.
- *   3. page_envelope() finds "result" and "wait_time".
- *   4. page_records() minifies each element of "result" into pg->out and
- *      computes its dedupe key.
+ *      and trailing data.
+ *   4. page_envelope() finds "result" and "wait_time".
+ *   5. page_records() copies each element of "result" into pg->out without
+ *      its whitespace and computes its dedupe key.
  */
 #include "records.h"
 
@@ -75,24 +78,44 @@ static size_t span_end(const tok *t)
 /* jsmn closes a container by walking up from the last token, so its cost
  * per close is the nesting depth: [[[[...]]]] would make it quadratic.
  * This pass lexes the way jsmn does (strings, primitives up to their
- * delimiter) and rejects NUL bytes and deep nesting before jsmn runs. */
-static size_t skip_string(const char *js, size_t len, size_t i, size_t *nul)
+ * delimiter) and, before jsmn runs, rejects deep nesting, NUL bytes, and
+ * raw control characters in strings (jsmn takes them; they would split
+ * an NDJSON line). It sees every byte of every string jsmn will see. */
+typedef struct scan {
+    const char *js;
+    size_t len;
+    char *err;
+    size_t errlen;
+} scan;
+
+static int scan_bad_byte(const scan *sc, size_t i)
 {
-    for (i++; i < len; i++) {
-        char c = js[i];
-        if (c == '"')
-            return i;
-        if (c == '\\' && ++i < len)
-            c = js[i];
-        if (c == '\0') {
-            *nul = i;
-            return len;
-        }
-    }
-    return len;
+    if (sc->js[i] == '\0')
+        return fail(sc->err, sc->errlen, "NUL byte in body at byte %zu", i);
+    return fail(sc->err, sc->errlen, "control character in string at byte %zu", i);
 }
 
-static size_t skip_primitive(const char *js, size_t len, size_t i)
+/* *i is at the opening quote; leave it at the closing one (or at len). */
+static int scan_string(const scan *sc, size_t *i)
+{
+    const unsigned char *p = (const unsigned char *)sc->js;
+    size_t k = *i + 1, len = sc->len;
+    for (; k < len; k++) {
+        unsigned char c = p[k];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (c == '"')
+            break;
+        if (c == '\\' && ++k < len && p[k] != '\0')
+            continue;
+        if (k < len)
+            return scan_bad_byte(sc, k);
+    }
+    *i = k < len ? k : len;
+    return 0;
+}
+
+static size_t scan_primitive(const char *js, size_t len, size_t i)
 {
     while (i + 1 < len && !is_ws(js[i + 1]) && js[i + 1] != ',' &&
            js[i + 1] != ']' && js[i + 1] != '}' && js[i + 1] != '\0')
@@ -100,29 +123,33 @@ static size_t skip_primitive(const char *js, size_t len, size_t i)
     return i;
 }
 
-static int depth_scan(const char *js, size_t len, char *err, size_t errlen)
+static int page_scan(const char *js, size_t len, char *err, size_t errlen)
 {
-    size_t nul = NO_ERROR;
+    scan sc = { js, len, err, errlen };
     int depth = 0;
-    for (size_t i = 0; i < len && nul == NO_ERROR; i++) {
+    for (size_t i = 0; i < len; i++) {
         switch (js[i]) {
-        case '\0': nul = i; break;
-        case '"': i = skip_string(js, len, i, &nul); break;
+        case '\0':
+            return scan_bad_byte(&sc, i);
+        case '"':
+            if (scan_string(&sc, &i) < 0)
+                return -1;
+            break;
         case '{': case '[':
             if (++depth > RECORDS_MAX_DEPTH)
                 return fail(err, errlen, "JSON nested deeper than %d levels at byte %zu",
                             RECORDS_MAX_DEPTH, i);
             break;
-        case '}': case ']': depth -= depth > 0; break;
+        case '}': case ']':
+            depth -= depth > 0;
+            break;
         case '-': case 't': case 'f': case 'n':
         case '0': case '1': case '2': case '3': case '4':
         case '5': case '6': case '7': case '8': case '9':
-            i = skip_primitive(js, len, i);
+            i = scan_primitive(js, len, i);
             break;
         }
     }
-    if (nul != NO_ERROR)
-        return fail(err, errlen, "NUL byte in body at byte %zu", nul);
     return 0;
 }
 
@@ -154,8 +181,9 @@ static int page_tokenize(ns_page *pg, const char *body, size_t len,
 {
     jsmn_parser p;
     int r;
-    if (toks_grow(pg, len / 8 > MIN_TOKENS ? len / 8 : MIN_TOKENS) < 0)
-        return fail(err, errlen, "out of memory for %zu JSON tokens", len / 8);
+    size_t guess = len / 16 > MIN_TOKENS ? len / 16 : MIN_TOKENS;
+    if (toks_grow(pg, guess) < 0)
+        return fail(err, errlen, "out of memory for %zu JSON tokens", guess);
     jsmn_init(&p);
     while ((r = jsmn_parse(&p, body, len, pg->toks, pg->ntoks_cap)) ==
            JSMN_ERROR_NOMEM) {
@@ -272,12 +300,9 @@ static void frame_advance(struct frame *f, int is_key)
     f->remaining--;
 }
 
+/* Control characters were rejected by page_scan(), escapes by jsmn. */
 static int walk_string(walk *w, const tok *t)
 {
-    for (int k = t->start; k < t->end; k++)
-        if ((unsigned char)w->js[k] < 0x20)
-            return fail(w->err, w->errlen,
-                        "control character in string at byte %d", k);
     w->pos = span_end(t);
     return 0;
 }
@@ -495,6 +520,40 @@ static int record_key(ns_page *pg, const char *js, const tok *t_id, ns_record *r
     return 0;
 }
 
+/* Copy the non-whitespace bytes of [p, e): the short gaps between tokens. */
+static char *copy_gap(char *d, const char *p, const char *e)
+{
+    for (; p < e; p++)
+        if (!is_ws(*p))
+            *d++ = *p;
+    return d;
+}
+
+/* Minify the checked record t[i] (tokens i to end-1) into pg->out:
+ * strings and primitives are copied whole, only the gaps between them
+ * (brackets, separators, whitespace) are looked at byte by byte. */
+static int record_copy(ns_page *pg, const char *js, const tok *t, unsigned i,
+                       unsigned end)
+{
+    size_t pos = (size_t)t[i].start;
+    if (buf_reserve(&pg->out, (size_t)t[i].end - pos) < 0)
+        return -1;
+    char *d = pg->out.data + pg->out.len;
+    for (unsigned j = i + 1; j < end; j++) {
+        if (t[j].type == JSMN_OBJECT || t[j].type == JSMN_ARRAY)
+            continue;
+        size_t s = span_start(&t[j]), e = span_end(&t[j]);
+        d = copy_gap(d, js + pos, js + s);
+        memcpy(d, js + s, e - s);
+        d += e - s;
+        pos = e;
+    }
+    d = copy_gap(d, js + pos, js + t[i].end);
+    pg->out.len = (size_t)(d - pg->out.data);
+    pg->out.data[pg->out.len] = '\0';
+    return 0;
+}
+
 /* Add the object t[i] as a record; *next gets the token after it. */
 static int record_add(ns_page *pg, const char *js, const tok *t, unsigned n,
                       unsigned i, unsigned *next)
@@ -514,7 +573,7 @@ static int record_add(ns_page *pg, const char *js, const tok *t, unsigned n,
     *next = j;
     ns_record *r = &pg->recs[pg->nrecs];
     r->off = pg->out.len;
-    if (records_minify(&pg->out, js + t[i].start, (size_t)(t[i].end - t[i].start)) < 0)
+    if (record_copy(pg, js, t, i, j) < 0)
         return -1;
     r->len = pg->out.len - r->off;
     r->event_time = ts ? int_value(js, ts) : -1;
@@ -566,7 +625,7 @@ static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
     unsigned ntoks = 0, res = 0;
     if (len > INT_MAX)
         return fail(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    if (depth_scan(body, len, err, errlen) < 0)
+    if (page_scan(body, len, err, errlen) < 0)
         return -1;
     if (page_tokenize(pg, body, len, &ntoks, err, errlen) < 0)
         return -1;

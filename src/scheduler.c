@@ -1,13 +1,11 @@
 /* scheduler.c - see scheduler.h. */
 #include "scheduler.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,7 +27,7 @@ typedef struct waiting {
 typedef struct pool {
     pthread_mutex_t lock;
     pthread_cond_t changed;          /* queue, in-flight or completion changed */
-    const nsc_config *cfg;
+    nsc_config cfg;                  /* the live config; SIGHUP replaces parts of it */
     const char *db_path;
     const secret_key *key;
     int once;
@@ -140,7 +138,11 @@ static void *fetch_worker(void *arg)
 {
     pool *p = arg;
     char err[512];
-    fetcher *f = fetcher_new(p->cfg, p->db_path, p->key, http_share_handle(p->share), err,
+    nsc_config job_cfg;                            /* this worker's copy, renewed per job */
+    pthread_mutex_lock(&p->lock);
+    job_cfg = p->cfg;
+    pthread_mutex_unlock(&p->lock);
+    fetcher *f = fetcher_new(&job_cfg, p->db_path, p->key, http_share_handle(p->share), err,
                             sizeof err);
     if (!f) {
         log_error("event=fetch_worker_failed error=\"%s\"", err);
@@ -155,7 +157,9 @@ static void *fetch_worker(void *arg)
             break;
         int64_t id = p->queue[p->head++];
         p->running++;
+        job_cfg = p->cfg;
         pthread_mutex_unlock(&p->lock);
+        fetcher_reconfigure(f, &job_cfg);
 
         fetch_result r;
         fetcher_run(f, id, &r);
@@ -176,7 +180,11 @@ static void *upload_worker(void *arg)
 {
     pool *p = arg;
     char err[512];
-    uploader *u = uploader_new(p->cfg, p->db_path, err, sizeof err);
+    nsc_config up_cfg;                             /* sinks are opened with the start-up config */
+    pthread_mutex_lock(&p->lock);
+    up_cfg = p->cfg;
+    pthread_mutex_unlock(&p->lock);
+    uploader *u = uploader_new(&up_cfg, p->db_path, err, sizeof err);
     if (!u) {
         log_error("event=upload_worker_failed error=\"%s\"", err);
         shutdown_request();
@@ -208,6 +216,47 @@ static void *upload_worker(void *arg)
     return NULL;
 }
 
+/* Settings that only take effect at the next start (threads, handles and
+ * open sinks are built from them); a reload that changes them says so. */
+static int needs_restart(const nsc_config *a, const nsc_config *b)
+{
+    return strcmp(a->database, b->database) || strcmp(a->key_file, b->key_file) ||
+           strcmp(a->output_dir, b->output_dir) || a->fetch_workers != b->fetch_workers ||
+           a->upload_workers != b->upload_workers ||
+           a->connect_timeout_s != b->connect_timeout_s ||
+           a->low_speed_time_s != b->low_speed_time_s ||
+           a->total_timeout_s != b->total_timeout_s || a->max_body_bytes != b->max_body_bytes ||
+           strcmp(a->ca_bundle, b->ca_bundle) || strcmp(a->proxy, b->proxy) ||
+           strcmp(a->gcs_endpoint, b->gcs_endpoint) ||
+           strcmp(a->gcs_credentials, b->gcs_credentials) || a->gcs_gzip != b->gcs_gzip;
+}
+
+/* SIGHUP: read the config file again. A bad file changes nothing; a good
+ * one replaces log, tenant-default, fetch and outbox settings, picked up by
+ * each job as it starts. */
+static void reload_config(pool *p)
+{
+    char err[1024];
+    nsc_config fresh;
+    if (!p->cfg.source[0]) {
+        log_warn("event=reload note=\"no config file to reload (started without -c or $NSCOLLECT_CONFIG)\"");
+        return;
+    }
+    config_defaults(&fresh);
+    if (config_load(&fresh, p->cfg.source, err, sizeof err) < 0) {
+        log_error("event=reload_failed error=\"%s\" note=\"keeping the running configuration\"", err);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    int restart = needs_restart(&p->cfg, &fresh);
+    p->cfg = fresh;
+    pthread_mutex_unlock(&p->lock);
+    log_setup((enum log_level)fresh.log_level, (enum log_format)fresh.log_format);
+    log_info("event=reload config=%s%s", fresh.source,
+             restart ? " note=\"database, key_file, output_dir, workers.*, http.* and gcs.* "
+                       "changes take effect at the next start\"" : "");
+}
+
 /* The one thread that receives SIGTERM, SIGINT (and SIGHUP, for now a
  * logged no-op) for the whole process; handlers never run. */
 static void *signal_thread(void *arg)
@@ -226,7 +275,7 @@ static void *signal_thread(void *arg)
         if (sig == SIGUSR1)            /* our own wake-up at the end of the run */
             return NULL;
         if (sig == SIGHUP) {
-            log_info("event=sighup note=\"configuration reload is not implemented yet\"");
+            reload_config(p);
             continue;
         }
         log_info("event=shutdown signal=%s", sig == SIGTERM ? "TERM" : "INT");
@@ -278,20 +327,6 @@ static void schedule(pool *p, sqlite3 *db)
     }
 }
 
-/* One daemon per database: an advisory lock on the file itself. */
-static int lock_database(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(err, errlen, "another `nscollect run` is using database '%s': stop it first, "
-                 "or run this one with another -d", path);
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int start_threads(pool *p, pthread_t *t, int n, void *(*fn)(void *))
 {
     for (int i = 0; i < n; i++)
@@ -309,14 +344,14 @@ static void join_threads(pthread_t *t, int n)
 int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *key,
                   const run_opts *opts, char *err, size_t errlen)
 {
-    pool p = {.cfg = cfg, .db_path = db_path, .key = key, .once = opts->once,
+    pool p = {.cfg = *cfg, .db_path = db_path, .key = key, .once = opts->once,
               .pass_start = db_now()};
     pthread_t sig, fetchers[64], uploaders[64];
     int nf = 0, nu = 0, lockfd, rc = 2;
     sqlite3 *db = db_open(db_path, 0, err, errlen);
     if (!db || db_check_version(db, db_path, err, errlen) < 0)
         goto out_db;
-    if ((lockfd = lock_database(db_path, err, errlen)) < 0)
+    if ((lockfd = db_lock(db_path, err, errlen)) < 0)
         goto out_db;
     db_exec(db, "UPDATE run SET status = 'abandoned', finished_at = unixepoch() "
                 "WHERE status = 'running'", err, errlen);
@@ -355,7 +390,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     free(p.waits);
     pthread_cond_destroy(&p.changed);
     pthread_mutex_destroy(&p.lock);
-    close(lockfd);
+    db_unlock(lockfd);
 out_db:
     db_close(db);
     return rc;

@@ -377,9 +377,11 @@ static sink_result status_result(const gcs_sink *s, const char *obj, long st,
         fail(err, errlen, "credentials rejected by GCS (HTTP 401): %s", gauth_describe(s->auth));
     else if (st == 403)
         fail(err, errlen, "service account lacks storage.objects.create on bucket '%s' "
-             "(HTTP 403): %s", s->bucket, gauth_describe(s->auth));
+             "(HTTP 403): %s; grant it Storage Object Creator (roles/storage.objectCreator) "
+             "on gs://%s%s", s->bucket, gauth_describe(s->auth), s->bucket, msg);
     else if (st == 404)
-        fail(err, errlen, "bucket '%s' not found (HTTP 404)", s->bucket);
+        fail(err, errlen, "bucket '%s' not found (HTTP 404) at %s: create it, or fix the "
+             "tenant's --sink gs:// URL%s", s->bucket, s->endpoint, msg);
     else if (st == 408 || st == 429 || st >= 500)
         fail(err, errlen, "GCS answered HTTP %ld for gs://%s/%s (will retry)%s", st,
              s->bucket, obj, msg);

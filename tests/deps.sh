@@ -2,7 +2,7 @@
 # Install the Debian packages nscollect needs to build and test, and only
 # those that are missing. Run by `make deps` (and so by `make test`/`make demo`).
 pkgs="gcc make libcurl4-openssl-dev libsqlite3-dev libjsmn-dev libconfig-dev
-      libssl-dev zlib1g-dev python3 sqlite3 openssl curl"
+      libssl-dev zlib1g-dev python3 sqlite3 openssl curl man-db groff-base"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

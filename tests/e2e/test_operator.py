@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""test_operator.py - what an operator sees and does: the status table and
+JSON for healthy, lagging, failing and disabled tenants, status as a health
+check, token rotation and SIGHUP picked up by a running daemon, rekey, JSON
+logs, progress lines, and the man page."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import REPO, FakeNetskope, Workspace, minify, ndjson_lines, wait_until  # noqa: E402
+
+
+def db_value(ws, sql, *args):
+    con = sqlite3.connect("file:%s?mode=ro" % ws.db, uri=True, timeout=30)
+    try:
+        row = con.execute(sql, args).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def add(ws, fake, name, tok, *extra, fake_token=None):
+    fake.add_tenant(fake_token or tok, name)
+    rc, _, err = ws.run_cli(["tenant", "add", name, "--url", fake.url, "--lookback", 3600]
+                            + [str(e) for e in extra], stdin=tok)
+    assert rc == 0, err
+
+
+def read(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def test_status_states_and_exit():
+    cfg = "fetch = { slice = 600; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "healthy", "tok-h")
+        add(ws, fake, "behind", "tok-b", "--max-records", 10, "--page-size", 10)
+        add(ws, fake, "broken", "tok-wrong", fake_token="tok-x")
+        add(ws, fake, "paused", "tok-p", "--disabled")
+        for tok in ("tok-h", "tok-b", "tok-x", "tok-p"):
+            fake.generate(tok, 60, insertion_start=now - 3500, insertion_end=now - 1)
+        rc, _, _ = ws.run_cli(["run", "--once"])
+        assert rc == 1, "a failing tenant makes the pass exit 1"
+        rc, out, _ = ws.run_cli(["status"])
+        assert rc == 1, "status is a health check: exit 1 while a tenant fails"
+        rows = [l.split()[:2] for l in out.splitlines()[1:]]
+        assert rows == [["broken", "failing"], ["behind", "lagging"], ["healthy", "ok"],
+                        ["paused", "disabled"]], out
+        assert "token rejected" in out
+        rc, out, _ = ws.run_cli(["status", "--json"])
+        assert rc == 1
+        doc = {t["name"]: t for t in json.loads(out)}
+        assert doc["healthy"]["state"] == "ok" and doc["healthy"]["alerts_1h"] == 60
+        assert doc["healthy"]["pending_batches"] == 0 and doc["healthy"]["lag_s"] < 60
+        assert doc["behind"]["state"] == "lagging" and doc["behind"]["lag_s"] > 600
+        assert doc["broken"]["state"] == "failing" and "token rejected" in doc["broken"]["last_error"]
+        assert doc["broken"]["next_run_at"] > now + 3000
+        assert doc["paused"]["state"] == "disabled"
+        assert ws.run_cli(["tenant", "disable", "broken"])[0] == 0
+        rc, out, _ = ws.run_cli(["status"])
+        assert rc == 0, "no enabled tenant fails any more:\n" + out
+
+
+def test_daemon_token_rotation_and_sighup():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "acme", "tok-old", "--interval", 1, fake_token="tok-new")
+        fake.generate("tok-new", 100, insertion_start=now - 500, insertion_end=now - 1)
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: "token rejected" in (db_value(
+                ws, "SELECT last_error FROM tenant") or ""), timeout=30, what="token rejected")
+            tf = os.path.join(ws.dir, "new-token")
+            with open(tf, "w") as f:
+                f.write("tok-new\n")
+            rc, _, err = ws.run_cli(["tenant", "set", "acme", "--token-file", tf])
+            assert rc == 0, err
+            wait_until(lambda: len(ws.lines()) >= 100, timeout=30,
+                       what="the rotated token used without a restart")
+            assert sorted(ws.lines()) == sorted(minify(r) for r in fake.alerts("tok-new"))
+            # SIGHUP with a broken file: logged, nothing changes
+            with open(ws.conf, "a") as f:
+                f.write("log = { format = \"jsn\"; };\n")
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "reload_failed" in read(proc.stderr_path), timeout=15,
+                       what="reload failure logged")
+            assert proc.poll() is None, "a bad config on SIGHUP must not stop the daemon"
+            ws.write_config('log = { format = "json"; };\n')
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: '"severity":"INFO","message":"event=reload' in read(proc.stderr_path),
+                       timeout=15, what="JSON log line after reload")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_json_logs_and_progress():
+    cfg = 'log = { format = "json"; };\nfetch = { slice = 120; };\n'
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "acme", "tok-a")
+        fake.generate("tok-a", 600, insertion_start=now - 3500, insertion_end=now - 1)
+        rc, _, err = ws.run_cli(["run", "--once"])
+        assert rc == 0, err
+        lines = [json.loads(l) for l in err.splitlines() if l.strip()]
+        assert all("severity" in l and "message" in l for l in lines)
+        progress = [l["message"] for l in lines if "event=progress" in l["message"]]
+        assert progress, "a 30-slice backfill longer than 5 s reports progress"
+        assert all("covered=" in m and "eta_s=" in m and "rate=" in m for m in progress)
+        assert "tok-a" not in err
+
+
+def test_rekey():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "acme", "tok-a")
+        add(ws, fake, "beta", "tok-b")
+        fake.generate("tok-a", 30, insertion_start=now - 500, insertion_end=now - 1)
+        key = ws.db + ".key"
+        old = read(key)
+        shutil.copy(key, key + ".old")
+        rc, out, err = ws.run_cli(["rekey"])
+        assert rc == 0 and "rekeyed 2 tokens" in out, err
+        assert read(key) != old and os.stat(key).st_mode & 0o777 == 0o600
+        rc, _, err = ws.run_cli(["run", "--once"])
+        assert rc == 0, "tokens open under the new key:\n" + err
+        assert len(ws.lines()) == 30
+        shutil.copy(key + ".old", key)
+        rc, out, _ = ws.run_cli(["run", "--once"])
+        assert rc == 1
+        assert "wrong key file" in ws.run_cli(["status"])[1]
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: "event=start" in read(proc.stderr_path), timeout=15,
+                       what="daemon started")
+            rc, _, err = ws.run_cli(["rekey"])
+            assert rc == 2 and "stop it first" in err, err
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def test_man_page_renders():
+    page = os.path.join(REPO, "etc", "nscollect.1")
+    p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", page], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    assert p.returncode == 0 and not p.stderr, p.stderr.decode()
+    p = subprocess.run(["man", "-l", page], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=dict(os.environ, MANPAGER="cat", PAGER="cat", COLUMNS="80"))
+    text = p.stdout.decode()
+    assert p.returncode == 0, p.stderr.decode()
+    for w in ("import-env", "tenant_status", "outbox.limit_bytes", "EXIT STATUS", "SIGHUP"):
+        assert w in text, "man page lacks %s" % w
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
+
+if __name__ == "__main__":
+    failed = 0
+    only = sys.argv[1:]
+    for test in TESTS:
+        if only and not any(o in test.__name__ for o in only):
+            continue
+        t0 = time.time()
+        try:
+            test()
+            print("ok   %s (%.1f s)" % (test.__name__, time.time() - t0))
+        except Exception as e:
+            failed += 1
+            print("FAIL %s: %s" % (test.__name__, e))
+    sys.exit(1 if failed else 0)
