@@ -81,6 +81,7 @@ static const struct key keys[] = {
     I64("fetch.batch_max_bytes", batch_max_bytes, 8 * MIB, 64 * KIB, GIB),
     INT("fetch.retry_wait_max", retry_wait_max_s, 5, 0, 3600),
     INT("fetch.prune_margin", prune_margin_s, 3600, 0, 7 * DAY),
+    INT("fetch.job_budget", job_budget_s, 10, 1, 3600),
 
     INT("http.connect_timeout", connect_timeout_s, 10, 1, 300),
     INT("http.low_speed_time", low_speed_time_s, 30, 1, 3600),

@@ -37,6 +37,7 @@ typedef struct nsc_config {
     int64_t batch_max_bytes;          /* "fetch.batch_max_bytes", default 8 MiB */
     int retry_wait_max_s;             /* "fetch.retry_wait_max": longest wait sat out inside a job, default 5 */
     int prune_margin_s;               /* "fetch.prune_margin": kept in seen beyond the overlap, default 3600 */
+    int job_budget_s;                 /* "fetch.job_budget": a job yields its worker after this, default 10 */
 
     int connect_timeout_s;            /* "http.connect_timeout", default 10 */
     int low_speed_time_s;             /* "http.low_speed_time", default 30 */

@@ -98,8 +98,8 @@ void fetcher_reconfigure(fetcher *f, const nsc_config *cfg)
 
 const char *fetch_status_name(fetch_status s)
 {
-    static const char *names[] = {"ok", "more", "wait", "auth", "failed", "stopped", "skipped",
-                                  "paused"};
+    static const char *names[] = {"ok", "more", "yield", "wait", "auth", "failed", "stopped",
+                                  "skipped", "paused"};
     return names[s];
 }
 
@@ -322,6 +322,10 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
             return;
         }
+        if (ms_since(&j->t0) >= f->cfg->job_budget_s * 1000L) {
+            set_result(j, FETCH_YIELD, 0, "%s", "");   /* back of the queue: others' turn */
+            return;
+        }
     }
 }
 
@@ -344,7 +348,7 @@ static void record_outcome(fetcher *f, job *j)
 {
     fetch_result *r = j->res;
     int64_t now = db_now();
-    int ok = r->status == FETCH_OK || r->status == FETCH_MORE;
+    int ok = r->status == FETCH_OK || r->status == FETCH_MORE || r->status == FETCH_YIELD;
     if (r->run_id > 0)
         outbox_run_finish(f->ob, r->run_id,
                           ok ? "ok" : r->status == FETCH_STOPPED ? "abandoned" : "failed",
@@ -352,7 +356,7 @@ static void record_outcome(fetcher *f, job *j)
     if (r->status == FETCH_STOPPED)
         return;
     if (ok) {
-        int64_t next = r->status == FETCH_MORE ? now : now + j->t.interval_s;
+        int64_t next = r->status == FETCH_OK ? now + j->t.interval_s : now;
         outbox_tenant_result(f->ob, j->t.id, 1, NULL, next, 0);
         return;
     }

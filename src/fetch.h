@@ -21,6 +21,7 @@ typedef struct fetcher fetcher;
 typedef enum fetch_status {
     FETCH_OK,        /* caught up to the job's start time */
     FETCH_MORE,      /* max_records reached after a committed slice; more to do */
+    FETCH_YIELD,     /* fetch.job_budget used up after a committed slice; more to do */
     FETCH_WAIT,      /* told to wait (429, 5xx, wait_time): retry at wait_until */
     FETCH_AUTH,      /* token rejected */
     FETCH_FAILED,    /* bad page, bad reply, database error */

@@ -123,6 +123,10 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
 {
     if (r->status == FETCH_OK || r->status == FETCH_MORE || r->status == FETCH_SKIPPED)
         return;
+    if (r->status == FETCH_YIELD) {          /* its turn is over, not its pass */
+        enqueue(p, id);
+        return;
+    }
     if (r->status == FETCH_WAIT && r->told_to_wait &&
         r->wait_until - p->pass_start <= ONCE_WAIT_MAX_S &&
         grow((void **)&p->waits, &p->waits_cap, p->nwaits + 1, sizeof *p->waits) == 0) {
