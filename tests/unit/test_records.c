@@ -1,0 +1,651 @@
+/* test_records.c - ns_page_parse(), records_minify(), records_hash().
+ * Run from the repository root (the samples are read by relative path). */
+#include "check.h"
+#include "records.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#define SAMPLES "tests/unit/data/records/"
+
+static ns_page pg;
+static char err[256];
+static buf joined;
+
+/* Parse body and describe the result: the records joined by '\n', or
+ * "!" and the error message. */
+static const char *run_len(const char *body, size_t len)
+{
+    buf_reset(&joined);
+    if (ns_page_parse(&pg, body, len, err, sizeof(err)) < 0) {
+        buf_printf(&joined, "!%s", err);
+        return joined.data;
+    }
+    buf_append(&joined, "", 0);
+    for (size_t i = 0; i < pg.nrecs; i++) {
+        if (i)
+            buf_append_char(&joined, '\n');
+        buf_append(&joined, pg.out.data + pg.recs[i].off, pg.recs[i].len);
+    }
+    return joined.data;
+}
+
+static const char *run(const char *body)
+{
+    return run_len(body, strlen(body));
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    buf b;
+    char tmp[4096];
+    size_t n;
+    buf_init(&b, 0);
+    if (!f) {
+        fprintf(stderr, "cannot open '%s'\n", path);
+        exit(1);
+    }
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        buf_append(&b, tmp, n);
+    fclose(f);
+    return buf_detach(&b, len);
+}
+
+/* Each case: input, then the records joined by '\n' or "!" + a part of
+ * the error message. */
+struct tcase { const char *in, *want; };
+
+static const struct tcase cases[] = {
+    /* 1: shape */
+    { "{\"result\":[]}", "" },
+    { " {\n \"ok\" : 1 ,\n \"result\" : [ ]\n }\n ", "" },
+    { "{\"result\":[{}]}", "{}" },
+    { "{\"result\":[{\"a\":1},\n {\"b\":2} ]}", "{\"a\":1}\n{\"b\":2}" },
+    { "{\"ok\":1}", "!\"result\" is missing" },
+    { "{}", "!\"result\" is missing" },
+    { "{\"result\":{}}", "!\"result\" is not an array" },
+    { "{\"result\":null}", "!\"result\" is not an array" },
+    { "{\"result\":\"[]\"}", "!\"result\" is not an array" },
+    { "{\"result\":[{},{},{},1]}", "!result[3] is not an object" },
+    { "{\"result\":[{},[]]}", "!result[1] is not an object" },
+    { "{\"result\":[\"{}\"]}", "!result[0] is not an object" },
+    { "{\"result\":[],\"result\":[]}", "!\"result\" appears twice" },
+    { "[]", "!top level is not an object" },
+    { "[{\"result\":[]}]", "!top level is not an object" },
+    { "\"result\"", "!top level is not an object" },
+    { "{\"x\":{\"result\":[{}]}}", "!\"result\" is missing" },
+    { "{\"\\u0072esult\":[]}", "!\"result\" is missing" },
+    /* 19: escapes and strings are copied byte for byte */
+    { "{\"result\":[ { \"a\" : \"q\\\"b\\\\s\\/u\\u0000e\\ud83d\\ude00\" } ]}",
+      "{\"a\":\"q\\\"b\\\\s\\/u\\u0000e\\ud83d\\ude00\"}" },
+    { "{\"result\":[{ \"a b\" : \"  x  y  \" , \"c\":\" , : { [ \"}]}",
+      "{\"a b\":\"  x  y  \",\"c\":\" , : { [ \"}" },
+    { "{\"result\":[{\"\\\\\":\"\\\\\", \"\\\"\" : \" \\\" \"}]}",
+      "{\"\\\\\":\"\\\\\",\"\\\"\":\" \\\" \"}" },
+    { "{\"result\":[{\"u\" : \"caf\xc3\xa9 \\u00e9 \\b\\f\\n\\r\\t\"}]}",
+      "{\"u\":\"caf\xc3\xa9 \\u00e9 \\b\\f\\n\\r\\t\"}" },
+    /* 23: nesting and numbers */
+    { "{\"result\":[{\"a\":[1, [2, {\"b\": [ ]}], {}], \"c\" : { \"d\" : null ,\r\n\t\"e\":true,\"f\":false}}]}",
+      "{\"a\":[1,[2,{\"b\":[]}],{}],\"c\":{\"d\":null,\"e\":true,\"f\":false}}" },
+    { "{\"result\":[{\"n\": 9007199254740993, \"f\": 46.949800000000003, \"g\": 1.50,"
+      " \"e\": -0.5E+10, \"z\": 0, \"m\": -0, \"x\": 1e-7, \"big\": 123456789012345678901234567890}]}",
+      "{\"n\":9007199254740993,\"f\":46.949800000000003,\"g\":1.50,\"e\":-0.5E+10,"
+      "\"z\":0,\"m\":-0,\"x\":1e-7,\"big\":123456789012345678901234567890}" },
+    /* 25: not JSON */
+    { "{\"result\":[{\"a\":tru}]}", "!invalid JSON value 'tru'" },
+    { "{\"result\":[{\"a\":01}]}", "!invalid JSON value '01'" },
+    { "{\"result\":[{\"a\":nulll}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":truex}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":-}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":1.}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":1.2.3}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":1e}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":1e+}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":--1}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":-01}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":0x1F}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":fals}]}", "!invalid JSON value" },
+    { "{\"result\":[{\"a\":.5}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":+1}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":'x'}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":1 \"b\":2}]}", "!invalid JSON" },
+    { "{\"result\":[{} {}]}", "!invalid JSON at byte 14" },
+    { "{\"result\":[{\"a\":1,}]}", "!invalid JSON" },
+    { "{\"result\":[{},]}", "!invalid JSON" },
+    { "{\"result\":[,{}]}", "!invalid JSON" },
+    { "{\"result\":[{},,{}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\" 1}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\"}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\"::1}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":1:2}]}", "!invalid JSON" },
+    { "{\"result\":[{1:2}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":[1:2]}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":[\"b\":2]}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":[[]:2]}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":{}:2}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\",\"b\"}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":1]}]}", "!invalid JSON" },
+    { "{\"result\":[}]", "!invalid JSON" },
+    { "{\"result\":[]}}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":\"\\x\"}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":\"\\u12G4\"}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":\"\\u12\"}]}", "!invalid JSON" },
+    { "{\"result\":[{\"a\":\"x\ty\"}]}", "!control character in string at byte 18" },
+    { "{\"result\":[{\"a\":\"x\ny\"}]}", "!control character in string" },
+    { "{\"result\":[{\"a\x01\":1}]}", "!control character in string" },
+    { "{\"result\":[{\"a\":\"x\x7fy\"}]}", "{\"a\":\"x\x7fy\"}" },
+    { "{\"result\":[]}x", "!invalid JSON" },
+    { "{\"result\":[]} {}", "!trailing data after JSON at byte 14" },
+    { "{\"result\":[]} 1 ", "!trailing data" },
+    { "{\"result\":[]} \"x\"", "!trailing data" },
+    { "{\"result\":[]} :", "!trailing data" },
+    { "{\"result\":[]} ,", "!trailing data" },
+    { ":{\"result\":[]}", "!invalid JSON at byte 0" },
+    { "\xef\xbb\xbf{\"result\":[]}", "!invalid JSON at byte 0" },
+    { "", "!empty body" },
+    { " \n\t", "!empty body" },
+    { "{", "!truncated JSON at byte 1" },
+    { "{\"result\":[{\"a\":1}]", "!truncated JSON" },
+    /* 80: keys are compared on their raw bytes */
+    { "{\"result\":[{\"_id\":{ \"x\" : [ 1 , 2 ] }, \"y\": 3}]}", "{\"_id\":{\"x\":[1,2]},\"y\":3}" },
+};
+
+static void test_cases(void)
+{
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = run(cases[i].in);
+        int ok = cases[i].want[0] == '!' ? strstr(got, cases[i].want) == got ||
+                                               (got[0] == '!' && strstr(got, cases[i].want + 1))
+                                         : strcmp(got, cases[i].want) == 0;
+        if (!ok)
+            fprintf(stderr, "case %zu: input %s\n", i + 1, cases[i].in);
+        CHECK(ok);
+        if (!ok)
+            fprintf(stderr, "  got  %s\n  want %s\n", got, cases[i].want);
+    }
+}
+
+static void check_contains(const char *hay, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    int found = 0;
+    for (size_t i = 0; !found && i + n <= len; i++)
+        found = memcmp(hay + i, needle, n) == 0;
+    if (!found)
+        fprintf(stderr, "missing: %s\n", needle);
+    CHECK(found);
+}
+
+static const char *rec(size_t i)
+{
+    return pg.out.data + pg.recs[i].off;
+}
+
+static int has_ws_outside_strings(const char *s, size_t n)
+{
+    int in = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in && s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            in = !in;
+        else if (!in && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
+            return 1;
+    }
+    return 0;
+}
+
+static void test_raw_page(void)
+{
+    size_t len;
+    char *body = slurp(SAMPLES "raw-page-v2.json", &len);
+    unsigned char k[RECORDS_KEY_LEN];
+    CHECK_INT(ns_page_parse(&pg, body, len, err, sizeof(err)), 0);
+    CHECK_INT(pg.nrecs, 1);
+    CHECK_INT(pg.wait_time, -1);
+    CHECK_INT(pg.recs[0].event_time, 1642535887);
+    CHECK_INT(pg.recs[0].insertion_time, 1642536191);
+    CHECK_INT(pg.recs[0].off, 0);
+    CHECK_INT(pg.out.len, pg.recs[0].len);
+    CHECK(strncmp(rec(0), "{\"_id\":\"f0e9b2cadd17402b59b3938b\","
+                  "\"_insertion_epoch_timestamp\":1642536191,\"access_method\":\"Client\",", 88) == 0);
+    check_contains(rec(0), pg.recs[0].len, "\"dst_latitude\":46.949800000000003,");
+    check_contains(rec(0), pg.recs[0].len, "\"dst_longitude\":-123.02119999999999,");
+    check_contains(rec(0), pg.recs[0].len, "\"dst_timezone\":\"America\\/Los_Angeles\",");
+    check_contains(rec(0), pg.recs[0].len, "\"src_time\":\"Tue Jan 18 14:57:08 2022\",");
+    check_contains(rec(0), pg.recs[0].len, "\"organization_unit\":\"\",");
+    CHECK(rec(0)[pg.recs[0].len - 1] == '}');
+    CHECK(memcmp(rec(0) + pg.recs[0].len - 30, "\"userkey\":\"test@go-xsoar.com\"}", 30) == 0);
+    CHECK(!has_ws_outside_strings(rec(0), pg.recs[0].len));
+    CHECK(!memchr(rec(0), '\n', pg.recs[0].len));
+    records_hash("id", "\"f0e9b2cadd17402b59b3938b\"", 26, k);
+    CHECK(memcmp(pg.recs[0].key, k, RECORDS_KEY_LEN) == 0);
+    free(body);
+}
+
+static void test_alerts_uba(void)
+{
+    size_t len;
+    char *file = slurp(SAMPLES "alerts-uba.json", &len);
+    buf b;
+    buf_init(&b, 0);
+    buf_printf(&b, "{\"result\": %s, \"wait_time\": 3}", file);
+    CHECK_INT(ns_page_parse(&pg, b.data, b.len, err, sizeof(err)), 0);
+    CHECK_INT(pg.nrecs, 2);
+    CHECK_INT(pg.wait_time, 3);
+    CHECK_INT(pg.recs[0].event_time, 1657199079);
+    CHECK_INT(pg.recs[0].insertion_time, 1657266143);
+    CHECK_INT(pg.recs[1].event_time, 1656892798);
+    CHECK_INT(pg.recs[1].insertion_time, 1656892803);
+    CHECK_INT(pg.recs[1].off, pg.recs[0].len);
+    const char *r0[] = {
+        "\"app_session_id\":2374445601068393555,", "\"browser_session_id\":8670355511135598888,",
+        "\"connection_id\":6457472995493937298,", "\"incident_id\":1303665328656929400,",
+        "\"request_id\":2350376668666855555,", "\"_category_tags\":[\"10079\",\"10027\"],",
+        "\"_notify\":\"{\\\"interval\\\": \\\"-1\\\"}\",", "\"src_time\":\"Thu Jul  7 09:04:00 2022\",",
+        "\"useragent\":\"Mozilla/5.0 (Windows NT 10.0; Win64; x64)\",",
+    };
+    for (size_t i = 0; i < sizeof(r0) / sizeof(r0[0]); i++)
+        check_contains(rec(0), pg.recs[0].len, r0[i]);
+    check_contains(rec(1), pg.recs[1].len, "\"transaction_id\":5746134267615529876,");
+    check_contains(rec(1), pg.recs[1].len, "\"incident_id\":5746134267615529769,");
+    check_contains(rec(1), pg.recs[1].len, "\"dst_longitude\":-98.7654321,");
+    CHECK(!has_ws_outside_strings(pg.out.data, pg.out.len));
+    CHECK(memcmp(pg.recs[0].key, pg.recs[1].key, RECORDS_KEY_LEN) != 0);
+    buf_release(&b);
+    free(file);
+}
+
+static void key_of(const char *body, size_t i, unsigned char k[RECORDS_KEY_LEN])
+{
+    CHECK_INT(ns_page_parse(&pg, body, strlen(body), err, sizeof(err)), 0);
+    CHECK(pg.nrecs > i);
+    if (pg.nrecs > i)
+        memcpy(k, pg.recs[i].key, RECORDS_KEY_LEN);
+}
+
+static void test_keys(void)
+{
+    unsigned char a[16], b[16], c[16], want[16];
+    key_of("{\"result\":[{\"_id\":\"a\",\"x\":1}]}", 0, a);
+    key_of("{\"result\":[ { \"x\" : 2 ,\n \"_id\" : \"a\" } ]}", 0, b);
+    key_of("{\"result\":[{\"_id\":\"b\",\"x\":1}]}", 0, c);
+    CHECK(memcmp(a, b, 16) == 0);
+    CHECK(memcmp(a, c, 16) != 0);
+    records_hash("id", "\"a\"", 3, want);
+    CHECK(memcmp(a, want, 16) == 0);
+    /* the first _id counts; one nested deeper does not */
+    key_of("{\"result\":[{\"_id\":\"a\",\"_id\":\"z\"}]}", 0, b);
+    CHECK(memcmp(a, b, 16) == 0);
+    key_of("{\"result\":[{\"x\":{\"_id\":\"a\"}}]}", 0, b);
+    records_hash("rec", "{\"x\":{\"_id\":\"a\"}}", 17, want);
+    CHECK(memcmp(b, want, 16) == 0);
+    /* _id string "1" and number 1 differ */
+    key_of("{\"result\":[{\"_id\":1}]}", 0, b);
+    key_of("{\"result\":[{\"_id\":\"1\"}]}", 0, c);
+    CHECK(memcmp(b, c, 16) != 0);
+    /* no _id: hash of the minified record, whitespace does not matter */
+    key_of("{\"result\":[{\"x\":1,\"y\":\"a b\"}]}", 0, a);
+    key_of("{\"result\":[{ \"x\" :\n1 , \"y\" : \"a b\" }]}", 0, b);
+    key_of("{\"result\":[{\"x\":1,\"y\":\"a  b\"}]}", 0, c);
+    CHECK(memcmp(a, b, 16) == 0);
+    CHECK(memcmp(a, c, 16) != 0);
+    records_hash("rec", "{\"x\":1,\"y\":\"a b\"}", 17, want);
+    CHECK(memcmp(a, want, 16) == 0);
+    /* an escaped key is not "_id" */
+    key_of("{\"result\":[{\"\\u005fid\":\"a\"}]}", 0, b);
+    records_hash("rec", "{\"\\u005fid\":\"a\"}", 16, want);
+    CHECK(memcmp(b, want, 16) == 0);
+    /* a container _id is hashed minified and leaves pg->out alone */
+    key_of("{\"result\":[{\"_id\": { \"k\" : [1, 2] }}, {\"n\":1}]}", 0, a);
+    records_hash("id", "{\"k\":[1,2]}", 11, want);
+    CHECK(memcmp(a, want, 16) == 0);
+    CHECK_MEM(pg.out.data, pg.out.len, "{\"_id\":{\"k\":[1,2]}}{\"n\":1}");
+    CHECK_INT(pg.recs[1].off, 19);
+}
+
+static void hex(const unsigned char *k, char *out)
+{
+    for (int i = 0; i < RECORDS_KEY_LEN; i++)
+        snprintf(out + 2 * i, 3, "%02x", k[i]);
+}
+
+static void test_hash(void)
+{
+    unsigned char k[16], k2[16];
+    char h[33];
+    /* printf 'id\0abc' | sha256sum; printf 'rec\0{}' | sha256sum */
+    records_hash("id", "abc", 3, k);
+    hex(k, h);
+    CHECK_STR(h, "bdd6bd8634389c9038d6bd4d8f4f043a");
+    records_hash("rec", "{}", 2, k);
+    hex(k, h);
+    CHECK_STR(h, "de2bb393c9b3a6f25191af39bb1d3cfc");
+    records_hash("rec", "abc", 3, k2);
+    records_hash("id", "abc", 3, k);
+    CHECK(memcmp(k, k2, 16) != 0);
+    records_hash("idabc", "", 0, k2);   /* the NUL separates domain and bytes */
+    CHECK(memcmp(k, k2, 16) != 0);
+}
+
+static void test_times(void)
+{
+    static const struct { const char *in; long long ev, ins; } t[] = {
+        { "{\"timestamp\":123,\"_insertion_epoch_timestamp\":456}", 123, 456 },
+        { "{\"timestamp\":\"123\"}", -1, -1 },
+        { "{\"timestamp\":1.5}", -1, -1 },
+        { "{\"timestamp\":1e3}", -1, -1 },
+        { "{\"timestamp\":null,\"_insertion_epoch_timestamp\":true}", -1, -1 },
+        { "{\"timestamp\":9223372036854775807}", INT64_MAX, -1 },
+        { "{\"timestamp\":9223372036854775808}", -1, -1 },
+        { "{\"timestamp\":99999999999999999999}", -1, -1 },
+        { "{\"timestamp\":-5}", -5, -1 },
+        { "{\"x\":{\"timestamp\":5},\"y\":[{\"timestamp\":6}]}", -1, -1 },
+        { "{\"timestamp\":[7]}", -1, -1 },
+        { "{\"timestamp\":7,\"timestamp\":8}", 7, -1 },
+    };
+    char body[256];
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        snprintf(body, sizeof(body), "{\"result\":[%s]}", t[i].in);
+        CHECK_INT(ns_page_parse(&pg, body, strlen(body), err, sizeof(err)), 0);
+        CHECK_INT(pg.nrecs, 1);
+        CHECK_INT(pg.recs[0].event_time, t[i].ev);
+        CHECK_INT(pg.recs[0].insertion_time, t[i].ins);
+    }
+}
+
+static void test_wait_time(void)
+{
+    static const struct { const char *in; long long want; } t[] = {
+        { "{\"result\":[],\"wait_time\":5}", 5 },
+        { "{\"wait_time\":0,\"result\":[]}", 0 },
+        { "{\"result\":[],\"wait_time\":2.9}", 2 },
+        { "{\"result\":[],\"wait_time\":1e2}", 100 },
+        { "{\"result\":[],\"wait_time\":-3}", 0 },
+        { "{\"result\":[],\"wait_time\":-0.5}", 0 },
+        { "{\"result\":[],\"wait_time\":1e300}", INT64_MAX },
+        { "{\"result\":[],\"wait_time\":99999999999999999999}", INT64_MAX },
+        { "{\"result\":[],\"wait_time\":\"5\"}", -1 },
+        { "{\"result\":[],\"wait_time\":null}", -1 },
+        { "{\"result\":[],\"wait_time\":[5]}", -1 },
+        { "{\"result\":[]}", -1 },
+        { "{\"result\":[{\"wait_time\":5}]}", -1 },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        CHECK_INT(ns_page_parse(&pg, t[i].in, strlen(t[i].in), err, sizeof(err)), 0);
+        CHECK_INT(pg.wait_time, t[i].want);
+    }
+    CHECK_INT(ns_page_parse(&pg, "{\"wait_time\":5}", 15, err, sizeof(err)), -1);
+    CHECK_INT(pg.wait_time, -1);
+}
+
+/* A body of depth levels: the page object, "result", the record, and
+ * depth - 3 arrays inside the record. */
+static char *deep(int depth)
+{
+    buf b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"result\":[{\"a\":");
+    for (int i = 3; i < depth; i++)
+        buf_append_char(&b, '[');
+    buf_append_char(&b, '1');
+    for (int i = 3; i < depth; i++)
+        buf_append_char(&b, ']');
+    buf_append_str(&b, "}]}");
+    return buf_detach(&b, NULL);
+}
+
+static void test_depth(void)
+{
+    char *s = deep(RECORDS_MAX_DEPTH);
+    CHECK_INT(ns_page_parse(&pg, s, strlen(s), err, sizeof(err)), 0);
+    CHECK_INT(pg.nrecs, 1);
+    free(s);
+    s = deep(RECORDS_MAX_DEPTH + 1);
+    CHECK_INT(ns_page_parse(&pg, s, strlen(s), err, sizeof(err)), -1);
+    CHECK_STR(err, "JSON nested deeper than 64 levels at byte 77");
+    free(s);
+    s = deep(200000);
+    CHECK_INT(ns_page_parse(&pg, s, strlen(s), err, sizeof(err)), -1);
+    CHECK_HAS(err, "JSON nested deeper than 64 levels");
+    free(s);
+    s = deep(RECORDS_MAX_DEPTH);
+    s[strlen(s) - 10] = '\0';   /* as deep as allowed, and truncated */
+    CHECK_INT(ns_page_parse(&pg, s, strlen(s), err, sizeof(err)), -1);
+    CHECK_STR(err, "truncated JSON at byte 132");
+    free(s);
+    /* brackets inside strings do not count; inside primitives neither,
+     * as jsmn reads them (the page is then rejected as invalid) */
+    buf b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"result\":[{\"s\":\"");
+    for (int i = 0; i < 1000; i++)
+        buf_append_str(&b, "[{\\\"");
+    buf_append_str(&b, "\"}]}");
+    CHECK_INT(ns_page_parse(&pg, b.data, b.len, err, sizeof(err)), 0);
+    CHECK_INT(pg.recs[0].len, b.len - 13);
+    buf_reset(&b);
+    buf_append_str(&b, "{\"result\":[{\"s\":1\"");
+    for (int i = 0; i < 100; i++)
+        buf_append_str(&b, " [");
+    CHECK_INT(ns_page_parse(&pg, b.data, b.len, err, sizeof(err)), -1);
+    CHECK_HAS(err, "JSON nested deeper than 64 levels");
+    buf_release(&b);
+}
+
+static void test_truncated(void)
+{
+    const char *page = "{\"ok\":1,\"result\":[{\"_id\":\"x\\\"y\",\"n\":-1.5e+3,"
+                       "\"a\":[true,false,null,{}],\"u\":\"\\u00e9\"},{}],\"wait_time\":0}";
+    size_t len = strlen(page);
+    char *copy = malloc(len);
+    for (size_t n = 0; n < len; n++) {
+        memcpy(copy, page, n);   /* exact length: ASan sees any over-read */
+        int rc = ns_page_parse(&pg, copy, n, err, sizeof(err));
+        if (rc == 0 || !strstr(err, n ? "truncated JSON" : "empty body"))
+            fprintf(stderr, "prefix %zu: rc %d err %s\n", n, rc, err);
+        CHECK(rc == -1 && strstr(err, n ? "truncated JSON" : "empty body"));
+        CHECK_INT(pg.nrecs, 0);
+    }
+    memcpy(copy, page, len);
+    CHECK_INT(ns_page_parse(&pg, copy, len, err, sizeof(err)), 0);
+    CHECK_INT(pg.nrecs, 2);
+    free(copy);
+}
+
+static void test_nul_and_size(void)
+{
+    static const char a[] = "{\"result\":[{\"a\":\"x\0y\"}]}";
+    static const char b[] = "{\"result\":[]}\0garbage";
+    CHECK_INT(ns_page_parse(&pg, a, sizeof(a) - 1, err, sizeof(err)), -1);
+    CHECK_STR(err, "NUL byte in body at byte 18");
+    CHECK_INT(ns_page_parse(&pg, b, sizeof(b) - 1, err, sizeof(err)), -1);
+    CHECK_STR(err, "NUL byte in body at byte 13");
+    /* the length is checked before the body is read */
+    CHECK_INT(ns_page_parse(&pg, a, (size_t)INT_MAX + 1, err, sizeof(err)), -1);
+    CHECK_HAS(err, "larger than 2147483647");
+    /* a tiny error buffer is fine, and so is none */
+    char small[8];
+    CHECK_INT(ns_page_parse(&pg, "[]", 2, small, sizeof(small)), -1);
+    CHECK_STR(small, "top lev");
+    CHECK_INT(ns_page_parse(&pg, "[]", 2, NULL, 0), -1);
+}
+
+/* {"result":[{"a":[1,1,...]}]} with n ones: 6 + n tokens. */
+static char *many(size_t n)
+{
+    buf b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"result\":[{\"a\":[");
+    for (size_t i = 0; i < n; i++)
+        buf_append_str(&b, i ? ",1" : "1");
+    buf_append_str(&b, "]}]}");
+    return buf_detach(&b, NULL);
+}
+
+static void test_token_cap(void)
+{
+    ns_page small;
+    char *s = many(4);
+    ns_page_init(&small, 10);
+    CHECK_INT(ns_page_parse(&small, s, strlen(s), err, sizeof(err)), 0);
+    CHECK_INT(small.nrecs, 1);
+    free(s);
+    s = many(5);
+    CHECK_INT(ns_page_parse(&small, s, strlen(s), err, sizeof(err)), -1);
+    CHECK_STR(err, "page has more than 10 JSON tokens");
+    ns_page_release(&small);
+    free(s);
+    /* jsmn resumes after the token array grows, many times over */
+    s = many(300000);
+    CHECK_INT(ns_page_parse(&pg, s, strlen(s), err, sizeof(err)), 0);
+    CHECK_INT(pg.nrecs, 1);
+    CHECK(pg.out.len == strlen(s) - 13 && memcmp(pg.out.data, s + 11, pg.out.len) == 0);
+    free(s);
+}
+
+static void test_many_records_and_reuse(void)
+{
+    buf b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\n  \"result\": [\n");
+    for (int i = 0; i < 5000; i++)
+        buf_printf(&b, "%s    { \"_id\" : \"%d\", \"timestamp\" : %d }", i ? ",\n" : "", i, i);
+    buf_append_str(&b, "\n  ]\n}\n");
+    CHECK_INT(ns_page_parse(&pg, b.data, b.len, err, sizeof(err)), 0);
+    CHECK_INT(pg.nrecs, 5000);
+    CHECK_INT(pg.recs[4999].event_time, 4999);
+    CHECK_MEM(rec(4999), pg.recs[4999].len, "{\"_id\":\"4999\",\"timestamp\":4999}");
+    CHECK_INT(pg.recs[4999].off + pg.recs[4999].len, pg.out.len);
+    /* the next page starts afresh */
+    CHECK_STR(run("{\"result\":[{\"b\":2}]}"), "{\"b\":2}");
+    CHECK_INT(pg.nrecs, 1);
+    CHECK_INT(pg.recs[0].off, 0);
+    CHECK_STR(run("{\"result\":[{\"b\":2},7]}"), "!result[1] is not an object");
+    CHECK_INT(pg.nrecs, 0);
+    CHECK_INT(pg.out.len, 0);
+    buf_release(&b);
+}
+
+static void test_minify(void)
+{
+    buf b;
+    buf_init(&b, 0);
+    const char *in = " [ 1 ,\t\"a b\" ,\r\n{ } ] ";
+    CHECK_INT(records_minify(&b, in, strlen(in)), 0);
+    CHECK_STR(b.data, "[1,\"a b\",{}]");
+    CHECK_INT(records_minify(&b, "\"\\\\\" ", 5), 0);
+    CHECK_STR(b.data, "[1,\"a b\",{}]\"\\\\\"");
+    buf_reset(&b);
+    CHECK_INT(records_minify(&b, "\"a \\", 4), 0);   /* bad input stays in bounds */
+    CHECK_STR(b.data, "\"a \\");
+    buf_release(&b);
+    buf_init(&b, 4);
+    CHECK_INT(records_minify(&b, "[1, 2]", 6), -1);  /* the cap is the input length */
+    buf_release(&b);
+}
+
+/* A dense page: the token array grows (and jsmn resumes) at every kind
+ * of token, not only at numbers. */
+static void test_dense(void)
+{
+    ns_page p;
+    buf b;
+    char want[96];
+    int ok = 1;
+    ns_page_init(&p, 0);
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"result\":[");
+    for (int i = 0; i < 20000; i++)
+        buf_printf(&b, "%s{\"_id\":\"%d\",\"a\":[{\"b\":[%d]}]}", i ? "," : "", i, i);
+    buf_append_str(&b, "]}");
+    CHECK_INT(ns_page_parse(&p, b.data, b.len, err, sizeof(err)), 0);
+    CHECK_INT(p.nrecs, 20000);
+    for (size_t i = 0; i < p.nrecs && ok; i++) {
+        snprintf(want, sizeof(want), "{\"_id\":\"%zu\",\"a\":[{\"b\":[%zu]}]}", i, i);
+        ok = p.recs[i].len == strlen(want) && memcmp(p.out.data + p.recs[i].off, want, p.recs[i].len) == 0;
+    }
+    CHECK(ok);
+    CHECK(p.ntoks_cap >= 20000 * 8 + 3);
+    ns_page_release(&p);
+    buf_release(&b);
+}
+
+/* records_hash() from several threads at once (one digest context each). */
+static void *hash_thread(void *arg)
+{
+    unsigned char k[RECORDS_KEY_LEN], want[RECORDS_KEY_LEN];
+    records_hash("id", "abc", 3, want);
+    for (int i = 0; i < 20000; i++) {
+        records_hash("id", "abc", 3, k);
+        if (memcmp(k, want, sizeof(k)) != 0)
+            return arg;
+    }
+    return NULL;
+}
+
+static void test_hash_threads(void)
+{
+    pthread_t th[4];
+    void *rv;
+    int bad = 0;
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(pthread_create(&th[i], NULL, hash_thread, &bad), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], &rv);
+        CHECK(rv == NULL);
+    }
+}
+
+/* Random byte damage to a real page: errors or records, never a crash. */
+static void test_mutations(void)
+{
+    size_t len;
+    char *body = slurp(SAMPLES "raw-page-v2.json", &len);
+    char *copy = malloc(len);
+    static const char alphabet[] = "{}[]\":,\\ 0-e.tn\x01\xff";
+    unsigned seed = 12345, ok = 0;
+    for (int i = 0; i < 20000; i++) {
+        memcpy(copy, body, len);
+        for (int j = 0; j < 1 + i % 3; j++) {
+            seed = seed * 1103515245u + 12345u;
+            copy[(seed >> 8) % len] = alphabet[(seed >> 20) % (sizeof(alphabet) - 1)];
+        }
+        if (ns_page_parse(&pg, copy, len, err, sizeof(err)) == 0) {
+            ok++;
+            for (size_t r = 0; r < pg.nrecs; r++)
+                CHECK(!memchr(rec(r), '\n', pg.recs[r].len));
+        }
+    }
+    CHECK(ok > 0 && ok < 20000);
+    free(copy);
+    free(body);
+}
+
+int main(void)
+{
+    ns_page_init(&pg, 0);
+    buf_init(&joined, 0);
+    test_cases();
+    test_raw_page();
+    test_alerts_uba();
+    test_keys();
+    test_hash();
+    test_times();
+    test_wait_time();
+    test_depth();
+    test_truncated();
+    test_nul_and_size();
+    test_token_cap();
+    test_many_records_and_reuse();
+    test_minify();
+    test_dense();
+    test_hash_threads();
+    test_mutations();
+    ns_page_release(&pg);
+    buf_release(&joined);
+    CHECK_DONE();
+}
