@@ -67,7 +67,7 @@ static const struct key keys[] = {
     ENUM("log.level", log_level, LOG_INFO, level_names),
     ENUM("log.format", log_format, LOG_FORMAT_KV, format_names),
 
-    INT("workers.fetch", fetch_workers, 2, 1, 64),
+    INT("workers.fetch", fetch_workers, 4, 1, 64),
     INT("workers.upload", upload_workers, 2, 1, 64),
 
     INT("tenant_defaults.interval", interval_s, 300, 1, DAY),

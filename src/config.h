@@ -22,7 +22,7 @@ typedef struct nsc_config {
     int log_level;                    /* "log.level": enum log_level, default info */
     int log_format;                   /* "log.format": "kv" | "json" */
 
-    int fetch_workers;                /* "workers.fetch", default 2 */
+    int fetch_workers;                /* "workers.fetch", default 4 */
     int upload_workers;               /* "workers.upload", default 2 */
 
     /* Defaults for new tenants ("tenant_defaults.*"). */

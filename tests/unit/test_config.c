@@ -90,7 +90,7 @@ static void test_defaults(void)
     CHECK_STR(c.output_dir, "nscollect-out");
     CHECK_INT(c.log_level, LOG_INFO);
     CHECK_INT(c.log_format, LOG_FORMAT_KV);
-    CHECK_INT(c.fetch_workers, 2);
+    CHECK_INT(c.fetch_workers, 4);
     CHECK_INT(c.upload_workers, 2);
     CHECK_INT(c.interval_s, 300);
     CHECK_INT(c.lookback_s, 86400);
