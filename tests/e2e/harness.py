@@ -306,3 +306,23 @@ def run_cli(args, stdin=None, env=None, timeout=300):
         _default_ws = Workspace()
         atexit.register(_default_ws.cleanup)
     return _default_ws.run_cli(args, stdin=stdin, env=env, timeout=timeout)
+
+
+def run_tests(namespace):
+    """A test module's main: run its test_*() functions (or those whose
+    name contains an argument), print ok/FAIL with timings, exit 1 on any
+    failure. Usage: `if __name__ == "__main__": run_tests(globals())`."""
+    only = sys.argv[1:]
+    tests = [v for k, v in sorted(namespace.items()) if k.startswith("test_") and callable(v)]
+    failed = 0
+    for test in tests:
+        if only and not any(o in test.__name__ for o in only):
+            continue
+        t0 = time.time()
+        try:
+            test()
+            print("ok   %s (%.1f s)" % (test.__name__, time.time() - t0), flush=True)
+        except Exception as e:          # report every failure, then exit 1
+            failed += 1
+            print("FAIL %s: %s: %s" % (test.__name__, type(e).__name__, e), flush=True)
+    sys.exit(1 if failed else 0)

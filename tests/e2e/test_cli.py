@@ -8,7 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeNetskope, Workspace  # noqa: E402
+from harness import FakeNetskope, Workspace, run_tests  # noqa: E402
 
 SECRET = "tok-Sup3rS3cret-0123456789"
 
@@ -163,15 +163,5 @@ def test_tenant_lifecycle():
         assert out.strip() == "[]", out
 
 
-TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
-
 if __name__ == "__main__":
-    failed = 0
-    for test in TESTS:
-        try:
-            test()
-            print("ok   %s" % test.__name__)
-        except Exception as e:
-            failed += 1
-            print("FAIL %s: %s" % (test.__name__, e))
-    sys.exit(1 if failed else 0)
+    run_tests(globals())

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeNetskope, Workspace  # noqa: E402
+from harness import FakeNetskope, Workspace, run_tests  # noqa: E402
 
 RECIPE_VARS = ("NETSKOPE_TENANT", "NETSKOPE_API_TOKEN", "GCS_BUCKET", "GCS_PREFIX",
                "STATE_KEY", "MAX_RECORDS", "PAGE_SIZE", "LOOKBACK_HOURS")
@@ -165,16 +165,5 @@ def test_first_run_resumes_at_state():
         assert reqs[0]["start"] == cursor - 120, (reqs[0], cursor)
 
 
-TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
-
-
 if __name__ == "__main__":
-    failed = 0
-    for test in TESTS:
-        try:
-            test()
-            print("ok   %s" % test.__name__)
-        except Exception as e:          # report every failure, then exit 1
-            failed += 1
-            print("FAIL %s: %r" % (test.__name__, e))
-    sys.exit(1 if failed else 0)
+    run_tests(globals())

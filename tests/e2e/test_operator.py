@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REPO, FakeNetskope, Workspace, minify, ndjson_lines, wait_until  # noqa: E402
+from harness import REPO, FakeNetskope, Workspace, minify, ndjson_lines, wait_until, run_tests  # noqa: E402
 
 
 def db_value(ws, sql, *args):
@@ -168,19 +168,5 @@ def test_man_page_renders():
         assert w in text, "man page lacks %s" % w
 
 
-TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
-
 if __name__ == "__main__":
-    failed = 0
-    only = sys.argv[1:]
-    for test in TESTS:
-        if only and not any(o in test.__name__ for o in only):
-            continue
-        t0 = time.time()
-        try:
-            test()
-            print("ok   %s (%.1f s)" % (test.__name__, time.time() - t0))
-        except Exception as e:
-            failed += 1
-            print("FAIL %s: %s" % (test.__name__, e))
-    sys.exit(1 if failed else 0)
+    run_tests(globals())
