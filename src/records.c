@@ -17,6 +17,7 @@
  *      its whitespace and computes its dedupe key.
  */
 #include "records.h"
+#include "util.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -37,20 +38,6 @@
 #define NO_ERROR ((size_t)-1)
 
 typedef jsmntok_t tok;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static inline int is_ws(char c)
 {
@@ -91,8 +78,8 @@ typedef struct scan {
 static int scan_bad_byte(const scan *sc, size_t i)
 {
     if (sc->js[i] == '\0')
-        return fail(sc->err, sc->errlen, "NUL byte in body at byte %zu", i);
-    return fail(sc->err, sc->errlen, "control character in string at byte %zu", i);
+        return seterr(sc->err, sc->errlen, "NUL byte in body at byte %zu", i);
+    return seterr(sc->err, sc->errlen, "control character in string at byte %zu", i);
 }
 
 /* *i is at the opening quote; leave it at the closing one (or at len). */
@@ -137,7 +124,7 @@ static int page_scan(const char *js, size_t len, char *err, size_t errlen)
             break;
         case '{': case '[':
             if (++depth > RECORDS_MAX_DEPTH)
-                return fail(err, errlen, "JSON nested deeper than %d levels at byte %zu",
+                return seterr(err, errlen, "JSON nested deeper than %d levels at byte %zu",
                             RECORDS_MAX_DEPTH, i);
             break;
         case '}': case ']':
@@ -171,8 +158,8 @@ static int tokenize_error(int r, const jsmn_parser *p, size_t len, char *err,
                           size_t errlen)
 {
     if (r == JSMN_ERROR_PART)
-        return fail(err, errlen, "truncated JSON at byte %zu", len);
-    return fail(err, errlen, "invalid JSON at byte %u", p->pos);
+        return seterr(err, errlen, "truncated JSON at byte %zu", len);
+    return seterr(err, errlen, "invalid JSON at byte %u", p->pos);
 }
 
 /* Tokenize body into pg->toks; *ntoks gets the token count. */
@@ -183,15 +170,15 @@ static int page_tokenize(ns_page *pg, const char *body, size_t len,
     int r;
     size_t guess = len / 16 > MIN_TOKENS ? len / 16 : MIN_TOKENS;
     if (toks_grow(pg, guess) < 0)
-        return fail(err, errlen, "out of memory for %zu JSON tokens", guess);
+        return seterr(err, errlen, "out of memory for %zu JSON tokens", guess);
     jsmn_init(&p);
     while ((r = jsmn_parse(&p, body, len, pg->toks, pg->ntoks_cap)) ==
            JSMN_ERROR_NOMEM) {
         if (pg->ntoks_cap >= pg->max_tokens)
-            return fail(err, errlen, "page has more than %u JSON tokens",
+            return seterr(err, errlen, "page has more than %u JSON tokens",
                         pg->max_tokens);
         if (toks_grow(pg, (size_t)pg->ntoks_cap * 2) < 0)
-            return fail(err, errlen, "out of memory for %u JSON tokens",
+            return seterr(err, errlen, "out of memory for %u JSON tokens",
                         pg->ntoks_cap);
     }
     if (r < 0)
@@ -276,7 +263,7 @@ typedef struct walk {
 
 static int walk_bad(walk *w, size_t at)
 {
-    return fail(w->err, w->errlen, "invalid JSON at byte %zu", at);
+    return seterr(w->err, w->errlen, "invalid JSON at byte %zu", at);
 }
 
 /* The separator expected before the next token of frame f. */
@@ -312,7 +299,7 @@ static int walk_primitive(walk *w, const tok *t)
     const char *p = w->js + t->start;
     size_t n = (size_t)(t->end - t->start);
     if (!primitive_ok(p, n))
-        return fail(w->err, w->errlen, "invalid JSON value '%.*s' at byte %d",
+        return seterr(w->err, w->errlen, "invalid JSON value '%.*s' at byte %d",
                     n > 24 ? 24 : (int)n, p, t->start);
     w->pos = (size_t)t->end;
     return 0;
@@ -321,7 +308,7 @@ static int walk_primitive(walk *w, const tok *t)
 static int walk_push(walk *w, const tok *t)
 {
     if (w->depth == RECORDS_MAX_DEPTH)
-        return fail(w->err, w->errlen,
+        return seterr(w->err, w->errlen,
                     "JSON nested deeper than %d levels at byte %d",
                     RECORDS_MAX_DEPTH, t->start);
     struct frame *f = &w->st[w->depth++];
@@ -384,7 +371,7 @@ static int page_check(walk *w)
     } while (w->depth > 0);
     size_t at = gap_check(w->js, w->pos, w->len, 0);
     if (at != NO_ERROR || w->i != w->n)
-        return fail(w->err, w->errlen, "trailing data after JSON at byte %zu",
+        return seterr(w->err, w->errlen, "trailing data after JSON at byte %zu",
                     at != NO_ERROR ? at : w->pos);
     return 0;
 }
@@ -462,12 +449,12 @@ static int page_envelope(ns_page *pg, const char *js, const tok *t, unsigned n,
     unsigned j = 1;
     *res = 0;
     if (t[0].type != JSMN_OBJECT)
-        return fail(err, errlen, "top level is not an object");
+        return seterr(err, errlen, "top level is not an object");
     for (int k = 0; k < t[0].size; k++) {
         unsigned v = j + 1;
         if (KEY_IS(js, &t[j], "result")) {
             if (*res)
-                return fail(err, errlen, "\"result\" appears twice");
+                return seterr(err, errlen, "\"result\" appears twice");
             *res = v;
         } else if (KEY_IS(js, &t[j], "wait_time")) {
             pg->wait_time = wait_value(js, &t[v]);
@@ -475,9 +462,9 @@ static int page_envelope(ns_page *pg, const char *js, const tok *t, unsigned n,
         j = tok_next(t, n, v);
     }
     if (!*res)
-        return fail(err, errlen, "\"result\" is missing");
+        return seterr(err, errlen, "\"result\" is missing");
     if (t[*res].type != JSMN_ARRAY)
-        return fail(err, errlen, "\"result\" is not an array");
+        return seterr(err, errlen, "\"result\" is not an array");
     return 0;
 }
 
@@ -591,12 +578,12 @@ static int page_records(ns_page *pg, const char *js, const tok *t, unsigned n,
     unsigned j = res + 1;
     if (recs_reserve(pg, (size_t)a->size) < 0 ||
         buf_reserve(&pg->out, (size_t)(a->end - a->start)) < 0)
-        return fail(err, errlen, "out of memory for %d records", a->size);
+        return seterr(err, errlen, "out of memory for %d records", a->size);
     for (int k = 0; k < a->size; k++) {
         if (t[j].type != JSMN_OBJECT)
-            return fail(err, errlen, "result[%d] is not an object", k);
+            return seterr(err, errlen, "result[%d] is not an object", k);
         if (record_add(pg, js, t, n, j, &j) < 0)
-            return fail(err, errlen, "out of memory at result[%d]", k);
+            return seterr(err, errlen, "out of memory at result[%d]", k);
     }
     return 0;
 }
@@ -624,13 +611,13 @@ static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
 {
     unsigned ntoks = 0, res = 0;
     if (len > INT_MAX)
-        return fail(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
+        return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
     if (page_scan(body, len, err, errlen) < 0)
         return -1;
     if (page_tokenize(pg, body, len, &ntoks, err, errlen) < 0)
         return -1;
     if (ntoks == 0)
-        return fail(err, errlen, "empty body");
+        return seterr(err, errlen, "empty body");
     walk w = { .js = body, .len = len, .t = pg->toks, .n = ntoks,
                .err = err, .errlen = errlen };
     if (page_check(&w) < 0)

@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
+#include "util.h"
 
 #define SEAL_MAGIC "v1"
 #define SEAL_MAGIC_LEN 2
@@ -30,19 +31,6 @@
 static const char hex_digits[] = "0123456789abcdef";
 
 /* printf into err and return -1, so error paths are one line. */
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 void secret_wipe(void *p, size_t n)
 {
     if (p && n)
@@ -89,28 +77,13 @@ int secret_key_generate(secret_key *key)
     return RAND_bytes(key->k, SECRET_KEY_LEN) == 1 ? 0 : -1;
 }
 
-/* Write the whole of p to fd, retrying short writes and EINTR. */
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Write key as hex + newline to fd and fsync it. errno is kept on failure. */
 static int write_key_fd(int fd, const secret_key *key)
 {
     char text[KEY_HEX_LEN + 1];
     hex_encode(key->k, SECRET_KEY_LEN, text);
     text[KEY_HEX_LEN] = '\n';
-    int rc = write_all(fd, text, sizeof text);
+    int rc = write_full(fd, text, sizeof text);
     if (rc == 0)
         rc = fsync(fd);
     int saved = errno;
@@ -144,9 +117,9 @@ static int write_new_key_file(const secret_key *key, const char *path, int flags
 {
     int fd = open(path, flags | O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST)
-        return fail(err, errlen, "%s '%s' already exists; refusing to overwrite it", what, path);
+        return seterr(err, errlen, "%s '%s' already exists; refusing to overwrite it", what, path);
     if (fd < 0)
-        return fail(err, errlen, "cannot create %s '%s': %s", what, path, strerror(errno));
+        return seterr(err, errlen, "cannot create %s '%s': %s", what, path, strerror(errno));
     int rc = write_key_fd(fd, key);
     int saved = errno;
     if (close(fd) < 0 && rc == 0) {
@@ -155,7 +128,7 @@ static int write_new_key_file(const secret_key *key, const char *path, int flags
     }
     if (rc < 0) {
         unlink(path);
-        return fail(err, errlen, "cannot write %s '%s': %s", what, path, strerror(saved));
+        return seterr(err, errlen, "cannot write %s '%s': %s", what, path, strerror(saved));
     }
     return 0;
 }
@@ -165,7 +138,7 @@ int secret_key_create(const char *path, char *err, size_t errlen)
     secret_key key;
     int rc = -1;
     if (secret_key_generate(&key) < 0) {
-        fail(err, errlen, "cannot create key file '%s': no random bytes from OpenSSL", path);
+        seterr(err, errlen, "cannot create key file '%s': no random bytes from OpenSSL", path);
         goto out;
     }
     if (write_new_key_file(&key, path, O_EXCL, "key file", err, errlen) < 0)
@@ -183,13 +156,13 @@ int secret_key_save(const secret_key *key, const char *path, char *err, size_t e
     unsigned int r = 0;
     (void)RAND_bytes((unsigned char *)&r, sizeof r);
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%08x", path, (long)getpid(), r) >= (int)sizeof tmp)
-        return fail(err, errlen, "key file path '%s' is too long", path);
+        return seterr(err, errlen, "key file path '%s' is too long", path);
     if (write_new_key_file(key, tmp, O_EXCL, "temporary key file", err, errlen) < 0)
         return -1;
     if (rename(tmp, path) < 0) {
         int saved = errno;
         unlink(tmp);
-        return fail(err, errlen, "cannot replace key file '%s': %s", path, strerror(saved));
+        return seterr(err, errlen, "cannot replace key file '%s': %s", path, strerror(saved));
     }
     sync_parent_dir(path);
     return 0;
@@ -229,11 +202,11 @@ static int check_key_stat(int fd, const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
-        return fail(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
+        return seterr(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
-        return fail(err, errlen, "key file '%s' is a directory, not a key file", path);
+        return seterr(err, errlen, "key file '%s' is a directory, not a key file", path);
     if (!S_ISREG(st.st_mode))
-        return fail(err, errlen, "key file '%s' is not a regular file", path);
+        return seterr(err, errlen, "key file '%s' is not a regular file", path);
     if (st.st_mode & (S_IRWXG | S_IRWXO))
         log_warn("key file '%s' is accessible by group or others (mode %04o); "
                  "run chmod 600 '%s'", path, (unsigned)(st.st_mode & 07777), path);
@@ -246,19 +219,19 @@ int secret_key_load(secret_key *key, const char *path, char *err, size_t errlen)
     int rc = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        fail(err, errlen, "cannot open key file '%s': %s", path, strerror(errno));
+        seterr(err, errlen, "cannot open key file '%s': %s", path, strerror(errno));
         goto out;
     }
     if (check_key_stat(fd, path, err, errlen) < 0)
         goto out;
     ssize_t n = read_small(fd, text, sizeof text);
     if (n < 0) {
-        fail(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
+        seterr(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
         goto out;
     }
     if (parse_key_text(key, text, (size_t)n) < 0) {
         secret_wipe(key, sizeof *key);
-        fail(err, errlen, "key file '%s' is not a valid nscollect key "
+        seterr(err, errlen, "key file '%s' is not a valid nscollect key "
              "(expected %d hex characters)", path, KEY_HEX_LEN);
         goto out;
     }
@@ -366,16 +339,16 @@ int secret_open(const secret_key *key, int64_t tenant_id, const unsigned char *s
     *plain_len = 0;
     if (!sealed || sealed_len < SEAL_OVERHEAD || sealed_len > (size_t)INT_MAX ||
         memcmp(sealed, SEAL_MAGIC, SEAL_MAGIC_LEN) != 0)
-        return fail(err, errlen, "cannot decrypt the stored token "
+        return seterr(err, errlen, "cannot decrypt the stored token "
                     "(not a sealed v1 value; damaged database?)");
     size_t ct_len = sealed_len - SEAL_OVERHEAD;
     unsigned char *p = malloc(ct_len + 1);
     if (!p)
-        return fail(err, errlen, "cannot decrypt the stored token: out of memory");
+        return seterr(err, errlen, "cannot decrypt the stored token: out of memory");
     if (gcm_open(key, tenant_id, sealed, ct_len, p) < 0) {
         secret_wipe(p, ct_len + 1);
         free(p);
-        return fail(err, errlen, "cannot decrypt the stored token (wrong key file?)");
+        return seterr(err, errlen, "cannot decrypt the stored token (wrong key file?)");
     }
     p[ct_len] = '\0';
     *plain = (char *)p;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "sink_impl.h"
+#include "util.h"
 
 
 #define SINK_URL_MAX 1024     /* same as a tenant's sink column */
@@ -39,19 +40,6 @@ static const backend backends[] = {
     {"file", &sink_file_ops, NULL},
     {"gs", &sink_gcs_ops, gs_check},
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static int is_control(unsigned char c)
 {
@@ -137,17 +125,17 @@ static int gs_check(const char *rest, char *norm, size_t normlen, char *err, siz
     char prefix[SINK_URL_MAX];
     size_t blen = strcspn(rest, "/");
     if (blen == 0)
-        return fail(err, errlen, "no bucket name; expected gs://bucket[/prefix]");
+        return seterr(err, errlen, "no bucket name; expected gs://bucket[/prefix]");
     if (!bucket_ok(rest, blen))
-        return fail(err, errlen, "bucket name '%.*s' is not valid (expected 3-63 lowercase "
+        return seterr(err, errlen, "bucket name '%.*s' is not valid (expected 3-63 lowercase "
                     "letters, digits, '-', '_' or '.', starting and ending with a letter "
                     "or digit)", (int)blen, rest);
     if (prefix_normalize(rest + blen, prefix, sizeof prefix) < 0)
-        return fail(err, errlen, "the prefix may not contain '.' or '..' path components; "
+        return seterr(err, errlen, "the prefix may not contain '.' or '..' path components; "
                     "expected gs://bucket[/prefix]");
     if (snprintf(norm, normlen, "%.*s%s%s", (int)blen, rest, prefix[0] ? "/" : "", prefix)
         >= (int)normlen)
-        return fail(err, errlen, "too long");
+        return seterr(err, errlen, "too long");
     return 0;
 }
 
@@ -158,7 +146,7 @@ static const backend *backend_for(const char *url, const char **rest, char *err,
 {
     const char *sep = strstr(url, "://");
     if (!sep) {
-        fail(err, errlen, "sink URL '%s' has no scheme; " URL_EXPECTED, url);
+        seterr(err, errlen, "sink URL '%s' has no scheme; " URL_EXPECTED, url);
         return NULL;
     }
     size_t n = (size_t)(sep - url);
@@ -168,7 +156,7 @@ static const backend *backend_for(const char *url, const char **rest, char *err,
             return &backends[i];
         }
     }
-    fail(err, errlen, "sink URL '%s': unknown scheme '%.*s'; " URL_EXPECTED, url, (int)n, url);
+    seterr(err, errlen, "sink URL '%s': unknown scheme '%.*s'; " URL_EXPECTED, url, (int)n, url);
     return NULL;
 }
 
@@ -179,15 +167,15 @@ static int url_parse(const char *url, const backend **be, char *norm, size_t nor
     char why[512] = "";
     const char *rest = NULL;
     if (!url || !url[0])
-        return fail(err, errlen, "sink URL is empty; " URL_EXPECTED);
+        return seterr(err, errlen, "sink URL is empty; " URL_EXPECTED);
     if (has_control(url)) {
         char shown[256];
         escape_controls(url, shown, sizeof shown);
-        return fail(err, errlen, "sink URL '%s' contains control characters; " URL_EXPECTED,
+        return seterr(err, errlen, "sink URL '%s' contains control characters; " URL_EXPECTED,
                     shown);
     }
     if (strlen(url) >= SINK_URL_MAX)
-        return fail(err, errlen, "sink URL '%.60s...' is longer than %d bytes", url,
+        return seterr(err, errlen, "sink URL '%.60s...' is longer than %d bytes", url,
                     SINK_URL_MAX - 1);
     *be = backend_for(url, &rest, err, errlen);
     if (!*be)
@@ -198,7 +186,7 @@ static int url_parse(const char *url, const backend **be, char *norm, size_t nor
     if (rc == 0 && (*be)->ops->check)
         rc = (*be)->ops->check(norm, why, sizeof why);
     if (rc < 0)
-        return fail(err, errlen, "sink URL '%s': %s", url, why[0] ? why : "not valid");
+        return seterr(err, errlen, "sink URL '%s': %s", url, why[0] ? why : "not valid");
     return 0;
 }
 
@@ -218,13 +206,13 @@ sink *sink_open(const char *url, const char *credentials, const nsc_config *cfg,
         return NULL;
     sink *s = calloc(1, sizeof *s);
     if (!s) {
-        fail(err, errlen, "cannot open sink '%s': out of memory", url);
+        seterr(err, errlen, "cannot open sink '%s': out of memory", url);
         return NULL;
     }
     s->ops = be->ops;
     s->state = s->ops->open(norm, credentials, cfg, why, sizeof why);
     if (!s->state) {
-        fail(err, errlen, "cannot open sink '%s': %s", url, why[0] ? why : "unknown error");
+        seterr(err, errlen, "cannot open sink '%s': %s", url, why[0] ? why : "unknown error");
         free(s);
         return NULL;
     }
@@ -245,14 +233,14 @@ static int name_check(const char *name, char *err, size_t errlen)
 {
     char norm[SINK_NAME_MAX];
     if (!name || !name[0])
-        return fail(err, errlen, "empty object name");
+        return seterr(err, errlen, "empty object name");
     if (has_control(name))
-        return fail(err, errlen, "object name contains control characters");
+        return seterr(err, errlen, "object name contains control characters");
     if (name[0] == '/')
-        return fail(err, errlen, "object name '%s' is absolute; expected a relative name", name);
+        return seterr(err, errlen, "object name '%s' is absolute; expected a relative name", name);
     if (strlen(name) >= sizeof norm || prefix_normalize(name, norm, sizeof norm) < 0 ||
         strcmp(norm, name) != 0)
-        return fail(err, errlen, "object name '%s' is not valid (expected tenant/file, "
+        return seterr(err, errlen, "object name '%s' is not valid (expected tenant/file, "
                     "without '.', '..' or empty parts)", name);
     return 0;
 }

@@ -20,25 +20,13 @@
 #include <unistd.h>
 
 #include "sink_impl.h"
+#include "util.h"
 
 #define FILE_EXAMPLE "file:///var/lib/nscollect/out"
 
 typedef struct file_sink {
     char root[PATH_MAX];      /* absolute, no trailing or doubled '/' ("" = "/") */
 } file_sink;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* 1 when component [p, p+n) is "." or "..". */
 static int is_dot_part(const char *p, size_t n)
@@ -80,15 +68,15 @@ static int file_check(const char *rest, char *err, size_t errlen)
 {
     char norm[PATH_MAX - NAME_MAX];
     if (!rest[0])
-        return fail(err, errlen, "no directory; expected an absolute directory path, "
+        return seterr(err, errlen, "no directory; expected an absolute directory path, "
                     "as in " FILE_EXAMPLE);
     if (rest[0] != '/')
-        return fail(err, errlen, "expected an absolute directory path after file://, "
+        return seterr(err, errlen, "expected an absolute directory path after file://, "
                     "as in " FILE_EXAMPLE);
     if (has_control(rest))
-        return fail(err, errlen, "the path contains control characters");
+        return seterr(err, errlen, "the path contains control characters");
     if (path_normalize(rest, norm, sizeof norm) < 0)
-        return fail(err, errlen, "the path may not contain '.' or '..' components "
+        return seterr(err, errlen, "the path may not contain '.' or '..' components "
                     "(or is too long); expected an absolute directory path, as in "
                     FILE_EXAMPLE);
     return 0;
@@ -103,7 +91,7 @@ static void *file_open(const char *rest, const char *credentials, const nsc_conf
         return NULL;
     file_sink *fs = calloc(1, sizeof *fs);
     if (!fs) {
-        fail(err, errlen, "out of memory");
+        seterr(err, errlen, "out of memory");
         return NULL;
     }
     path_normalize(rest, fs->root, sizeof fs->root);
@@ -143,14 +131,14 @@ static int name_ok(const char *name)
 static sink_result io_error(int e, const char *what, const char *path, char *err, size_t errlen)
 {
     if (e == ENOSPC || e == EDQUOT) {
-        fail(err, errlen, "disk full writing %s: %s", path, strerror(e));
+        seterr(err, errlen, "disk full writing %s: %s", path, strerror(e));
         return SINK_RETRY;
     }
     if (e == EIO) {
-        fail(err, errlen, "I/O error writing %s: %s", path, strerror(e));
+        seterr(err, errlen, "I/O error writing %s: %s", path, strerror(e));
         return SINK_RETRY;
     }
-    fail(err, errlen, "%s %s: %s", what, path, strerror(e));
+    seterr(err, errlen, "%s %s: %s", what, path, strerror(e));
     switch (e) {
     case EACCES: case EPERM: case EROFS: case ENOTDIR: case EISDIR:
     case ENAMETOOLONG: case ELOOP: case EMLINK:
@@ -234,20 +222,6 @@ static int paths_make(const file_sink *fs, const char *name, put_paths *pp)
     return n >= (int)sizeof pp->tmp ? -1 : 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Create pp->tmp (which must not exist), write data and fsync it.
  * *created tells whether the caller must unlink it. */
 static sink_result temp_write(const put_paths *pp, const void *data, size_t len, int *created,
@@ -257,7 +231,7 @@ static sink_result temp_write(const put_paths *pp, const void *data, size_t len,
     if (fd < 0)
         return io_error(errno, "cannot create", pp->final, err, errlen);
     *created = 1;
-    int rc = write_all(fd, data, len);
+    int rc = write_full(fd, data, len);
     if (rc == 0)
         rc = fsync(fd);
     int e = errno;
@@ -288,12 +262,12 @@ static sink_result file_put(void *state, const char *name, const void *data, siz
     int created = 0;
     sink_result r;
     if (!name_ok(name)) {
-        fail(err, errlen, "object name is not a relative path without '.', '..' or "
+        seterr(err, errlen, "object name is not a relative path without '.', '..' or "
              "control characters");
         return SINK_PERMANENT;
     }
     if (paths_make(state, name, &pp) < 0) {
-        fail(err, errlen, "object name '%s' makes too long a path", name);
+        seterr(err, errlen, "object name '%s' makes too long a path", name);
         return SINK_PERMANENT;
     }
     if (mkdir_p(pp.dir) < 0) {

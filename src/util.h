@@ -1,0 +1,14 @@
+/* util.h - two helpers every part needs, kept in one place. */
+#ifndef NSC_UTIL_H
+#define NSC_UTIL_H
+
+#include <stddef.h>
+
+/* printf into err (when err is not NULL) and return -1, so an error path
+ * is one line: `return seterr(err, errlen, "cannot read '%s'", path);` */
+int seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Write all n bytes to fd, retrying short writes and EINTR. 0 or -1 (errno). */
+int write_full(int fd, const void *p, size_t n);
+
+#endif
