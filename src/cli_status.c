@@ -47,12 +47,13 @@ static void format_age(sqlite3_stmt *st, int col, char *out, size_t n)
 
 static const char status_sql[] =
     "SELECT name, state, lag_s, alerts_1h, alerts_24h, pending_batches, pending_bytes, "
-    "next_run_at - unixepoch(), coalesce(last_error, '') FROM tenant_status "
+    "next_run_at - unixepoch(), coalesce(last_error, ''), newest_alert_age_s FROM tenant_status "
     "ORDER BY CASE state WHEN 'failing' THEN 0 WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name";
 
 static const char status_json_sql[] =
     "SELECT json_group_array(json_object('name', name, 'state', state, 'cursor', cursor, "
-    "'lag_s', lag_s, 'alerts_1h', alerts_1h, 'alerts_24h', alerts_24h, "
+    "'lag_s', lag_s, 'newest_alert_age_s', newest_alert_age_s, "
+    "'alerts_1h', alerts_1h, 'alerts_24h', alerts_24h, "
     "'pending_batches', pending_batches, 'pending_bytes', pending_bytes, "
     "'last_delivery_at', last_delivery_at, 'last_ok_at', last_ok_at, "
     "'next_run_at', next_run_at, 'fail_count', fail_count, 'last_error', last_error)) "
@@ -61,17 +62,18 @@ static const char status_json_sql[] =
 
 static int print_status_table(sqlite3 *db)
 {
-    char err[512], lag[32], next[32];
+    char err[512], lag[32], next[32], newest[32];
     sqlite3_stmt *st = db_prepare(db, status_sql, err, sizeof err);
     if (!st)
         return cli_error("cannot query the database: %s", err);
-    printf("%-24s %-9s %8s %9s %9s %8s %10s %8s  %s\n", "TENANT", "STATE", "LAG", "ALERTS/1H",
-           "ALERTS/24H", "PENDING", "BYTES", "NEXT", "LAST ERROR");
+    printf("%-24s %-9s %7s %7s %9s %10s %7s %10s %7s  %s\n", "TENANT", "STATE", "LAG", "NEWEST",
+           "ALERTS/1H", "ALERTS/24H", "PENDING", "BYTES", "NEXT", "LAST ERROR");
     while (sqlite3_step(st) == SQLITE_ROW) {
         format_age(st, 2, lag, sizeof lag);
         format_age(st, 7, next, sizeof next);
-        printf("%-24s %-9s %8s %9lld %10lld %8lld %10lld %8s  %.70s\n",
-               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1), lag,
+        format_age(st, 9, newest, sizeof newest);
+        printf("%-24s %-9s %7s %7s %9lld %10lld %7lld %10lld %7s  %.70s\n",
+               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1), lag, newest,
                sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
                sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6), next,
                sqlite3_column_text(st, 8));

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,7 +154,13 @@ static int apply_opts(tenant *t, const tenant_opts *o)
         if (o->sink_credentials[0] && access(o->sink_credentials, R_OK) != 0)
             return cli_error("cannot read --sink-credentials '%s': %s", o->sink_credentials,
                              strerror(errno)), -1;
-        snprintf(t->sink_credentials, sizeof t->sink_credentials, "%s", o->sink_credentials);
+        /* absolute, so the daemon finds it whatever its working directory */
+        char abs[PATH_MAX];
+        const char *path = o->sink_credentials[0] && realpath(o->sink_credentials, abs)
+                               ? abs : o->sink_credentials;
+        if (strlen(path) >= sizeof t->sink_credentials)
+            return cli_error("--sink-credentials '%s': path too long", path), -1;
+        memcpy(t->sink_credentials, path, strlen(path) + 1);
     }
     if (o->window) {
         if (strcmp(o->window, "insertion") && strcmp(o->window, "event"))

@@ -387,13 +387,23 @@ static void lex_number(struct lex *lx)
         lx->out[lx->o++] = 'L';
 }
 
-/* Rewrite text into out, which has room for 2 * strlen(text) + 1 bytes. */
-static void widen_integers(const char *text, char *out)
+/* Rewrite text into out, which has room for 2 * strlen(text) + 1 bytes.
+ * Returns 0, or the line of an @include: not supported, because libconfig
+ * 1.5 exits the process when the included name is a directory, and a
+ * config that is one file is one thing to check and to back up. */
+static int widen_integers(const char *text, char *out)
 {
     struct lex lx = {.s = text, .out = out};
+    int line = 1;
 
     while (text[lx.i]) {
         size_t skip = lex_skip_len(text + lx.i);
+        for (size_t k = 0; k < skip; k++)
+            line += text[lx.i + k] == '\n';
+        if (text[lx.i] == '\n')
+            line++;
+        if (text[lx.i] == '@')
+            return line;
         if (skip)
             lex_copy(&lx, skip);
         else if (is_name_start(text[lx.i]))
@@ -404,6 +414,7 @@ static void widen_integers(const char *text, char *out)
             lex_copy(&lx, 1);
     }
     out[lx.o] = '\0';
+    return 0;
 }
 
 /* ---- Applying settings through the table -------------------------------- */
@@ -604,19 +615,13 @@ static int walk_group(struct load *ld, const config_setting_t *group, const char
     return 0;
 }
 
-/* Parse text with libconfig and apply it. @include paths are relative to
- * the config file's directory. */
+/* Parse text with libconfig and apply it. */
 static int parse_and_apply(struct load *ld, const char *text)
 {
-    char dir[CONFIG_PATH_MAX];
-    const char *slash = strrchr(ld->path, '/');
     config_t cf;
     int rc;
 
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - ld->path + 1) : 1,
-             slash ? ld->path : ".");
     config_init(&cf);
-    config_set_include_dir(&cf, dir);
     if (config_read_string(&cf, text) != CONFIG_TRUE) {
         const char *file = config_error_file(&cf);
         rc = errorf(ld->err, ld->errlen, "%s:%d: %s", file ? file : ld->path,
@@ -650,7 +655,12 @@ int config_load(nsc_config *cfg, const char *path, char *err, size_t errlen)
         goto out;
     }
     config_defaults(tmp);
-    widen_integers(text, wide);
+    int include_line = widen_integers(text, wide);
+    if (include_line) {
+        errorf(err, errlen, "%s:%d: @include is not supported: put every setting in this file",
+               path, include_line);
+        goto out;
+    }
     if (parse_and_apply(&ld, wide) < 0)
         goto out;
     snprintf(tmp->source, sizeof tmp->source, "%s", path);

@@ -28,6 +28,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "util.h"
 
 #define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
 #define METADATA_HOST "metadata.google.internal"
@@ -63,20 +64,6 @@ struct gauth {
     gauth_result last_rc;
     char last_err[512];
 };
-
-/* printf into err and return -1, so error paths are one line. */
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static void free_secret(char *s)
 {
@@ -421,7 +408,7 @@ static int jwt_build(EVP_PKEY *pk, const char *kid, const char *iss, const char 
     rc = 0;
 out:
     if (rc < 0)
-        fail(err, errlen, "cannot build the token request: %s", why);
+        seterr(err, errlen, "cannot build the token request: %s", why);
     free(sig);
     buf_release(&part);
     buf_wipe(&out);
@@ -455,7 +442,7 @@ int gauth_jwt_make(const char *pem, const char *kid, const char *iss, const char
 {
     EVP_PKEY *pk = pem_private_key(pem);
     if (!pk)
-        return fail(err, errlen, "private key is not a valid PEM RSA private key");
+        return seterr(err, errlen, "private key is not a valid PEM RSA private key");
     int rc = jwt_build(pk, kid, iss, aud, iat, jwt, err, errlen);
     EVP_PKEY_free(pk);
     return rc;
@@ -482,14 +469,14 @@ int gauth_url_check(const char *url, int *loopback, char *err, size_t errlen)
     if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        fail(err, errlen, "'%s' is not a valid URL", url);
+        seterr(err, errlen, "'%s' is not a valid URL", url);
         goto out;
     }
     int lo = host_is_loopback(host);
     if (loopback)
         *loopback = lo;
     if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && lo)) {
-        fail(err, errlen, "'%s' must be https:// (http:// only for loopback hosts)", url);
+        seterr(err, errlen, "'%s' must be https:// (http:// only for loopback hosts)", url);
         goto out;
     }
     rc = 0;
@@ -518,25 +505,25 @@ static int key_file_read(const char *path, char **text, size_t *n, char *err, si
     struct stat st;
     *text = NULL;
     if (fd < 0 || fstat(fd, &st) < 0) {
-        fail(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
+        seterr(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode) || st.st_size > KEY_FILE_MAX) {
-        fail(err, errlen, "key file '%s' is not a regular file of at most %d bytes",
+        seterr(err, errlen, "key file '%s' is not a regular file of at most %d bytes",
              path, KEY_FILE_MAX);
         goto out;
     }
     if (st.st_mode & (S_IRGRP | S_IROTH))
         log_warn("key file '%s' is readable by group or others; run: chmod 600 '%s'", path, path);
     if (!(*text = malloc((size_t)st.st_size + 1))) {
-        fail(err, errlen, "cannot read key file '%s': out of memory", path);
+        seterr(err, errlen, "cannot read key file '%s': out of memory", path);
         goto out;
     }
     *n = 0;
     for (ssize_t got = 1; got > 0 && *n < (size_t)st.st_size; *n += (size_t)got) {
         got = read(fd, *text + *n, (size_t)st.st_size - *n);
         if (got < 0) {
-            fail(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
+            seterr(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
             goto out;
         }
     }
@@ -559,7 +546,7 @@ static int key_field(const json_doc *d, const char *path, const char *key, char 
 {
     *out = json_get_string(d, 0, key);
     if (!*out || !**out)
-        return fail(err, errlen, "key file '%s' has no '%s' string", path, key);
+        return seterr(err, errlen, "key file '%s' has no '%s' string", path, key);
     return 0;
 }
 
@@ -568,9 +555,9 @@ static int key_type_check(const json_doc *d, const char *path, char *err, size_t
     char *type = json_get_string(d, 0, "type");
     int rc = 0;
     if (!type)
-        rc = fail(err, errlen, "key file '%s' has no 'type': expected a service account key", path);
+        rc = seterr(err, errlen, "key file '%s' has no 'type': expected a service account key", path);
     else if (strcmp(type, "service_account") != 0)
-        rc = fail(err, errlen, "key file '%s' has type '%.64s': only service_account keys "
+        rc = seterr(err, errlen, "key file '%s' has type '%.64s': only service_account keys "
                   "are supported", path, type);
     free(type);
     return rc;
@@ -583,9 +570,9 @@ static int key_token_uri(gauth *g, const json_doc *d, const char *path, char *er
     if (!g->token_uri)
         g->token_uri = strdup(DEFAULT_TOKEN_URI);
     if (!g->token_uri)
-        return fail(err, errlen, "out of memory");
+        return seterr(err, errlen, "out of memory");
     if (gauth_url_check(g->token_uri, NULL, why, sizeof why) < 0)
-        return fail(err, errlen, "key file '%s': token_uri %s", path, why);
+        return seterr(err, errlen, "key file '%s': token_uri %s", path, why);
     return 0;
 }
 
@@ -600,7 +587,7 @@ static int key_private_key(gauth *g, const json_doc *d, const char *path, char *
     g->pkey = pem_private_key(pem);
     free_secret(pem);
     if (!g->pkey)
-        return fail(err, errlen, "key file '%s': private_key is not a valid PEM RSA private key",
+        return seterr(err, errlen, "key file '%s': private_key is not a valid PEM RSA private key",
                     path);
     return 0;
 }
@@ -614,7 +601,7 @@ static int key_file_load(gauth *g, const char *path, char *err, size_t errlen)
     if (key_file_read(path, &text, &n, err, errlen) < 0)
         goto out;
     if (json_parse(&d, text, n) < 0) {
-        fail(err, errlen, "key file '%s' is not a JSON object", path);
+        seterr(err, errlen, "key file '%s' is not a JSON object", path);
         goto out;
     }
     if (key_type_check(&d, path, err, errlen) < 0 ||
@@ -688,7 +675,7 @@ static gauth *gauth_create(const source *s, const nsc_config *cfg, char *err, si
 {
     gauth *g = calloc(1, sizeof *g);
     if (!g) {
-        fail(err, errlen, "cannot set up GCS credentials: out of memory");
+        seterr(err, errlen, "cannot set up GCS credentials: out of memory");
         return NULL;
     }
     pthread_mutex_init(&g->mu, NULL);
@@ -711,7 +698,7 @@ static gauth *gauth_create(const source *s, const nsc_config *cfg, char *err, si
     }
     return g;
 oom:
-    fail(err, errlen, "cannot set up GCS credentials: out of memory");
+    seterr(err, errlen, "cannot set up GCS credentials: out of memory");
 fail_out:
     gauth_free(g);
     return NULL;
@@ -818,7 +805,7 @@ static gauth_result http_do(const gauth *g, const char *url, const char *post,
     CURL *h = curl_easy_init();
     *status = 0;
     if (!h) {
-        fail(err, errlen, "cannot start libcurl");
+        seterr(err, errlen, "cannot start libcurl");
         return GAUTH_RETRY;
     }
     http_setup(g, h, url, resp);
@@ -830,12 +817,12 @@ static gauth_result http_do(const gauth *g, const char *url, const char *post,
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
         rc = GAUTH_OK;
     } else if (cc == CURLE_COULDNT_RESOLVE_HOST && g->kind == SRC_METADATA) {
-        fail(err, errlen, "no GCS credentials: no key file is configured, "
+        seterr(err, errlen, "no GCS credentials: no key file is configured, "
              "GOOGLE_APPLICATION_CREDENTIALS is unset, and the metadata server cannot be "
              "resolved (%s): not running on Google Cloud?", curl_easy_strerror(cc));
         rc = GAUTH_FATAL;
     } else {
-        fail(err, errlen, "token request to '%s' failed: %s", url, curl_easy_strerror(cc));
+        seterr(err, errlen, "token request to '%s' failed: %s", url, curl_easy_strerror(cc));
     }
     curl_easy_cleanup(h);
     return rc;
@@ -850,11 +837,11 @@ static gauth_result token_parse(const buf *resp, const char *url, char *tok, siz
     char *t = NULL;
     if (json_parse(&d, resp->data ? resp->data : "", resp->len) < 0 ||
         !(t = json_get_string(&d, 0, "access_token")) || !*t) {
-        fail(err, errlen, "token reply from '%s' has no access_token", url);
+        seterr(err, errlen, "token reply from '%s' has no access_token", url);
         goto out;
     }
     if (strlen(t) >= toklen || strlen(t) >= GAUTH_TOKEN_MAX) {
-        fail(err, errlen, "token reply from '%s': access_token longer than %d bytes",
+        seterr(err, errlen, "token reply from '%s': access_token longer than %d bytes",
              url, GAUTH_TOKEN_MAX - 1);
         rc = GAUTH_FATAL;
         goto out;
@@ -878,7 +865,7 @@ static gauth_result token_reply(const gauth *g, const char *url, const buf *resp
     if (status == 200)
         return token_parse(resp, url, tok, toklen, expires_in, err, errlen);
     reply_reason(resp, why, sizeof why);
-    fail(err, errlen, "token request to '%s' for %s failed (HTTP %ld)%s", url, g->describe,
+    seterr(err, errlen, "token request to '%s' for %s failed (HTTP %ld)%s", url, g->describe,
          status, why);
     return classify_status(status);
 }
@@ -899,7 +886,7 @@ static gauth_result fetch_key_token(const gauth *g, char *tok, size_t toklen, lo
     if (buf_printf(&form, "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer"
                    "&assertion=%s", jwt) < 0 ||
         !(hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded"))) {
-        fail(err, errlen, "cannot build the token request: out of memory");
+        seterr(err, errlen, "cannot build the token request: out of memory");
         goto out;
     }
     rc = http_do(g, g->token_uri, form.data, hdrs, &resp, &status, err, errlen);
@@ -922,7 +909,7 @@ static gauth_result fetch_metadata_token(const gauth *g, char *tok, size_t tokle
     struct curl_slist *hdrs = curl_slist_append(NULL, "Metadata-Flavor: Google");
     buf_init(&resp, REPLY_MAX);
     if (!hdrs) {
-        fail(err, errlen, "cannot build the token request: out of memory");
+        seterr(err, errlen, "cannot build the token request: out of memory");
         goto out;
     }
     rc = http_do(g, g->metadata_url, NULL, hdrs, &resp, &status, err, errlen);
@@ -945,7 +932,7 @@ static int token_copy(const gauth *g, char *out, size_t outlen, char *err, size_
 {
     if (strlen(g->token) >= outlen) {
         out[0] = '\0';
-        return fail(err, errlen, "access token does not fit the caller's buffer");
+        return seterr(err, errlen, "access token does not fit the caller's buffer");
     }
     memcpy(out, g->token, strlen(g->token) + 1);
     return 0;
@@ -996,7 +983,7 @@ static gauth_result token_locked(gauth *g, char *out, size_t outlen, char *err, 
         }
         pthread_cond_wait(&g->cv, &g->mu);
         if (g->refresh_seq != seen && !g->refreshing && !token_fresh(g) && g->last_rc != GAUTH_OK) {
-            fail(err, errlen, "%s", g->last_err);
+            seterr(err, errlen, "%s", g->last_err);
             return g->last_rc;
         }
     }
@@ -1055,7 +1042,7 @@ gauth *gauth_acquire(const char *key_file, const nsc_config *cfg, char *err, siz
         e->refs++;
         g = e->g;
     } else if ((e = calloc(1, sizeof *e)) == NULL) {
-        fail(err, errlen, "cannot set up GCS credentials: out of memory");
+        seterr(err, errlen, "cannot set up GCS credentials: out of memory");
     } else if ((g = gauth_create(&s, cfg, err, errlen)) == NULL) {
         free(e);
     } else {

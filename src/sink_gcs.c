@@ -19,6 +19,7 @@
 #include "gauth.h"
 #include "log.h"
 #include "sink_impl.h"
+#include "util.h"
 
 #define DEFAULT_ENDPOINT "https://storage.googleapis.com"
 #define BUCKET_MAX 222
@@ -36,19 +37,6 @@ typedef struct gcs_sink {
     char curl_err[CURL_ERROR_SIZE];
     buf reply;
 } gcs_sink;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- URL parts ---- */
 
@@ -96,7 +84,7 @@ static int parse_rest(const char *rest, gcs_sink *s, char *err, size_t errlen)
     const char *slash = strchr(rest, '/');
     size_t blen = slash ? (size_t)(slash - rest) : strlen(rest);
     if (!bucket_name_ok(rest, blen))
-        return fail(err, errlen, "gs://%s: bucket name '%.*s' is not valid (3-63 characters: "
+        return seterr(err, errlen, "gs://%s: bucket name '%.*s' is not valid (3-63 characters: "
                     "lowercase letters, digits, '-', '_', '.')", rest, (int)blen, rest);
     memcpy(s->bucket, rest, blen);
     s->bucket[blen] = '\0';
@@ -105,7 +93,7 @@ static int parse_rest(const char *rest, gcs_sink *s, char *err, size_t errlen)
     while (plen && p[plen - 1] == '/')
         plen--;
     if (plen > OBJECT_NAME_MAX - 100 || !prefix_ok(p, plen))
-        return fail(err, errlen, "gs://%s: prefix '%.*s' is not valid (no control characters, "
+        return seterr(err, errlen, "gs://%s: prefix '%.*s' is not valid (no control characters, "
                     "no empty path segments, at most %d bytes)", rest, (int)plen, p,
                     OBJECT_NAME_MAX - 100);
     memcpy(s->prefix, p, plen);
@@ -139,7 +127,7 @@ static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
         return 0;
     if (emu && *emu && strncmp(s->endpoint, "http://", 7) == 0)
         return 0;
-    return fail(err, errlen, "GCS endpoint %s", why);
+    return seterr(err, errlen, "GCS endpoint %s", why);
 }
 
 /* ---- the CURL handle ---- */
@@ -205,7 +193,7 @@ static void *gcs_open(const char *rest, const char *credentials, const nsc_confi
     int loopback = 0;
     gcs_sink *s = calloc(1, sizeof *s);
     if (!s) {
-        fail(err, errlen, "gs://%s: out of memory", rest);
+        seterr(err, errlen, "gs://%s: out of memory", rest);
         return NULL;
     }
     buf_init(&s->reply, REPLY_KEEP);
@@ -215,7 +203,7 @@ static void *gcs_open(const char *rest, const char *credentials, const nsc_confi
         !(s->auth = gauth_acquire(credentials, cfg, err, errlen)))
         goto fail_out;
     if (curl_setup(s, cfg, loopback) < 0) {
-        fail(err, errlen, "gs://%s: cannot start libcurl", rest);
+        seterr(err, errlen, "gs://%s: cannot start libcurl", rest);
         goto fail_out;
     }
     return s;
@@ -344,7 +332,7 @@ static sink_result transport_result(const gcs_sink *s, const char *obj, CURLcode
 {
     int tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE;
     int permanent = tls || cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_URL_MALFORMAT;
-    fail(err, errlen, "upload of gs://%s/%s failed: %s%s", s->bucket, obj,
+    seterr(err, errlen, "upload of gs://%s/%s failed: %s%s", s->bucket, obj,
          s->curl_err[0] ? s->curl_err : curl_easy_strerror(cc),
          tls ? " (check http.ca_bundle)" : permanent ? "" : " (will retry)");
     return permanent ? SINK_PERMANENT : SINK_RETRY;
@@ -374,19 +362,19 @@ static sink_result status_result(const gcs_sink *s, const char *obj, long st,
         return SINK_EXISTS;
     reply_message(s, msg, sizeof msg);
     if (st == 401)
-        fail(err, errlen, "credentials rejected by GCS (HTTP 401): %s", gauth_describe(s->auth));
+        seterr(err, errlen, "credentials rejected by GCS (HTTP 401): %s", gauth_describe(s->auth));
     else if (st == 403)
-        fail(err, errlen, "service account lacks storage.objects.create on bucket '%s' "
+        seterr(err, errlen, "service account lacks storage.objects.create on bucket '%s' "
              "(HTTP 403): %s; grant it Storage Object Creator (roles/storage.objectCreator) "
              "on gs://%s%s", s->bucket, gauth_describe(s->auth), s->bucket, msg);
     else if (st == 404)
-        fail(err, errlen, "bucket '%s' not found (HTTP 404) at %s: create it, or fix the "
+        seterr(err, errlen, "bucket '%s' not found (HTTP 404) at %s: create it, or fix the "
              "tenant's --sink gs:// URL%s", s->bucket, s->endpoint, msg);
     else if (st == 408 || st == 429 || st >= 500)
-        fail(err, errlen, "GCS answered HTTP %ld for gs://%s/%s (will retry)%s", st,
+        seterr(err, errlen, "GCS answered HTTP %ld for gs://%s/%s (will retry)%s", st,
              s->bucket, obj, msg);
     else
-        fail(err, errlen, "GCS refused gs://%s/%s (HTTP %ld)%s", s->bucket, obj, st, msg);
+        seterr(err, errlen, "GCS refused gs://%s/%s (HTTP %ld)%s", s->bucket, obj, st, msg);
     return st == 408 || st == 429 || st >= 500 ? SINK_RETRY : SINK_PERMANENT;
 }
 
@@ -427,18 +415,18 @@ static sink_result gcs_put(void *state, const char *name, const void *data, size
     char *url = NULL;
     int again = 1;
     if (!name[0] || strpbrk(name, "\r\n") || object_name(s, name, obj, sizeof obj) < 0) {
-        fail(err, errlen, "object name '%.200s' is not valid for gs://%s (1-%d bytes, no CR/LF)",
+        seterr(err, errlen, "object name '%.200s' is not valid for gs://%s (1-%d bytes, no CR/LF)",
              name, s->bucket, OBJECT_NAME_MAX);
         goto out;
     }
     if (s->gzip && gzip_data(data, len, &gz, &len) < 0) {
         r = SINK_RETRY;
-        fail(err, errlen, "cannot gzip gs://%s/%s: out of memory", s->bucket, obj);
+        seterr(err, errlen, "cannot gzip gs://%s/%s: out of memory", s->bucket, obj);
         goto out;
     }
     if (!(url = upload_url(s, obj))) {
         r = SINK_RETRY;
-        fail(err, errlen, "cannot build the upload URL for gs://%s/%s: out of memory", s->bucket, obj);
+        seterr(err, errlen, "cannot build the upload URL for gs://%s/%s: out of memory", s->bucket, obj);
         goto out;
     }
     r = put_try(s, url, obj, gz ? gz : data, len, &again, err, errlen);

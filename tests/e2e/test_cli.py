@@ -8,7 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeNetskope, Workspace, run_tests  # noqa: E402
+from harness import REPO, FakeNetskope, Workspace, run_tests  # noqa: E402
 
 SECRET = "tok-Sup3rS3cret-0123456789"
 
@@ -101,6 +101,25 @@ def test_bad_config_and_database():
         con.close()
         expect(ws, ["init"], 2, "newer than this nscollect")
         expect(ws, ["status"], 2, "newer than this nscollect")
+
+
+def test_upgrade_from_schema_1():
+    """A database made by the first schema is refused until `init`
+    migrates it, in place, keeping its tenants."""
+    with Workspace() as ws:
+        con = sqlite3.connect(ws.db)
+        with open(os.path.join(REPO, "migrations", "001_initial.sql")) as f:
+            con.executescript(f.read())
+        con.execute("INSERT INTO tenant (name, url, token, token_fp, interval_s, lookback_s, "
+                    "overlap_s, page_size, max_records, window, created_at, updated_at) VALUES "
+                    "('old', 'https://old.goskope.com', x'00', 'sha256:x', 300, 3600, 120, "
+                    "1000, 0, 'insertion', 0, 0)")
+        con.execute("PRAGMA user_version = 1")
+        con.commit()
+        con.close()
+        expect(ws, ["status"], 2, "schema version 1", "init")
+        expect(ws, ["init"], 0, "schema version 2")
+        out, _ = expect(ws, ["status", "--json"], 0, '"name":"old"', "newest_alert_age_s")
 
 
 def test_key_file_problems():

@@ -71,6 +71,28 @@ def test_status_states_and_exit():
         assert rc == 0, "no enabled tenant fails any more:\n" + out
 
 
+def test_undeliverable_batches_make_status_fail():
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        blocker = os.path.join(ws.dir, "not-a-dir")
+        with open(blocker, "w") as f:
+            f.write("a file where the sink wants a directory\n")
+        add(ws, fake, "acme", "tok-a", "--sink", "file://" + blocker)
+        fake.generate("tok-a", 40, insertion_start=now - 500, insertion_end=now - 1)
+        rc, _, _ = ws.run_cli(["run", "--once"])
+        assert rc == 1, "an undeliverable batch fails the pass"
+        rc, out, _ = ws.run_cli(["status", "--json"])
+        acme = json.loads(out)[0]
+        assert rc == 1 and acme["state"] == "failing", out
+        assert acme["pending_batches"] == 1 and blocker in acme["last_error"], out
+        os.unlink(blocker)
+        assert ws.run_cli(["run", "--once"])[0] == 0
+        rc, out, _ = ws.run_cli(["status"])
+        assert rc == 0 and " ok " in out, out
+        assert sorted(ndjson_lines(blocker)) == sorted(minify(r) for r in fake.alerts("tok-a"))
+
+
 def test_daemon_token_rotation_and_sighup():
     with FakeNetskope() as fake, Workspace() as ws:
         now = int(time.time())

@@ -278,7 +278,8 @@ static void test_refusals(const char *key_file)
     sink_gcs_ops.close(s);
     s = sink_gcs_ops.open("missing-bucket", key_file, &cfg, err, sizeof err);
     CHECK_INT(put_str(s, "x.ndjson", "{}\n", err, sizeof err), SINK_PERMANENT);
-    CHECK_STR(err, "bucket 'missing-bucket' not found (HTTP 404)");
+    CHECK_HAS(err, "bucket 'missing-bucket' not found (HTTP 404)");
+    CHECK_HAS(err, "create it, or fix the tenant's --sink gs:// URL");
     sink_gcs_ops.close(s);
 
     cfg.gcs_gzip = 1;
