@@ -202,6 +202,8 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         if (pace(f))
             return 1;
         ns_status st = ns_fetch_page(f->http, &q, &rep);
+        if (shutdown_requested())
+            return 1;                /* cut short by SIGTERM: not the tenant's failure */
         if (st == NS_OK) {
             if (ns_page_parse(&f->page, rep.body, rep.body_len, why, sizeof why) == 0)
                 return 0;

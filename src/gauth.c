@@ -29,6 +29,7 @@
 #include "buf.h"
 #include "log.h"
 #include "util.h"
+#include "http_share.h"
 
 #define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
 #define METADATA_HOST "metadata.google.internal"
@@ -751,6 +752,7 @@ static void http_setup(const gauth *g, CURL *h, const char *url, buf *resp)
     int loopback = 0;
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    http_abort_on_shutdown(h);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, g->connect_s);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, g->total_s);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);

@@ -1,6 +1,8 @@
 /* http_share.c - see http_share.h. */
 #include "http_share.h"
 
+#include "shutdown.h"
+
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -54,4 +56,17 @@ void http_share_free(http_share *s)
 void *http_share_handle(http_share *s)
 {
     return s ? s->sh : NULL;
+}
+
+static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)p, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return shutdown_requested();
+}
+
+void http_abort_on_shutdown(void *h)
+{
+    curl_easy_setopt((CURL *)h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt((CURL *)h, CURLOPT_NOPROGRESS, 0L);
 }

@@ -16,4 +16,9 @@ void http_share_free(http_share *s);
 /* The CURLSH* to give CURLOPT_SHARE (void * so callers need not include curl.h). */
 void *http_share_handle(http_share *s);
 
+/* Make the easy handle h (a CURL *) give up its transfer as soon as a
+ * shutdown is requested (shutdown.h), so SIGTERM never waits out a slow
+ * or hanging server. The transfer then fails with CURLE_ABORTED_BY_CALLBACK. */
+void http_abort_on_shutdown(void *h);
+
 #endif

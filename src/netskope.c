@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "http_share.h"
 
 #define NS_ALERT_PATH "/api/v2/events/data/alert"
 #define NS_USER_AGENT "nscollect/0.1"
@@ -150,6 +151,7 @@ static int client_setup(ns_client *c, const ns_http_opts *o)
     CURL *h = c->curl;
     int bad = 0;
     bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    http_abort_on_shutdown(h);
     bad |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_VERBOSE, 0L) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK;

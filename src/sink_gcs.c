@@ -20,6 +20,7 @@
 #include "log.h"
 #include "sink_impl.h"
 #include "util.h"
+#include "http_share.h"
 
 #define DEFAULT_ENDPOINT "https://storage.googleapis.com"
 #define BUCKET_MAX 222
@@ -153,6 +154,7 @@ static int curl_setup(gcs_sink *s, const nsc_config *cfg, int loopback)
     if (!h)
         return -1;
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    http_abort_on_shutdown(h);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->curl_err);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, positive_or(cfg ? cfg->connect_timeout_s : 0, 10));
     curl_easy_setopt(h, CURLOPT_TIMEOUT, positive_or(cfg ? cfg->total_timeout_s : 0, 300));

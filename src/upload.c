@@ -157,6 +157,8 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
                  r == SINK_EXISTS ? " existed=1" : "");
         return UPLOAD_DONE;
     }
+    if (shutdown_requested())
+        return UPLOAD_IDLE;            /* cut short by SIGTERM: the batch simply stays */
     int attempt = (int)u->row.attempts + 1;
     long wait_ms = r == SINK_PERMANENT ? PERMANENT_RETRY_S * 1000L : upload_backoff_ms(attempt);
     outbox_failed(u->ob, u->row.id, db_now() + (wait_ms + 999) / 1000, err);

@@ -296,5 +296,30 @@ def test_daemon_picks_up_new_tenant_and_stops_on_sigterm():
         assert_exactly_once(fake, ws, ["acme", "globex"])
 
 
+def test_sigterm_does_not_wait_for_a_hanging_server():
+    cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"   # the hang would last
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"])
+        fake.generate(token("acme"), 50, insertion_start=now - 500, insertion_end=now - 1, seed=40)
+        fake.faults(token("acme"), [{"kind": "hang"}])
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: any(r["fault"] == "hang" for r in
+                                   fake.served(token("acme"))["requests"]),
+                       timeout=30, what="the daemon waiting on a hanging request")
+            t0 = time.time()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            assert time.time() - t0 < 5, "SIGTERM waited %.1f s for the server" % (time.time() - t0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert cursor(ws, "acme") is None, "an abandoned window must not move the cursor"
+        assert db_value(ws, "SELECT fail_count FROM tenant") == 0, \
+            "a shutdown is not the tenant's failure"
+        assert db_value(ws, "SELECT status FROM run") == "abandoned"
+
+
 if __name__ == "__main__":
     run_tests(globals())
