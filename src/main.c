@@ -1,5 +1,6 @@
 /* main.c - nscollect's entry: global options, config, command table. */
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,11 @@ int main(int argc, char **argv)
     if (!cmd)
         return unknown_command(argv[i]);
     umask(077);                         /* database, key file and spool: owner only */
+    /* A full file-size limit must be an EFBIG error we report, not a kill;
+     * a peer closing a socket must be an error curl reports (CURLOPT_NOSIGNAL
+     * leaves SIGPIPE to us), not a kill. */
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
     if (setup_context(&ctx, config_path, db_arg) != 0)
         return EXIT_USAGE;
     curl_global_init(CURL_GLOBAL_DEFAULT);
