@@ -136,4 +136,4 @@ valgrind: deps
 	$(MAKE) B=build-valgrind CFLAGS="-O1 -g" build-valgrind/nscollect
 	NSCOLLECT_BIN=$(CURDIR)/tests/crash/valgrind-wrap.sh \
 		VALGRIND_NSCOLLECT=$(CURDIR)/build-valgrind/nscollect \
-		$(PYTHON) tests/crash/crashtest.py --graceful 6 --tenants 2 --known-bugs warn $(CRASH_ARGS)
+		$(PYTHON) tests/crash/crashtest.py --graceful 6 --tenants 2 --known-bugs fail $(CRASH_ARGS)

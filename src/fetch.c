@@ -300,15 +300,15 @@ static void fetch_window(fetcher *f, job *j)
     for (;;) {
         window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
                                j->t.overlap_s, f->cfg->slice_s);
-        if (j->res->run_id == 0)
+        if (j->res->run_id == 0) {
             j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
+            j->window_start = w.start;
+        }
         int rc = fetch_slice(f, j, &w);
         if (rc > 0)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
-        if (j->window_start == 0)
-            j->window_start = w.start;
         progress(j, w.end);
         has_cursor = 1;
         cursor = w.end;

@@ -255,11 +255,46 @@ static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
     return SINK_OK;
 }
 
+/* Write data to an unnamed file in pp->dir (O_TMPFILE), fsync it and link
+ * it to pp->final: killed at any point, the put leaves nothing behind.
+ * *fallback is set when the filesystem (or a missing /proc) cannot do
+ * that; the caller then uses a named temp file. */
+static sink_result anon_put(const put_paths *pp, const void *data, size_t len, int *fallback,
+                            char *err, size_t errlen)
+{
+    char proc[64];
+    const char *dir = pp->dir[0] ? pp->dir : "/";
+    int fd = open(dir, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+            *fallback = 1;
+        return io_error(errno, "cannot create", pp->final, err, errlen);
+    }
+    int rc = write_full(fd, data, len);
+    if (rc == 0)
+        rc = fsync(fd);
+    if (rc == 0) {
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        rc = linkat(AT_FDCWD, proc, AT_FDCWD, pp->final, AT_SYMLINK_FOLLOW);
+    }
+    int e = errno;
+    close(fd);
+    if (rc < 0 && e == EEXIST)
+        return SINK_EXISTS;
+    if (rc < 0 && e == ENOENT && access(dir, F_OK) == 0)
+        *fallback = 1;                             /* no /proc */
+    if (rc < 0)
+        return io_error(e, "cannot write", pp->final, err, errlen);
+    if (sync_dir(pp->dir) < 0)
+        return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
+    return SINK_OK;
+}
+
 static sink_result file_put(void *state, const char *name, const void *data, size_t len,
                             char *err, size_t errlen)
 {
     put_paths pp;
-    int created = 0;
+    int created = 0, fallback = 0;
     sink_result r;
     if (!name_ok(name)) {
         seterr(err, errlen, "object name is not a relative path without '.', '..' or "
@@ -274,6 +309,9 @@ static sink_result file_put(void *state, const char *name, const void *data, siz
         r = io_error(errno, "cannot create directory", pp.dir, err, errlen);
         goto out;
     }
+    r = anon_put(&pp, data, len, &fallback, err, errlen);
+    if (!fallback)
+        goto out;
     r = temp_write(&pp, data, len, &created, err, errlen);
     if (r == SINK_OK)
         r = temp_publish(&pp, err, errlen);

@@ -22,6 +22,8 @@ struct upload_queue {
     pthread_mutex_t lock;
     int once;
     int64_t after;             /* highest id handed out in this sweep */
+    int64_t busy[64];          /* batches being uploaded now: one per worker at most */
+    int nbusy;
 };
 
 typedef struct open_sink {
@@ -57,21 +59,56 @@ void upload_queue_free(upload_queue *q)
     free(q);
 }
 
-/* The next batch id for this worker, or 0. Ids are handed out in order;
- * a daemon wraps around to pick up batches that became due again. */
+static int queue_is_busy(const upload_queue *q, int64_t id)
+{
+    for (int i = 0; i < q->nbusy; i++)
+        if (q->busy[i] == id)
+            return 1;
+    return 0;
+}
+
+/* The next batch id for this worker, or 0. Ids are handed out in order,
+ * never one that another worker is uploading; a daemon wraps around to
+ * pick up batches that became due again. */
 static int64_t queue_take(upload_queue *q, outbox *ob)
 {
-    int64_t id = 0;
+    int64_t id = 0, from;
+    int wrapped = 0, found;
     pthread_mutex_lock(&q->lock);
-    int found = outbox_next(ob, q->after, db_now(), q->once, &id);
-    if (found == 0 && !q->once && q->after > 0) {
-        q->after = 0;
-        found = outbox_next(ob, 0, db_now(), 0, &id);
+    from = q->after;
+    for (;;) {
+        found = outbox_next(ob, from, db_now(), q->once, &id);
+        if (found == 1 && queue_is_busy(q, id)) {
+            from = id;                             /* another worker has it: look further */
+            continue;
+        }
+        if (found == 0 && !q->once && !wrapped && q->after > 0) {
+            wrapped = 1;
+            from = 0;
+            continue;
+        }
+        break;
     }
-    if (found == 1)
+    if (found == 1 && q->nbusy < (int)(sizeof q->busy / sizeof *q->busy)) {
         q->after = id;
+        q->busy[q->nbusy++] = id;
+    } else {
+        id = 0;
+    }
     pthread_mutex_unlock(&q->lock);
-    return found == 1 ? id : 0;
+    return id;
+}
+
+/* The worker is done with batch id (delivered, failed or gone). */
+static void queue_done(upload_queue *q, int64_t id)
+{
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < q->nbusy; i++)
+        if (q->busy[i] == id) {
+            q->busy[i] = q->busy[--q->nbusy];
+            break;
+        }
+    pthread_mutex_unlock(&q->lock);
 }
 
 uploader *uploader_new(const nsc_config *cfg, const char *db_path, char *err, size_t errlen)
@@ -171,12 +208,13 @@ upload_status uploader_step(uploader *u, upload_queue *q)
 {
     char err[512];
     tenant t;
+    upload_status st = UPLOAD_IDLE;
     int64_t id = queue_take(q, u->ob);
     if (id == 0)
         return UPLOAD_IDLE;
-    if (outbox_load(u->ob, id, &u->row) != 1)
-        return UPLOAD_IDLE;          /* removed with its tenant meanwhile */
-    if (tenant_get(u->db, u->row.tenant_id, &t, err, sizeof err) != 0)
-        return UPLOAD_IDLE;
-    return deliver(u, q, &t);
+    if (outbox_load(u->ob, id, &u->row) == 1 &&          /* else removed with its tenant */
+        tenant_get(u->db, u->row.tenant_id, &t, err, sizeof err) == 0)
+        st = deliver(u, q, &t);
+    queue_done(q, id);
+    return st;
 }

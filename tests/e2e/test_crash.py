@@ -30,7 +30,7 @@ def main():
     kills = int(os.environ.get("CRASH_KILLS", "10"))
     try:
         crashtest.run(kills=kills, seed=int(seed) if seed else None, tenants=3,
-                      known_bugs=os.environ.get("CRASH_KNOWN_BUGS", "warn"))
+                      known_bugs=os.environ.get("CRASH_KNOWN_BUGS", "fail"))
     except crashtest.Failure as e:
         print("FAIL test_crash: %s" % e)
         return 1
