@@ -20,18 +20,13 @@ token_uri points at the fake, and registers the public key with it.
 import collections
 import base64
 import gzip
-import http.client
 import json
 import os
-import shutil
-import signal
 import sqlite3
 import subprocess
-import sys
-import tempfile
 from urllib.parse import urlencode
 
-from harness import REPO, wait_until
+from harness import REPO, FakeServer
 
 FAKE_GCS = os.path.join(REPO, "tests", "fake_gcs.py")
 PROJECT = "nscollect-test"
@@ -39,19 +34,16 @@ PROJECT = "nscollect-test"
 ServiceAccount = collections.namedtuple("ServiceAccount", "email key_id path")
 
 
-class FakeGCS:
-    """tests/fake_gcs.py in a subprocess, and its admin API."""
+class FakeGCS(FakeServer):
+    """tests/fake_gcs.py in a subprocess, and its admin API. Its url is
+    the base URL for gcs.endpoint and STORAGE_EMULATOR_HOST."""
+
+    SCRIPT = FAKE_GCS
+    NAME = "fake-gcs"
 
     def __init__(self, no_auth=False, verbose=False, start_timeout=15.0):
-        self.no_auth, self.verbose, self.start_timeout = no_auth, verbose, start_timeout
-        self.proc = None
-        self.port = None
-        self.dir = None
-
-    @property
-    def url(self):
-        """Base URL: gcs.endpoint and STORAGE_EMULATOR_HOST."""
-        return "http://127.0.0.1:%d" % self.port
+        super().__init__(verbose, start_timeout)
+        self.no_auth = no_auth
 
     @property
     def token_uri(self):
@@ -67,76 +59,8 @@ class FakeGCS:
         return 'gcs = { endpoint = "%s"; gzip = %s; };\n%s' % (
             self.url, "true" if gzip_on else "false", extra)
 
-    def start(self):
-        self.dir = tempfile.mkdtemp(prefix="fake-gcs-")
-        port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, FAKE_GCS, "--port", "0", "--port-file", port_file,
-               "--parent", str(os.getpid())]
-        cmd += ["--no-auth"] if self.no_auth else []
-        cmd += ["--verbose"] if self.verbose else []
-        self.log = open(os.path.join(self.dir, "stderr"), "w+")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        try:
-            wait_until(lambda: self.proc.poll() is not None or os.path.exists(port_file),
-                       self.start_timeout, what="fake_gcs's port file")
-            if self.proc.poll() is not None:
-                raise AssertionError("fake_gcs exited (%s): %s" % (self.proc.returncode,
-                                                                   self.stderr()))
-            with open(port_file) as f:
-                self.port = int(f.read())
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stderr(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.dir:
-            self.log.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    # -- raw HTTP
-
-    def request(self, method, path, body=None, headers=None, timeout=60.0):
-        """(status, {lower-case header: value}, body bytes) of one request."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            hdrs = dict(headers or {})
-            if data is not None:
-                hdrs["Content-Type"] = "application/json"
-            conn.request(method, path, body=data, headers=hdrs)
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
-
-    def _admin(self, method, path, body=None):
-        status, _, data = self.request(method, path, body)
-        if status != 200:
-            raise AssertionError("fake_gcs admin %s %s: HTTP %d %s" % (method, path, status,
-                                                                       data[:500]))
-        return json.loads(data)
+    def server_args(self):
+        return ["--parent", str(os.getpid())] + (["--no-auth"] if self.no_auth else [])
 
     # -- admin API
 

@@ -99,33 +99,41 @@ def ndjson_lines(root):
 
 # ---- the fake Netskope ------------------------------------------------------
 
-class FakeNetskope:
-    """tests/fake_netskope.py in a subprocess, and its admin API."""
+class FakeServer:
+    """A fake server script (tests/fake_*.py) in a subprocess on a free
+    loopback port, and JSON requests to it. Subclasses name the script
+    and its extra arguments."""
 
-    def __init__(self, pretty=False, verbose=False, start_timeout=15.0):
-        self.pretty, self.verbose, self.start_timeout = pretty, verbose, start_timeout
+    SCRIPT = None
+    NAME = "fake"
+
+    def __init__(self, verbose=False, start_timeout=15.0):
+        self.verbose, self.start_timeout = verbose, start_timeout
         self.proc = None
         self.port = None
         self.dir = None
 
     @property
     def url(self):
-        """The tenant URL to give nscollect."""
         return "http://127.0.0.1:%d" % self.port
 
+    def server_args(self):
+        return []
+
     def start(self):
-        self.dir = tempfile.mkdtemp(prefix="fake-netskope-")
+        self.dir = tempfile.mkdtemp(prefix=self.NAME + "-")
         port_file = os.path.join(self.dir, "port")
-        cmd = [sys.executable, FAKE, "--port", "0", "--port-file", port_file]
-        cmd += ["--pretty"] if self.pretty else []
-        cmd += ["--verbose"] if self.verbose else []
+        cmd = [sys.executable, self.SCRIPT, "--port", "0", "--port-file", port_file]
+        cmd += self.server_args() + (["--verbose"] if self.verbose else [])
         self.log = open(os.path.join(self.dir, "stderr"), "w+")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL)
         try:
             wait_until(lambda: self.proc.poll() is not None or os.path.exists(port_file),
-                       self.start_timeout, what="the fake's port file")
+                       self.start_timeout, what="%s's port file" % self.NAME)
             if self.proc.poll() is not None:
-                raise AssertionError("fake_netskope exited (%s): %s" % (self.proc.returncode, self.stderr()))
+                raise AssertionError("%s exited (%s): %s" % (self.NAME, self.proc.returncode,
+                                                             self.stderr()))
             with open(port_file) as f:
                 self.port = int(f.read())
         except BaseException:
@@ -158,8 +166,6 @@ class FakeNetskope:
     def __exit__(self, *exc):
         self.stop()
 
-    # -- raw HTTP
-
     def request(self, method, path, body=None, headers=None, timeout=600.0):
         """(status, {lower-case header: value}, body bytes) of one request."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -177,8 +183,23 @@ class FakeNetskope:
     def _admin(self, method, path, body=None):
         status, _, data = self.request(method, path, body)
         if status != 200:
-            raise AssertionError("fake admin %s %s: HTTP %d %s" % (method, path, status, data[:500]))
+            raise AssertionError("%s admin %s %s: HTTP %d %s" % (self.NAME, method, path, status,
+                                                                 data[:500]))
         return json.loads(data)
+
+
+class FakeNetskope(FakeServer):
+    """tests/fake_netskope.py in a subprocess, and its admin API."""
+
+    SCRIPT = FAKE
+    NAME = "fake-netskope"
+
+    def __init__(self, pretty=False, verbose=False, start_timeout=15.0):
+        super().__init__(verbose, start_timeout)
+        self.pretty = pretty
+
+    def server_args(self):
+        return ["--pretty"] if self.pretty else []
 
     def page(self, token, start, end, limit=100, offset=0, event=False, timeout=30.0):
         """GET one page of the alert endpoint the way nscollect does."""
