@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,17 @@ class FakeNetskope(FakeServer):
 
 # ---- the nscollect CLI ------------------------------------------------------
 
+def db_value(db, sql, *args):
+    """The first column of the first row of sql on database file db, read
+    only, or None without a row."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
+    try:
+        row = con.execute(sql, args).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
 def cli_env(env=None):
     """The environment for nscollect: ours, loopback in no_proxy, then env
     (a None value removes a variable)."""
@@ -300,6 +312,11 @@ class Workspace:
         out.close()
         err.close()
         return proc
+
+    def query(self, sql, *args):
+        """The first column of the first row of sql on the database (read
+        only, as an operator's sqlite3 would), or None without a row."""
+        return db_value(self.db, sql, *args)
 
     def lines(self):
         """Every NDJSON line delivered to the default file sink."""

@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_lines,  # noqa: E402
-                     run_tests, wait_until)
+                     db_value, run_tests, wait_until)
 
 CONFIG = "fetch = { slice = 600; retry_wait_max = 1; };\n"
 ALERTS = 3000                  # about 3.6 MB: more than the 2 MiB database disk holds
@@ -89,15 +89,6 @@ def integrity(db):
     p = subprocess.run(["sqlite3", db, "pragma integrity_check"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=60)
     return p.stdout.decode("utf-8", "replace").strip()
-
-
-def db_value(db, sql, *args):
-    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
-    try:
-        row = con.execute(sql, args).fetchone()
-        return row[0] if row else None
-    finally:
-        con.close()
 
 
 def lines_under(d):

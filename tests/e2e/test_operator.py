@@ -18,12 +18,7 @@ from harness import REPO, FakeNetskope, Workspace, minify, ndjson_lines, wait_un
 
 
 def db_value(ws, sql, *args):
-    con = sqlite3.connect("file:%s?mode=ro" % ws.db, uri=True, timeout=30)
-    try:
-        row = con.execute(sql, args).fetchone()
-        return row[0] if row else None
-    finally:
-        con.close()
+    return ws.query(sql, *args)
 
 
 def add(ws, fake, name, tok, *extra, fake_token=None):

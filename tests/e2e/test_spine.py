@@ -25,12 +25,7 @@ def token(name):
 
 
 def db_value(ws, sql, *args):
-    con = sqlite3.connect("file:%s?mode=ro" % ws.db, uri=True, timeout=30)
-    try:
-        row = con.execute(sql, args).fetchone()
-        return row[0] if row else None
-    finally:
-        con.close()
+    return ws.query(sql, *args)
 
 
 def cursor(ws, name):

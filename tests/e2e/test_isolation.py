@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""test_isolation.py - one tenant's trouble never stalls the others, and a
+tenant with a big backlog does not starve small ones.
+
+    NSCOLLECT_BIN=./nscollect python3 tests/e2e/test_isolation.py [NAME...]
+
+Isolation: a tenant stuck in 429s and a tenant whose server hangs share
+one `run --once --fetch-workers 4` with 20 healthy tenants; every healthy
+tenant gets each of its alerts exactly once, byte for byte, in its own
+directory, before the hanging tenant gives up; the pass exits 1; status
+shows the rate-limited tenant failing with its next run in the future, and
+that tenant was asked only once.
+
+Fairness (--fetch-workers 1): a tenant with a backlog of many pages and
+10 small tenants. Every small tenant's first request comes before the big
+tenant's last one: the big job yields its worker at a slice boundary when
+its fetch.job_budget is used up (and --max-records bounds it the same way).
+Order is read from the fake's log of served requests ("t"), never from
+sleeps.
+"""
+
+import collections
+import json
+import os
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import FakeNetskope, Workspace, minify, ndjson_lines, run_tests  # noqa: E402
+
+HEALTHY = ["h%02d" % i for i in range(20)]
+SMALL = ["s%02d" % i for i in range(10)]
+
+
+def token(name):
+    return "tok-iso-" + name
+
+
+def add_tenant(fake, ws, name, *extra, alerts=0, start=None, end=None, seed=1):
+    fake.add_tenant(token(name), name)
+    if alerts:
+        fake.generate(token(name), alerts, insertion_start=start, insertion_end=end, seed=seed)
+    rc, _, err = ws.run_cli(["tenant", "add", name, "--url", fake.url]
+                            + [str(e) for e in extra], stdin=token(name))
+    assert rc == 0, err
+
+
+def assert_exactly_once(fake, ws, names):
+    """Each tenant's directory holds each of its alerts once, byte-exact,
+    and nothing else."""
+    for n in names:
+        d = os.path.join(ws.out, n)
+        got = ndjson_lines(d) if os.path.isdir(d) else []
+        want = [minify(r) for r in fake.alerts(token(n))]
+        dups = [k for k, c in collections.Counter(got).items() if c > 1]
+        assert not dups, "%s: %d records delivered twice" % (n, len(dups))
+        assert sorted(got) == sorted(want), "%s: %d lines delivered, %d alerts at the fake" % (
+            n, len(got), len(want))
+
+
+def requests(fake, name):
+    return fake.served(token(name))["requests"]
+
+
+def runs_by_tenant(ws):
+    con = sqlite3.connect("file:%s?mode=ro" % ws.db, uri=True, timeout=30)
+    try:
+        rows = con.execute("SELECT t.name, r.status, r.stored FROM run r JOIN tenant t "
+                           "ON t.id = r.tenant_id ORDER BY r.id").fetchall()
+    finally:
+        con.close()
+    out = collections.defaultdict(list)
+    for name, status, stored in rows:
+        out[name].append((status, stored))
+    return out
+
+
+def test_isolation_429_and_hang():
+    # The hang ends by low_speed_time (3 s without a byte); four attempts
+    # with 1, 2, 4 s between them, then the tenant fails for this pass.
+    cfg = "http = { low_speed_time = 3; total_timeout = 10; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        # Retry-After 600 is longer than a one-shot pass sits out (120 s):
+        # the tenant must fail this pass at once, not hold anyone up.
+        add_tenant(fake, ws, "limited", "--lookback", 3600, alerts=50, start=now - 3000,
+                   end=now - 1, seed=7)
+        fake.faults(token("limited"), [{"kind": "status", "code": 429, "retry_after": 600}] * 50)
+        add_tenant(fake, ws, "hanging", "--lookback", 3600, alerts=50, start=now - 3000,
+                   end=now - 1, seed=8)
+        fake.faults(token("hanging"), [{"kind": "hang"}] * 10)
+        for i, n in enumerate(HEALTHY):
+            add_tenant(fake, ws, n, "--lookback", 3600, "--page-size", 100, alerts=150 + 10 * i,
+                       start=now - 3000, end=now - 1, seed=100 + i)
+
+        t0 = time.time()
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 4], timeout=120)
+        took = time.time() - t0
+        assert rc == 1, "the stuck tenants make the pass exit 1, got %d\n%s" % (rc, err[-3000:])
+        assert took < 60, "the pass took %.0f s" % took
+
+        # Every healthy tenant: exactly once, byte for byte, in its own place.
+        assert_exactly_once(fake, ws, HEALTHY)
+        runs = runs_by_tenant(ws)
+        for n in HEALTHY:
+            assert [s for s, _ in runs[n]] == ["ok"], (n, runs[n])
+        assert not os.path.isdir(os.path.join(ws.out, "limited"))
+        assert not os.path.isdir(os.path.join(ws.out, "hanging"))
+
+        # The hang did not hold the others up: every healthy tenant had
+        # been served completely before the hanging tenant's last attempt.
+        hang = requests(fake, "hanging")
+        assert hang and all(r["fault"] == "hang" for r in hang), hang
+        assert 2 <= len(hang) <= 4, "%d attempts on the hanging tenant" % len(hang)
+        last_hang = max(r["t"] for r in hang)
+        last_healthy = max(r["t"] for n in HEALTHY for r in requests(fake, n))
+        assert last_healthy < last_hang, (
+            "healthy tenants were still being fetched %.1f s after the hanging tenant's last "
+            "attempt" % (last_healthy - last_hang))
+
+        # Not hammered: one request, answered 429, and no retry in this pass.
+        limited = requests(fake, "limited")
+        assert [r["status"] for r in limited] == [429], limited
+
+        rc, out, _ = ws.run_cli(["status", "--json"])
+        assert rc == 1, "status exits 1 while a tenant fails"
+        doc = {t["name"]: t for t in json.loads(out)}
+        lim = doc["limited"]
+        assert lim["state"] == "failing", lim
+        assert "429" in lim["last_error"] and "rate limited" in lim["last_error"], lim
+        assert lim["next_run_at"] >= now + 500, ("the 429 tenant's next run honours "
+                                                 "Retry-After 600", lim["next_run_at"] - now)
+        assert doc["hanging"]["state"] == "failing", doc["hanging"]
+        for n in HEALTHY:
+            assert doc[n]["state"] == "ok" and doc[n]["fail_count"] == 0, doc[n]
+        assert token("limited") not in out and token("hanging") not in out
+
+
+def fairness_setup(fake, ws, big_extra):
+    """The big tenant first (lowest id, so first in the queue), then the
+    small ones; returns the big tenant's alert count."""
+    now = int(time.time())
+    assert ws.run_cli(["init"])[0] == 0
+    big = 12000
+    # 12000 alerts over the last 2 h: with 10-minute slices, 13 slices of
+    # about 1000 alerts, 2 pages of 1000 each (26 requests, 6.5 s at 4/s).
+    add_tenant(fake, ws, "big", "--lookback", 7300, "--page-size", 1000, *big_extra,
+               alerts=big, start=now - 7200, end=now - 1, seed=1)
+    # The small ones fit in one slice: one request each.
+    for i, n in enumerate(SMALL):
+        add_tenant(fake, ws, n, "--lookback", 590, alerts=30, start=now - 500, end=now - 1,
+                   seed=50 + i)
+    return big
+
+
+def assert_small_not_starved(fake):
+    big_reqs = requests(fake, "big")
+    last_big = max(r["t"] for r in big_reqs)
+    first_small = {n: min(r["t"] for r in requests(fake, n)) for n in SMALL}
+    late = {n: round(t - last_big, 2) for n, t in first_small.items() if t > last_big}
+    assert not late, ("small tenants first asked %s s after the big tenant's last request "
+                      "(%d requests over %.1f s): starved" % (
+                          late, len(big_reqs), last_big - min(r["t"] for r in big_reqs)))
+    return big_reqs
+
+
+def test_fairness_job_budget():
+    # A 1 s budget: the big job yields at the first slice boundary after 1 s.
+    cfg = "fetch = { slice = 600; job_budget = 1; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        fairness_setup(fake, ws, [])
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
+        assert rc == 0, err[-3000:]
+        assert_small_not_starved(fake)
+        # ... and the big tenant still finished its whole window in the pass.
+        assert_exactly_once(fake, ws, ["big"] + SMALL)
+        assert "status=yield" in err, "the big job never yielded"
+
+
+def test_fairness_max_records():
+    # --max-records ends the big tenant's job after the slice that reaches
+    # it; the small tenants run, and the next pass continues the backlog.
+    cfg = "fetch = { slice = 600; job_budget = 3600; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        big = fairness_setup(fake, ws, ["--max-records", 3000])
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
+        assert rc == 0, err[-3000:]
+        assert_exactly_once(fake, ws, SMALL)
+        stored = sum(s for _, s in runs_by_tenant(ws)["big"])
+        assert 3000 <= stored < big, "the big tenant stored %d of %d in one pass" % (stored, big)
+        for _ in range(10):                  # later passes finish the backlog
+            if len(ndjson_lines(os.path.join(ws.out, "big"))) >= big:
+                break
+            rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
+            assert rc == 0, err[-3000:]
+        assert_small_not_starved(fake)
+        assert_exactly_once(fake, ws, ["big"] + SMALL)
+
+
+if __name__ == "__main__":
+    run_tests(globals())
