@@ -137,3 +137,12 @@ valgrind: deps
 	NSCOLLECT_BIN=$(CURDIR)/tests/crash/valgrind-wrap.sh \
 		VALGRIND_NSCOLLECT=$(CURDIR)/build-valgrind/nscollect \
 		$(PYTHON) tests/crash/crashtest.py --graceful 6 --tenants 2 --known-bugs fail $(CRASH_ARGS)
+
+# `make bench`: benchmarks against the fake Netskope over loopback
+# (tests/bench/bench.py): one tenant's throughput beside curl and a Python
+# baseline of Google's recipe, 10,000 tenants in one pass, memory against
+# backlog, and the cost of re-reading the overlap. Medians of BENCH_RUNS
+# runs (default 3); the table goes to tests/bench/results.md. Not part of
+# `make test`: a missed target is reported, not failed.
+bench: nscollect
+	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/bench.py $(BENCH_ARGS)

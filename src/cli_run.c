@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -88,6 +89,9 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     }
     if (optind < argc)
         return cli_error("run: unexpected argument '%s'\n%s", argv[optind], usage);
+    /* The daemon holds every tenant's token in memory: no core files. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
     if (cli_load_key(ctx, &key) != 0)
         return EXIT_USAGE;
     int rc = scheduler_run(&ctx->cfg, ctx->db_path, &key, &ro, err, sizeof err);
