@@ -27,8 +27,11 @@ int db_schema_version(void)
  * - busy_timeout: writers from several threads and processes queue
  *   instead of failing; 30 s covers the longest batch commit.
  * - foreign_keys: removing a tenant removes its rows.
- * - cache_size -8192: 8 MiB page cache per connection, bounded. */
+ * - cache_size -8192: 8 MiB page cache per connection, bounded.
+ * - page_size 65536 (new databases only): an 8 MiB batch body is 128
+ *   pages instead of 2048, each written to the WAL and checkpointed. */
 static const char *connection_settings =
+    "PRAGMA page_size=65536;"
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=NORMAL;"
     "PRAGMA foreign_keys=ON;"

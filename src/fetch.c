@@ -157,15 +157,14 @@ static int commit(fetcher *f, job *j, int64_t cursor)
 
 /* Queue the page's records in the batch, committing (without a cursor
  * move) whenever the batch fills up. */
-static int take_records(fetcher *f, job *j, const window *w)
+static int take_records(fetcher *f, job *j)
 {
     const ns_page *pg = &f->page;
     for (size_t i = 0; i < pg->nrecs; i++) {
         const ns_record *r = &pg->recs[i];
+        /* -1 when the record lacks the time: kept, never pruned (outbox.h) */
         int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
         const char *bytes = pg->out.data + r->off;
-        if (at < 0)
-            at = w->start;
         if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time) == 0)
             continue;
         if (f->batch.n == 0) {
@@ -260,7 +259,7 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
             return rc;
         j->pages++;
         j->fetched += (int64_t)f->page.nrecs;
-        if (take_records(f, j, w) < 0)
+        if (take_records(f, j) < 0)
             return -1;
         if (f->page.nrecs < (size_t)j->t.page_size)
             break;                                   /* a short page ends the window */

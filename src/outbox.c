@@ -18,7 +18,7 @@
                   "ON CONFLICT (tenant_id) DO UPDATE SET position = excluded.position, " \
                   "updated_at = excluded.updated_at") \
     X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
-    X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at < ?2") \
+    X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at >= 0 AND at < ?2") \
     X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
                "window_end = coalesce(?5, window_end) WHERE id = ?1") \
     X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start) " \

@@ -27,7 +27,8 @@ typedef struct outbox outbox;
 typedef struct outbox_item {
     size_t off, len;                       /* record bytes in batch->data */
     unsigned char key[RECORDS_KEY_LEN];
-    int64_t at;                            /* window time, for pruning */
+    int64_t at;                            /* window time: part of the record's identity and
+                                              what pruning goes by; -1 = none, never pruned */
     int64_t event_time;                    /* -1 when unknown */
 } outbox_item;
 

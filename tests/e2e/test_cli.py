@@ -118,7 +118,7 @@ def test_upgrade_from_schema_1():
         con.commit()
         con.close()
         expect(ws, ["status"], 2, "schema version 1", "init")
-        expect(ws, ["init"], 0, "schema version 2")
+        expect(ws, ["init"], 0, "schema version 3")
         out, _ = expect(ws, ["status", "--json"], 0, '"name":"old"', "newest_alert_age_s")
 
 
