@@ -11,6 +11,7 @@
 #include "log.h"
 #include "netskope.h"
 #include "outbox.h"
+#include "pacing.h"
 #include "records.h"
 #include "shutdown.h"
 #include "tenant.h"
@@ -18,7 +19,6 @@
 
 #define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
 #define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
-#define MIN_REQUEST_GAP_MS 250   /* 4 requests/s per tenant, Netskope's limit */
 
 struct fetcher {
     const nsc_config *cfg;
@@ -28,7 +28,6 @@ struct fetcher {
     ns_client *http;
     ns_page page;
     outbox_batch batch;
-    struct timespec last_request;
 };
 
 /* State of one job while it runs. */
@@ -36,6 +35,7 @@ typedef struct job {
     tenant t;
     int64_t started;          /* "now" of the job: the window never passes it */
     int64_t pages, fetched;   /* since the last commit */
+    int64_t slice_pages;      /* requests made for the current slice */
     int64_t window_start;     /* where this job's first slice began */
     struct timespec t0;       /* when the job began (monotonic) */
     long last_progress_ms;    /* when the last progress line was written */
@@ -108,18 +108,6 @@ static long ms_since(const struct timespec *t)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_nsec - t->tv_nsec) / 1000000L;
-}
-
-/* Keep a tenant under its request rate. Returns 1 when stopping. */
-static int pace(fetcher *f)
-{
-    if (f->last_request.tv_sec) {
-        long gap = ms_since(&f->last_request);
-        if (gap < MIN_REQUEST_GAP_MS && shutdown_sleep_ms(MIN_REQUEST_GAP_MS - gap))
-            return 1;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &f->last_request);
-    return shutdown_requested();
 }
 
 static void set_result(job *j, fetch_status st, int64_t wait_until, const char *fmt, ...)
@@ -198,7 +186,8 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
     ns_reply rep;
     char why[256];
     for (int attempt = 0;; attempt++) {
-        if (pace(f))
+        j->slice_pages++;
+        if (pacing_wait(j->t.id))
             return 1;
         ns_status st = ns_fetch_page(f->http, &q, &rep);
         if (shutdown_requested())
@@ -296,9 +285,13 @@ static void fetch_window(fetcher *f, job *j)
         set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
         return;
     }
-    for (;;) {
+    for (int first = 1;; first = 0) {
+        /* Only a job's first slice re-reads the overlap: the later ones go
+         * on from a cursor this same job committed moments ago. */
+        int slice_s = pacing_slice(j->t.id, f->cfg->slice_s);
         window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
-                               j->t.overlap_s, f->cfg->slice_s);
+                               first ? j->t.overlap_s : 0, slice_s);
+        j->slice_pages = 0;
         if (j->res->run_id == 0) {
             j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
             j->window_start = w.start;
@@ -308,6 +301,9 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
+        pacing_slice_done(j->t.id, slice_s, j->slice_pages,
+                          (int64_t)f->cfg->job_budget_s * 1000 / PACING_MIN_GAP_MS,
+                          f->cfg->slice_s);
         progress(j, w.end);
         has_cursor = 1;
         cursor = w.end;
@@ -390,7 +386,6 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
     }
     j.started = db_now();
     clock_gettime(CLOCK_MONOTONIC, &j.t0);
-    memset(&f->last_request, 0, sizeof f->last_request);   /* the rate is per tenant */
     fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);

@@ -291,6 +291,24 @@ def test_daemon_picks_up_new_tenant_and_stops_on_sigterm():
         assert_exactly_once(fake, ws, ["acme", "globex"])
 
 
+def test_request_rate_holds_across_jobs():
+    """4 requests/s per tenant, also when a job yields (job_budget 1 s) and
+    the tenant's next job starts at once on another worker."""
+    cfg = "fetch = { slice = 600; job_budget = 1; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--page-size", 100))
+        fake.generate(token("acme"), 1500, insertion_start=now - 3500, insertion_end=now - 1,
+                      seed=50)
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 4])
+        assert rc == 0, err
+        assert err.count("status=yield") >= 2, "the job should have yielded several times"
+        times = sorted(r["t"] for r in fake.served(token("acme"))["requests"])
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert min(gaps) >= 0.24, "requests %.3f s apart (min gap 0.25 s)" % min(gaps)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
 def test_sigterm_does_not_wait_for_a_hanging_server():
     cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"   # the hang would last
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:

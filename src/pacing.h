@@ -1,0 +1,32 @@
+/* pacing.h - per-tenant state that outlives one fetch job.
+ *
+ * Shared by all fetch workers (one mutex): when a tenant's last request
+ * went out, so its 4 requests/s hold across jobs and workers (a tenant
+ * that yields and is picked up again at once must still wait its turn),
+ * and its slice length, adapted so that one slice fits in a job's budget:
+ * a dense tenant gets shorter slices, so it yields often and cannot starve
+ * the others; a quiet one grows back to the configured length.
+ * Memory: a few dozen bytes per tenant that has run.
+ */
+#ifndef NSC_PACING_H
+#define NSC_PACING_H
+
+#include <stdint.h>
+
+#define PACING_MIN_GAP_MS 250      /* 4 requests/s per tenant, Netskope's documented limit */
+#define PACING_MIN_SLICE_S 60
+
+/* Wait until tenant_id may send its next request and claim that slot.
+ * Returns 1 when a shutdown was requested while waiting. */
+int pacing_wait(int64_t tenant_id);
+
+/* The slice length to use for tenant_id: its adapted length, at most max_s. */
+int pacing_slice(int64_t tenant_id, int max_s);
+
+/* A slice of slice_s seconds took pages requests; budget_pages is what a
+ * job may spend. Halves the tenant's slice when it used more than half the
+ * budget, doubles it (up to max_s) when it used less than an eighth. */
+void pacing_slice_done(int64_t tenant_id, int slice_s, int64_t pages, int64_t budget_pages,
+                       int max_s);
+
+#endif
