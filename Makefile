@@ -20,7 +20,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/%)
 SAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
-.PHONY: all deps test unit e2e demo clean asan tsan valgrind bench fuzz crashtest install
+.PHONY: all deps deps-extra test unit e2e demo clean asan tsan valgrind bench fuzz crashtest install
 
 all: nscollect
 
@@ -55,6 +55,10 @@ $(B):
 deps:
 	@sh tests/deps.sh
 
+# clang, valgrind, strace, GNU time: for tsan, fuzz, valgrind, crashtest, bench.
+deps-extra:
+	@sh tests/deps.sh extra
+
 # `make test`: the whole suite under ASan+UBSan (unit tests, then the daemon
 # end to end against the fake servers over loopback).
 test: deps
@@ -68,7 +72,7 @@ check: $(B)/nscollect $(UNIT_BIN)
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "== $$t"; $$t || exit 1; done
 
-tsan: deps
+tsan: deps-extra
 	$(MAKE) B=build-tsan CC=clang CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" check
 
 demo: deps nscollect
@@ -94,7 +98,7 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	FUZZ_SECONDS=20 sh tests/fuzz/run.sh $(FUZZ_TARGETS)
 
-fuzz-build:
+fuzz-build: deps-extra
 	$(MAKE) B=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" \
 		$(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 
@@ -124,14 +128,14 @@ install: nscollect
 # replays a plan; the seed is printed first.
 CRASH_ARGS ?=
 
-crashtest: deps
+crashtest: deps-extra
 	$(MAKE) B=build-asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" build-asan/nscollect
 	NSCOLLECT_BIN=$(CURDIR)/build-asan/nscollect $(PYTHON) tests/crash/crashtest.py $(CRASH_ARGS)
 
 # `make valgrind`: a plain -O1 -g build under valgrind (errors and definite
 # leaks fail, exit 99) through the crash test's non-kill path: the daemon
 # stopped by SIGTERM and `run --once` passes, threads and faults included.
-valgrind: deps
+valgrind: deps-extra
 	@command -v valgrind >/dev/null || { echo "make valgrind needs valgrind: apt-get install valgrind"; exit 1; }
 	$(MAKE) B=build-valgrind CFLAGS="-O1 -g" build-valgrind/nscollect
 	NSCOLLECT_BIN=$(CURDIR)/tests/crash/valgrind-wrap.sh \
@@ -144,5 +148,5 @@ valgrind: deps
 # backlog, and the cost of re-reading the overlap. Medians of BENCH_RUNS
 # runs (default 3); the table goes to tests/bench/results.md. Not part of
 # `make test`: a missed target is reported, not failed.
-bench: nscollect
+bench: deps-extra nscollect
 	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/bench.py $(BENCH_ARGS)
