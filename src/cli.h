@@ -25,6 +25,10 @@ typedef struct cli_ctx {
 
 /* Print "nscollect: <message>" on stderr and return EXIT_USAGE. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Open ctx's database, which must exist at this binary's schema version;
+ * NULL after printing the reason. The caller db_close()s it. */
+#include <sqlite3.h>
+sqlite3 *cli_open_db(const cli_ctx *ctx);
 /* Load the key file named by ctx; EXIT_USAGE after printing on failure. */
 int cli_load_key(const cli_ctx *ctx, secret_key *key);
 

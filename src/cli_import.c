@@ -561,11 +561,8 @@ int tenant_import_env(cli_ctx *ctx, const char *name, const char *state_file)
     }
     if (recipe_read(r, &ctx->cfg, name) < 0 || (state_file && state_read(state_file, &cursor) < 0))
         goto out;
-    db = db_open(ctx->db_path, 0, err, sizeof err);
-    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
-        cli_error("%s", err);
+    if (!(db = cli_open_db(ctx)))
         goto out;
-    }
     if (cli_load_key(ctx, &key) != 0 || import_store(db, &key, r, state_file != NULL, cursor) < 0)
         goto out;
     print_summary(r, state_file, cursor);

@@ -13,6 +13,18 @@
 #include "scheduler.h"
 #include "secret.h"
 
+sqlite3 *cli_open_db(const cli_ctx *ctx)
+{
+    char err[1024];
+    sqlite3 *db = db_open(ctx->db_path, 0, err, sizeof err);
+    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
+        cli_error("%s", err);
+        db_close(db);
+        return NULL;
+    }
+    return db;
+}
+
 int cli_load_key(const cli_ctx *ctx, secret_key *key)
 {
     char err[1024];
@@ -149,11 +161,9 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
     }
     if (argc > 1)
         return cli_error("rekey takes no arguments (usage: nscollect rekey)");
-    sqlite3 *db = db_open(ctx->db_path, 0, err, sizeof err);
-    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
-        db_close(db);
-        return cli_error("%s", err);
-    }
+    sqlite3 *db = cli_open_db(ctx);
+    if (!db)
+        return EXIT_USAGE;
     int lockfd = db_lock(ctx->db_path, err, sizeof err);
     if (lockfd < 0) {
         db_close(db);

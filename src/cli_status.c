@@ -84,7 +84,6 @@ static int print_status_table(sqlite3 *db)
 
 int cmd_status(cli_ctx *ctx, int argc, char **argv)
 {
-    char err[1024];
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -97,11 +96,9 @@ int cmd_status(cli_ctx *ctx, int argc, char **argv)
             return cli_error("status: unknown argument '%s' (usage: nscollect status [--json])",
                              argv[i]);
     }
-    sqlite3 *db = db_open(ctx->db_path, 0, err, sizeof err);
-    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
-        db_close(db);
-        return cli_error("%s", err);
-    }
+    sqlite3 *db = cli_open_db(ctx);
+    if (!db)
+        return EXIT_USAGE;
     int rc = json ? print_scalar(db, status_json_sql, NULL) : print_status_table(db);
     if (rc == 0 && db_int(db, "SELECT count(*) FROM tenant_status WHERE state = 'failing'", 0, 0))
         rc = EXIT_FAILED;

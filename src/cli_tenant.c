@@ -301,17 +301,12 @@ static int read_token(const tenant_opts *o, int allow_stdin, buf *b)
     return token_check(b, from) < 0 ? -1 : 1;
 }
 
-/* Open the database for a tenant command (it must exist and be current). */
-static sqlite3 *open_db(const cli_ctx *ctx)
+/* Wipe and free a token buffer. */
+static void token_release(buf *token)
 {
-    char err[1024];
-    sqlite3 *db = db_open(ctx->db_path, 0, err, sizeof err);
-    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
-        cli_error("%s", err);
-        db_close(db);
-        return NULL;
-    }
-    return db;
+    if (token->data)
+        secret_wipe(token->data, token->cap);
+    buf_release(token);
 }
 
 static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
@@ -331,7 +326,7 @@ static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
     snprintf(t.name, sizeof t.name, "%s", name);
     if (apply_opts(&t, o) < 0)
         return EXIT_USAGE;
-    sqlite3 *db = open_db(ctx);
+    sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
     buf_init(&token, TOKEN_MAX);
@@ -344,9 +339,7 @@ static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
     printf("tenant '%s' added (%s)\n", t.name, t.enabled ? "enabled" : "disabled");
     rc = 0;
 out:
-    if (token.data)
-        secret_wipe(token.data, token.cap);
-    buf_release(&token);
+    token_release(&token);
     secret_wipe(&key, sizeof key);
     db_close(db);
     return rc;
@@ -361,7 +354,7 @@ static int tenant_set(cli_ctx *ctx, const tenant_opts *o, const char *name)
     int rc = EXIT_USAGE, have_token;
     if (!name)
         return tenant_usage_error("%s", "tenant set: NAME is missing");
-    sqlite3 *db = open_db(ctx);
+    sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
     buf_init(&token, TOKEN_MAX);
@@ -381,9 +374,7 @@ static int tenant_set(cli_ctx *ctx, const tenant_opts *o, const char *name)
     printf("tenant '%s' updated%s\n", t.name, have_token ? " (new token)" : "");
     rc = 0;
 out:
-    if (token.data)
-        secret_wipe(token.data, token.cap);
-    buf_release(&token);
+    token_release(&token);
     secret_wipe(&key, sizeof key);
     db_close(db);
     return rc;
@@ -395,7 +386,7 @@ static int tenant_enable(cli_ctx *ctx, const char *name, int enable)
     tenant t;
     if (!name)
         return tenant_usage_error("tenant %s: NAME is missing", enable ? "enable" : "disable");
-    sqlite3 *db = open_db(ctx);
+    sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
     int rc = EXIT_USAGE;
@@ -421,7 +412,7 @@ static int tenant_remove_cmd(cli_ctx *ctx, const tenant_opts *o, const char *nam
     tenant t;
     if (!name)
         return tenant_usage_error("%s", "tenant remove: NAME is missing");
-    sqlite3 *db = open_db(ctx);
+    sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
     int rc = EXIT_USAGE;
@@ -471,7 +462,7 @@ int cmd_tenant(cli_ctx *ctx, int argc, char **argv)
     if (strcmp(sub, "remove") == 0)
         return tenant_remove_cmd(ctx, &o, name);
     if (strcmp(sub, "list") == 0 || strcmp(sub, "show") == 0) {
-        sqlite3 *db = open_db(ctx);
+        sqlite3 *db = cli_open_db(ctx);
         if (!db)
             return EXIT_USAGE;
         int rc = sub[0] == 'l' ? tenant_print_list(db, ctx, o.json)
