@@ -46,7 +46,7 @@ static int is_control(unsigned char c)
     return c < 0x20 || c == 0x7f;
 }
 
-static int has_control(const char *s)
+int sink_has_control(const char *s)
 {
     for (; *s; s++)
         if (is_control((unsigned char)*s))
@@ -95,9 +95,7 @@ static int bucket_ok(const char *b, size_t n)
     return dots > 0 || n <= 63;
 }
 
-/* Copy prefix into out with leading, trailing and doubled '/' removed.
- * -1 when a path component is "." or "..", or out is too small. */
-static int prefix_normalize(const char *p, char *out, size_t outlen)
+int sink_path_normalize(const char *p, char *out, size_t outlen)
 {
     size_t o = 0;
     while (*p) {
@@ -130,7 +128,7 @@ static int gs_check(const char *rest, char *norm, size_t normlen, char *err, siz
         return seterr(err, errlen, "bucket name '%.*s' is not valid (expected 3-63 lowercase "
                     "letters, digits, '-', '_' or '.', starting and ending with a letter "
                     "or digit)", (int)blen, rest);
-    if (prefix_normalize(rest + blen, prefix, sizeof prefix) < 0)
+    if (sink_path_normalize(rest + blen, prefix, sizeof prefix) < 0)
         return seterr(err, errlen, "the prefix may not contain '.' or '..' path components; "
                     "expected gs://bucket[/prefix]");
     if (snprintf(norm, normlen, "%.*s%s%s", (int)blen, rest, prefix[0] ? "/" : "", prefix)
@@ -168,7 +166,7 @@ static int url_parse(const char *url, const backend **be, char *norm, size_t nor
     const char *rest = NULL;
     if (!url || !url[0])
         return seterr(err, errlen, "sink URL is empty; " URL_EXPECTED);
-    if (has_control(url)) {
+    if (sink_has_control(url)) {
         char shown[256];
         escape_controls(url, shown, sizeof shown);
         return seterr(err, errlen, "sink URL '%s' contains control characters; " URL_EXPECTED,
@@ -227,18 +225,16 @@ void sink_free(sink *s)
     free(s);
 }
 
-/* Object names are relative paths of non-empty components, none "." or
- * "..", without control characters. */
-static int name_check(const char *name, char *err, size_t errlen)
+int sink_name_check(const char *name, char *err, size_t errlen)
 {
     char norm[SINK_NAME_MAX];
     if (!name || !name[0])
         return seterr(err, errlen, "empty object name");
-    if (has_control(name))
+    if (sink_has_control(name))
         return seterr(err, errlen, "object name contains control characters");
     if (name[0] == '/')
         return seterr(err, errlen, "object name '%s' is absolute; expected a relative name", name);
-    if (strlen(name) >= sizeof norm || prefix_normalize(name, norm, sizeof norm) < 0 ||
+    if (strlen(name) >= sizeof norm || sink_path_normalize(name, norm, sizeof norm) < 0 ||
         strcmp(norm, name) != 0)
         return seterr(err, errlen, "object name '%s' is not valid (expected tenant/file, "
                     "without '.', '..' or empty parts)", name);
@@ -248,7 +244,7 @@ static int name_check(const char *name, char *err, size_t errlen)
 sink_result sink_put(sink *s, const char *name, const void *data, size_t len,
                      char *err, size_t errlen)
 {
-    if (name_check(name, err, errlen) < 0)
+    if (sink_name_check(name, err, errlen) < 0)
         return SINK_PERMANENT;
     return s->ops->put(s->state, name, data, len, err, errlen);
 }

@@ -28,39 +28,13 @@ typedef struct file_sink {
     char root[PATH_MAX];      /* absolute, no trailing or doubled '/' ("" = "/") */
 } file_sink;
 
-/* 1 when component [p, p+n) is "." or "..". */
-static int is_dot_part(const char *p, size_t n)
-{
-    return (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
-}
-
-static int has_control(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    return 0;
-}
-
-/* Copy absolute path p into out without trailing or doubled '/'; the root
- * directory becomes "". -1 on a "." or ".." component or no room. */
+/* Absolute path p into out as "/a/b" (the root directory becomes "").
+ * -1 on a "." or ".." component or no room. */
 static int path_normalize(const char *p, char *out, size_t outlen)
 {
-    size_t o = 0;
-    while (*p) {
-        while (*p == '/')
-            p++;
-        size_t n = strcspn(p, "/");
-        if (n == 0)
-            break;
-        if (is_dot_part(p, n) || o + 1 + n + 1 > outlen)
-            return -1;
-        out[o++] = '/';
-        memcpy(out + o, p, n);
-        o += n;
-        p += n;
-    }
-    out[o] = '\0';
+    if (outlen < 2 || sink_path_normalize(p, out + 1, outlen - 1) < 0)
+        return -1;
+    out[0] = out[1] ? '/' : '\0';
     return 0;
 }
 
@@ -73,7 +47,7 @@ static int file_check(const char *rest, char *err, size_t errlen)
     if (rest[0] != '/')
         return seterr(err, errlen, "expected an absolute directory path after file://, "
                     "as in " FILE_EXAMPLE);
-    if (has_control(rest))
+    if (sink_has_control(rest))
         return seterr(err, errlen, "the path contains control characters");
     if (path_normalize(rest, norm, sizeof norm) < 0)
         return seterr(err, errlen, "the path may not contain '.' or '..' components "
@@ -110,22 +84,6 @@ static void file_describe(const void *state, const char *name, char *out, size_t
 }
 
 /* ---- put ---- */
-
-/* Relative, no "." or ".." or empty components, no control characters. */
-static int name_ok(const char *name)
-{
-    const char *p = name;
-    if (!name[0] || name[0] == '/' || has_control(name))
-        return 0;
-    for (;;) {
-        size_t n = strcspn(p, "/");
-        if (n == 0 || is_dot_part(p, n))
-            return 0;
-        if (!p[n])
-            return 1;
-        p += n + 1;
-    }
-}
 
 /* Map errno from a write step to a result and a message naming path. */
 static sink_result io_error(int e, const char *what, const char *path, char *err, size_t errlen)
@@ -296,11 +254,8 @@ static sink_result file_put(void *state, const char *name, const void *data, siz
     put_paths pp;
     int created = 0, fallback = 0;
     sink_result r;
-    if (!name_ok(name)) {
-        seterr(err, errlen, "object name is not a relative path without '.', '..' or "
-             "control characters");
+    if (sink_name_check(name, err, errlen) < 0)    /* also when called without sink_put */
         return SINK_PERMANENT;
-    }
     if (paths_make(state, name, &pp) < 0) {
         seterr(err, errlen, "object name '%s' makes too long a path", name);
         return SINK_PERMANENT;

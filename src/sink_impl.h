@@ -18,6 +18,16 @@ typedef struct sink_ops {
     void (*close)(void *state);
 } sink_ops;
 
+/* Checks every backend shares (sink.c). */
+/* 1 when s holds a control character (below 0x20, or DEL). */
+int sink_has_control(const char *s);
+/* Copy path p into out as its components joined by single '/', without a
+ * leading or trailing one. -1 on a "." or ".." component or no room. */
+int sink_path_normalize(const char *p, char *out, size_t outlen);
+/* An object name: a relative path of non-empty components, none "." or
+ * "..", without control characters. 0, or -1 with the reason in err. */
+int sink_name_check(const char *name, char *err, size_t errlen);
+
 extern const sink_ops sink_file_ops;   /* sink_file.c */
 extern const sink_ops sink_gcs_ops;    /* sink_gcs.c */
 
