@@ -451,15 +451,6 @@ int gauth_jwt_make(const char *pem, const char *kid, const char *iss, const char
 
 /* ---- URLs ---- */
 
-static int host_is_loopback(const char *host)
-{
-    unsigned char a[16];
-    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
-        strcmp(host, "::1") == 0)
-        return 1;
-    return inet_pton(AF_INET, host, a) == 1 && a[0] == 127;
-}
-
 int gauth_url_check(const char *url, int *loopback, char *err, size_t errlen)
 {
     int rc = -1;
@@ -473,7 +464,7 @@ int gauth_url_check(const char *url, int *loopback, char *err, size_t errlen)
         seterr(err, errlen, "'%s' is not a valid URL", url);
         goto out;
     }
-    int lo = host_is_loopback(host);
+    int lo = http_host_is_loopback(host);
     if (loopback)
         *loopback = lo;
     if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && lo)) {

@@ -3,7 +3,11 @@
 
 #include "shutdown.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <strings.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -69,4 +73,21 @@ void http_abort_on_shutdown(void *h)
 {
     curl_easy_setopt((CURL *)h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt((CURL *)h, CURLOPT_NOPROGRESS, 0L);
+}
+
+int http_host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    char v6[64];
+    size_t n = strlen(host);
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (n < 3 || n - 2 >= sizeof v6 || host[0] != '[' || host[n - 1] != ']')
+        return 0;
+    memcpy(v6, host + 1, n - 2);
+    v6[n - 2] = '\0';
+    return inet_pton(AF_INET6, v6, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }

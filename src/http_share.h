@@ -16,6 +16,11 @@ void http_share_free(http_share *s);
 /* The CURLSH* to give CURLOPT_SHARE (void * so callers need not include curl.h). */
 void *http_share_handle(http_share *s);
 
+/* 1 when host (as libcurl's URL API returns it: "localhost", "127.0.0.5",
+ * "[::1]") is a loopback host, the only kind that may be spoken to over
+ * plain http:// (tests, demos, emulators). */
+int http_host_is_loopback(const char *host);
+
 /* Make the easy handle h (a CURL *) give up its transfer as soon as a
  * shutdown is requested (shutdown.h), so SIGTERM never waits out a slow
  * or hanging server. The transfer then fails with CURLE_ABORTED_BY_CALLBACK. */

@@ -415,23 +415,6 @@ static void show_url(const char *url, char *out, size_t outlen)
              (int)restlen, rest, cut ? "..." : "");
 }
 
-static int host_is_loopback(const char *host)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    char v6[64];
-    size_t n = strlen(host);
-    if (strcasecmp(host, "localhost") == 0)
-        return 1;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (n < 3 || n - 2 >= sizeof v6 || host[0] != '[' || host[n - 1] != ']')
-        return 0;
-    memcpy(v6, host + 1, n - 2);
-    v6[n - 2] = '\0';
-    return inet_pton(AF_INET6, v6, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-}
-
 /* Non-zero when part is present in h (even when empty). */
 static int url_has(CURLU *h, CURLUPart part)
 {
@@ -508,7 +491,7 @@ int ns_url_check(const char *url, char *err, size_t errlen)
         snprintf(err, errlen, "tenant URL '%s' %s", shown, why);
         goto out;
     }
-    if (strcmp(scheme, "https") != 0 && !host_is_loopback(host)) {
+    if (strcmp(scheme, "https") != 0 && !http_host_is_loopback(host)) {
         snprintf(err, errlen, "tenant URL must use https:// (http:// is only allowed for "
                  "loopback hosts): '%s'", shown);
         goto out;
