@@ -82,6 +82,7 @@ static const struct key keys[] = {
     INT("fetch.retry_wait_max", retry_wait_max_s, 5, 0, 3600),
     INT("fetch.prune_margin", prune_margin_s, 3600, 0, 7 * DAY),
     INT("fetch.job_budget", job_budget_s, 10, 1, 3600),
+    INT("fetch.requests_per_second", requests_per_s, 4, 1, 1000),
 
     INT("http.connect_timeout", connect_timeout_s, 10, 1, 300),
     INT("http.low_speed_time", low_speed_time_s, 30, 1, 3600),
@@ -95,6 +96,7 @@ static const struct key keys[] = {
     BOOL("gcs.gzip", gcs_gzip, 0),
 
     I64("outbox.limit_bytes", outbox_limit_bytes, GIB, MIB, TIB),
+    I64("outbox.spool_min_bytes", spool_min_bytes, MIB, 0, GIB),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

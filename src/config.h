@@ -38,6 +38,7 @@ typedef struct nsc_config {
     int retry_wait_max_s;             /* "fetch.retry_wait_max": longest wait sat out inside a job, default 5 */
     int prune_margin_s;               /* "fetch.prune_margin": kept in seen beyond the overlap, default 3600 */
     int job_budget_s;                 /* "fetch.job_budget": a job yields its worker after this, default 10 */
+    int requests_per_s;               /* "fetch.requests_per_second" per tenant, default 4 (Netskope's documented limit) */
 
     int connect_timeout_s;            /* "http.connect_timeout", default 10 */
     int low_speed_time_s;             /* "http.low_speed_time", default 30 */
@@ -50,6 +51,8 @@ typedef struct nsc_config {
     char gcs_credentials[CONFIG_PATH_MAX]; /* "gcs.credentials", default "" */
     int gcs_gzip;                          /* "gcs.gzip", default false */
     int64_t outbox_limit_bytes;            /* "outbox.limit_bytes" per tenant, default 1 GiB */
+    int64_t spool_min_bytes;               /* "outbox.spool_min_bytes": batches this large go to
+                                              <database>.spool/ files, default 1 MiB */
 } nsc_config;
 
 /* Fill cfg with the built-in defaults. */

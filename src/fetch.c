@@ -133,6 +133,7 @@ static int commit(fetcher *f, job *j, int64_t cursor)
         .cursor = cursor,
         .prune_before = window_prune_before(cursor, j->t.overlap_s, f->cfg->prune_margin_s),
         .pages = j->pages, .fetched = j->fetched,
+        .spool_min_bytes = f->cfg->spool_min_bytes,
     };
     if (outbox_commit(f->ob, &f->batch, &a, &stored, err, sizeof err) < 0) {
         set_result(j, FETCH_FAILED, 0, "%s", err);
@@ -187,7 +188,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
     char why[256];
     for (int attempt = 0;; attempt++) {
         j->slice_pages++;
-        if (pacing_wait(j->t.id))
+        if (pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s))
             return 1;
         ns_status st = ns_fetch_page(f->http, &q, &rep);
         if (shutdown_requested())
@@ -302,7 +303,7 @@ static void fetch_window(fetcher *f, job *j)
         if (rc != 0)
             return;
         pacing_slice_done(j->t.id, slice_s, j->slice_pages,
-                          (int64_t)f->cfg->job_budget_s * 1000 / PACING_MIN_GAP_MS,
+                          (int64_t)f->cfg->job_budget_s * f->cfg->requests_per_s,
                           f->cfg->slice_s);
         progress(j, w.end);
         has_cursor = 1;

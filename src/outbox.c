@@ -1,17 +1,25 @@
 /* outbox.c - see outbox.h. */
 #include "outbox.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "db.h"
+#include "util.h"
 
 /* Every statement this part runs, prepared once per connection. */
 #define OUTBOX_STATEMENTS(X) \
     X(seen_add, "INSERT OR IGNORE INTO seen (tenant_id, key, at) VALUES (?1, ?2, ?3)") \
     X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
-                 "newest_at, body) VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6)") \
+                 "newest_at, body, spooled) " \
+                 "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7)") \
     X(batch_name, "UPDATE outbox SET object_name = printf('%s/alerts_%s_%d.ndjson', ?1, " \
                   "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), id) WHERE id = ?2") \
     X(cursor_set, "INSERT INTO cursor (tenant_id, position, updated_at) VALUES (?1, ?2, ?3) " \
@@ -30,7 +38,9 @@
                    "last_error_at = ?5, next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
     X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
                 "ORDER BY id LIMIT 1") \
-    X(load, "SELECT tenant_id, object_name, records, attempts, body FROM outbox WHERE id = ?1") \
+    X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
+            "CASE WHEN spooled THEN NULL ELSE body END FROM outbox WHERE id = ?1") \
+    X(spooled, "SELECT 1 FROM outbox WHERE id = ?1 AND spooled") \
     X(deliver, "INSERT INTO delivered (id, tenant_id, object_name, location, created_at, " \
                "delivered_at, records, bytes, newest_at, attempts, existed) " \
                "SELECT id, tenant_id, object_name, ?2, created_at, ?3, records, bytes, " \
@@ -49,6 +59,8 @@ enum {
 struct outbox {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    char spool_dir[OUTBOX_PATH_MAX - 32];   /* <database>.spool; room for "/<id>.ndjson" */
+    int spool_fd;                      /* that directory, opened on first use; -1 */
 };
 
 static const char *const statement_sql[] = {
@@ -65,6 +77,14 @@ outbox *outbox_open(sqlite3 *db, char *err, size_t errlen)
         return NULL;
     }
     o->db = db;
+    o->spool_fd = -1;
+    const char *file = sqlite3_db_filename(db, "main");
+    if (!file || !file[0] ||
+        snprintf(o->spool_dir, sizeof o->spool_dir, "%s.spool", file) >= (int)sizeof o->spool_dir) {
+        snprintf(err, errlen, "the database path is too long for its spool directory");
+        free(o);
+        return NULL;
+    }
     for (size_t i = 0; i < ST_COUNT; i++) {
         o->st[i] = db_prepare(db, statement_sql[i], err, errlen);
         if (!o->st[i]) {
@@ -81,6 +101,8 @@ void outbox_free(outbox *o)
         return;
     for (size_t i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(o->st[i]);
+    if (o->spool_fd >= 0)
+        close(o->spool_fd);
     free(o);
 }
 
@@ -167,7 +189,7 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
 }
 
 static int insert_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
-                        int64_t stored, int64_t newest)
+                        int64_t stored, int64_t newest, int spooled, int64_t *id)
 {
     sqlite3_bind_int64(o->st[ST_batch_add], 1, a->tenant_id);
     sqlite3_bind_int64(o->st[ST_batch_add], 2, db_now());
@@ -175,12 +197,105 @@ static int insert_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
     sqlite3_bind_int64(o->st[ST_batch_add], 4, (sqlite3_int64)b->body.len);
     if (newest >= 0)
         sqlite3_bind_int64(o->st[ST_batch_add], 5, newest);
-    sqlite3_bind_blob64(o->st[ST_batch_add], 6, b->body.data, b->body.len, SQLITE_STATIC);
+    sqlite3_bind_blob64(o->st[ST_batch_add], 6, b->body.data, spooled ? 0 : b->body.len,
+                        SQLITE_STATIC);
+    sqlite3_bind_int(o->st[ST_batch_add], 7, spooled);
     if (step_done(o->st[ST_batch_add]) < 0)
         return -1;
+    *id = sqlite3_last_insert_rowid(o->db);
     sqlite3_bind_text(o->st[ST_batch_name], 1, a->tenant_name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(o->st[ST_batch_name], 2, sqlite3_last_insert_rowid(o->db));
+    sqlite3_bind_int64(o->st[ST_batch_name], 2, *id);
     return step_done(o->st[ST_batch_name]);
+}
+
+/* ---- spool files ---- */
+
+static void spool_name(int64_t id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%" PRId64 ".ndjson", id);
+}
+
+/* The spool directory, created (0700) on first use. */
+static int spool_open(outbox *o)
+{
+    if (o->spool_fd >= 0)
+        return 0;
+    if (mkdir(o->spool_dir, 0700) == 0) {
+        char parent[OUTBOX_PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", o->spool_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *slash = '\0';            /* "/x.spool" -> "", which fsync_dir takes as "/" */
+        if (fsync_dir(slash ? parent : ".") < 0)
+            return -1;
+    } else if (errno != EEXIST)
+        return -1;
+    o->spool_fd = open(o->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return o->spool_fd < 0 ? -1 : 0;
+}
+
+/* Write the batch to <spool>/<id>.ndjson and make it durable before the
+ * transaction that names it commits. A file left there by a rolled-back or
+ * killed try with the same id is overwritten: no committed row names it. */
+static int spool_write(outbox *o, int64_t id, const buf *body, char *err, size_t errlen)
+{
+    char name[32];
+    spool_name(id, name, sizeof name);
+    if (spool_open(o) < 0)
+        return seterr(err, errlen, "cannot open the spool directory %s: %s", o->spool_dir,
+                      strerror(errno));
+    int fd = openat(o->spool_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return seterr(err, errlen, "cannot create %s/%s: %s", o->spool_dir, name, strerror(errno));
+    int rc = write_full(fd, body->data, body->len);
+    if (rc == 0)
+        rc = fdatasync(fd);
+    int e = errno;
+    close(fd);
+    if (rc == 0 && fsync(o->spool_fd) < 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc < 0) {
+        unlinkat(o->spool_fd, name, 0);
+        return seterr(err, errlen, "cannot write %s/%s: %s", o->spool_dir, name, strerror(e));
+    }
+    return 0;
+}
+
+static void spool_remove(outbox *o, int64_t id)
+{
+    char name[32];
+    spool_name(id, name, sizeof name);
+    if (spool_open(o) == 0)
+        unlinkat(o->spool_fd, name, 0);
+}
+
+int outbox_spool_sweep(outbox *o, char *err, size_t errlen)
+{
+    DIR *d = opendir(o->spool_dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return seterr(err, errlen, "cannot read the spool directory %s: %s", o->spool_dir,
+                      strerror(errno));
+    }
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end, want[32];
+        long long id = strtoll(de->d_name, &end, 10);
+        spool_name(id, want, sizeof want);
+        if (id <= 0 || strcmp(want, de->d_name) != 0)
+            continue;                   /* not ours: left alone */
+        sqlite3_bind_int64(o->st[ST_spooled], 1, id);
+        int rc = sqlite3_step(o->st[ST_spooled]);
+        sqlite3_reset(o->st[ST_spooled]);
+        if (rc == SQLITE_DONE && unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 static int move_cursor(outbox *o, const outbox_commit_args *a)
@@ -209,23 +324,32 @@ static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)
 int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
                   int64_t *stored, char *err, size_t errlen)
 {
-    int64_t newest;
+    int64_t newest, id = 0;
+    int spooled = 0;
     *stored = 0;
     if (db_begin(o->db, err, errlen) < 0)
         return -1;
-    if (keep_new_records(o, b, a->tenant_id, stored, &newest) < 0 ||
-        (*stored > 0 && insert_batch(o, b, a, *stored, newest) < 0) ||
-        (a->cursor >= 0 && move_cursor(o, a) < 0) ||
-        count_run(o, a, *stored) < 0) {
-        snprintf(err, errlen, "cannot store batch: %s", sqlite3_errmsg(o->db));
+    if (keep_new_records(o, b, a->tenant_id, stored, &newest) < 0)
+        goto sql_fail;
+    spooled = *stored > 0 && (int64_t)b->body.len >= a->spool_min_bytes;
+    if (*stored > 0 && insert_batch(o, b, a, *stored, newest, spooled, &id) < 0)
+        goto sql_fail;
+    if (spooled && spool_write(o, id, &b->body, err, errlen) < 0) {
+        spooled = 0;                   /* nothing left behind to remove */
         goto fail;
     }
+    if ((a->cursor >= 0 && move_cursor(o, a) < 0) || count_run(o, a, *stored) < 0)
+        goto sql_fail;
     if (db_commit(o->db, err, errlen) < 0)
         goto fail;
     outbox_batch_reset(b);
     return 0;
+sql_fail:
+    snprintf(err, errlen, "cannot store batch: %s", sqlite3_errmsg(o->db));
 fail:
     db_rollback(o->db);
+    if (spooled)
+        spool_remove(o, id);
     *stored = 0;
     return -1;
 }
@@ -300,9 +424,15 @@ int outbox_load(outbox *o, int64_t id, outbox_row *row)
                  (const char *)sqlite3_column_text(o->st[ST_load], 1));
         row->records = sqlite3_column_int64(o->st[ST_load], 2);
         row->attempts = sqlite3_column_int64(o->st[ST_load], 3);
+        row->bytes = sqlite3_column_int64(o->st[ST_load], 4);
+        row->spool_path[0] = '\0';
         buf_reset(&row->body);
-        if (buf_append(&row->body, sqlite3_column_blob(o->st[ST_load], 4),
-                       (size_t)sqlite3_column_bytes(o->st[ST_load], 4)) < 0)
+        if (sqlite3_column_int(o->st[ST_load], 5)) {
+            char name[32];
+            spool_name(id, name, sizeof name);
+            snprintf(row->spool_path, sizeof row->spool_path, "%s/%s", o->spool_dir, name);
+        } else if (buf_append(&row->body, sqlite3_column_blob(o->st[ST_load], 6),
+                              (size_t)sqlite3_column_bytes(o->st[ST_load], 6)) < 0)
             rc = SQLITE_NOMEM;
     }
     sqlite3_reset(o->st[ST_load]);
@@ -323,7 +453,12 @@ int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int
         db_rollback(o->db);
         return -1;
     }
-    return db_commit(o->db, err, sizeof err);
+    if (db_commit(o->db, err, sizeof err) < 0)
+        return -1;
+    /* Killed before this, the file is an orphan: the next run sweeps it. */
+    if (row->spool_path[0])
+        spool_remove(o, row->id);
+    return 0;
 }
 
 int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error)

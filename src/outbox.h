@@ -9,12 +9,21 @@
  * Upload side: outbox rows are read by id, and a delivered batch is moved
  * to `delivered` (its row deleted) in one transaction.
  *
+ * Spooling: a batch of at least spool_min_bytes keeps its NDJSON in a file,
+ * <database>.spool/<batch id>.ndjson, instead of in the row (outbox.spooled
+ * = 1, body empty). The file is written and fsynced inside the commit's
+ * transaction, before it commits; it is removed after the delivery commits.
+ * A large batch then costs one write instead of four (WAL, database,
+ * read-back, sink) and a file sink can hard-link it into place. Files that
+ * no row names (a kill between the two steps) are swept at daemon start.
+ *
  * An outbox handle holds prepared statements for one connection; it is
  * used by one thread.
  */
 #ifndef NSC_OUTBOX_H
 #define NSC_OUTBOX_H
 
+#include <limits.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +32,8 @@
 #include "records.h"
 
 typedef struct outbox outbox;
+
+#define OUTBOX_PATH_MAX PATH_MAX
 
 typedef struct outbox_item {
     size_t off, len;                       /* record bytes in batch->data */
@@ -54,6 +65,7 @@ typedef struct outbox_commit_args {
     int64_t cursor;            /* new cursor, or -1 to leave it (mid-slice flush) */
     int64_t prune_before;      /* with a cursor move: drop seen rows older than this */
     int64_t pages, fetched;    /* added to the run's counters */
+    int64_t spool_min_bytes;   /* a body this large goes to a spool file; 0 = every one */
 } outbox_commit_args;
 
 outbox *outbox_open(sqlite3 *db, char *err, size_t errlen);
@@ -80,17 +92,22 @@ int outbox_tenant_result(outbox *o, int64_t tenant_id, int ok, const char *error
 typedef struct outbox_row {
     int64_t id, tenant_id, attempts;
     char object_name[512];
-    int64_t records;
+    int64_t records, bytes;
+    char spool_path[OUTBOX_PATH_MAX];  /* the body's spool file, or "" when it is in body */
     buf body;                  /* caller-owned: init before, release after */
 } outbox_row;
 
 /* Smallest id > after whose next attempt is due at now (any row when
  * ignore_time). 1 found, 0 none, -1 error. */
 int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t *id);
-/* Load row id with its body. 1 found, 0 gone, -1 error. */
+/* Load row id with its body (or its spool path). 1 found, 0 gone, -1 error. */
 int outbox_load(outbox *o, int64_t id, outbox_row *row);
 /* Move row to delivered. existed: an earlier try had stored it. */
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed);
+/* Remove spool files that no outbox row names (left by a kill between
+ * writing one and committing, or between a delivery and its removal).
+ * Call with no other writer running. Number removed, or -1 with err. */
+int outbox_spool_sweep(outbox *o, char *err, size_t errlen);
 /* Note a failed attempt; retry not before next_attempt_at. */
 int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error);
 

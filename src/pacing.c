@@ -10,7 +10,7 @@
 
 typedef struct entry {
     int64_t id;             /* 0 = empty slot (tenant ids start at 1) */
-    int64_t next_ms;        /* monotonic ms before which no request may go */
+    int64_t next_us;        /* monotonic time (us) before which no request may go */
     int slice_s;            /* 0 = not adapted yet */
 } entry;
 
@@ -18,11 +18,11 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static entry *table;        /* open addressing, linear probing */
 static size_t cap, used;
 
-static int64_t now_ms(void)
+static int64_t now_us(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
 static size_t slot_of(const entry *tab, size_t n, int64_t id)
@@ -62,18 +62,19 @@ static entry *find(int64_t id)
     return e;
 }
 
-int pacing_wait(int64_t tenant_id)
+int pacing_wait(int64_t tenant_id, int64_t gap_us)
 {
     pthread_mutex_lock(&lock);
-    int64_t now = now_ms(), wait = 0;
+    int64_t now = now_us(), wait = 0;
     entry *e = find(tenant_id);
     if (e) {
-        if (e->next_ms > now)
-            wait = e->next_ms - now;
-        e->next_ms = now + wait + PACING_MIN_GAP_MS;     /* claim the slot */
+        if (e->next_us > now)
+            wait = e->next_us - now;
+        e->next_us = now + wait + gap_us;     /* claim the slot */
     }
     pthread_mutex_unlock(&lock);
-    if (wait > 0 && shutdown_sleep_ms((long)wait))
+    /* Round up: a sleep cut to whole ms must not send early. */
+    if (wait > 0 && shutdown_sleep_ms((long)((wait + 999) / 1000)))
         return 1;
     return shutdown_requested();
 }

@@ -1,7 +1,8 @@
 /* pacing.h - per-tenant state that outlives one fetch job.
  *
  * Shared by all fetch workers (one mutex): when a tenant's last request
- * went out, so its 4 requests/s hold across jobs and workers (a tenant
+ * went out, so its requests per second (fetch.requests_per_second, 4 by
+ * default: Netskope's documented limit) hold across jobs and workers (a tenant
  * that yields and is picked up again at once must still wait its turn),
  * and its slice length, adapted so that one slice fits in a job's budget:
  * a dense tenant gets shorter slices, so it yields often and cannot starve
@@ -13,12 +14,12 @@
 
 #include <stdint.h>
 
-#define PACING_MIN_GAP_MS 250      /* 4 requests/s per tenant, Netskope's documented limit */
 #define PACING_MIN_SLICE_S 60
 
-/* Wait until tenant_id may send its next request and claim that slot.
- * Returns 1 when a shutdown was requested while waiting. */
-int pacing_wait(int64_t tenant_id);
+/* Wait until tenant_id may send its next request and claim that slot; the
+ * slot after it opens gap_us microseconds later. Returns 1 when a shutdown
+ * was requested while waiting. */
+int pacing_wait(int64_t tenant_id, int64_t gap_us);
 
 /* The slice length to use for tenant_id: its adapted length, at most max_s. */
 int pacing_slice(int64_t tenant_id, int max_s);

@@ -13,6 +13,7 @@
 #include "fetch.h"
 #include "http_share.h"
 #include "log.h"
+#include "outbox.h"
 #include "shutdown.h"
 #include "upload.h"
 
@@ -345,6 +346,19 @@ static void join_threads(pthread_t *t, int n)
         pthread_join(t[i], NULL);
 }
 
+/* Before any worker runs: remove spool files a kill left without a row. */
+static void sweep_spool(sqlite3 *db)
+{
+    char err[512];
+    outbox *ob = outbox_open(db, err, sizeof err);
+    int n = ob ? outbox_spool_sweep(ob, err, sizeof err) : -1;
+    if (n < 0)
+        log_warn("event=spool_sweep_failed error=\"%s\"", err);
+    else if (n > 0)
+        log_info("event=spool_sweep removed=%d note=\"spool files no outbox row names (left by a kill)\"", n);
+    outbox_free(ob);
+}
+
 int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *key,
                   const run_opts *opts, char *err, size_t errlen)
 {
@@ -359,6 +373,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
         goto out_db;
     db_exec(db, "UPDATE run SET status = 'abandoned', finished_at = unixepoch() "
                 "WHERE status = 'running'", err, errlen);
+    sweep_spool(db);
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.changed, NULL);
     p.uploads = upload_queue_new(opts->once);

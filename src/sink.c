@@ -8,10 +8,15 @@
  */
 #include "sink.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sink_impl.h"
 #include "util.h"
@@ -247,6 +252,45 @@ sink_result sink_put(sink *s, const char *name, const void *data, size_t len,
     if (sink_name_check(name, err, errlen) < 0)
         return SINK_PERMANENT;
     return s->ops->put(s->state, name, data, len, err, errlen);
+}
+
+/* Map the file and put its bytes: the backend reads them from the page
+ * cache, no copy in our memory. */
+static sink_result put_mapped(sink *s, const char *name, const char *path, char *err,
+                              size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        seterr(err, errlen, "cannot read spool file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return errno == ENOENT ? SINK_PERMANENT : SINK_RETRY;
+    }
+    size_t len = (size_t)st.st_size;
+    void *p = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : (void *)"";
+    close(fd);
+    if (p == MAP_FAILED) {
+        seterr(err, errlen, "cannot map spool file %s: %s", path, strerror(errno));
+        return SINK_RETRY;
+    }
+    sink_result r = s->ops->put(s->state, name, p, len, err, errlen);
+    if (len)
+        munmap(p, len);
+    return r;
+}
+
+sink_result sink_put_file(sink *s, const char *name, const char *path, char *err, size_t errlen)
+{
+    if (sink_name_check(name, err, errlen) < 0)
+        return SINK_PERMANENT;
+    if (s->ops->link) {
+        int fallback = 0;
+        sink_result r = s->ops->link(s->state, name, path, &fallback, err, errlen);
+        if (!fallback)
+            return r;
+    }
+    return put_mapped(s, name, path, err, errlen);
 }
 
 void sink_describe(const sink *s, const char *name, char *out, size_t outlen)

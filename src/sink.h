@@ -39,6 +39,13 @@ void sink_free(sink *s);
 sink_result sink_put(sink *s, const char *name, const void *data, size_t len,
                      char *err, size_t errlen);
 
+/* Store the contents of the file at path under name, like sink_put. A
+ * file sink on the same filesystem hard-links the file into place (the
+ * caller may unlink path afterwards); otherwise the file is mapped and
+ * sent. A missing file is SINK_PERMANENT. */
+sink_result sink_put_file(sink *s, const char *name, const char *path, char *err,
+                          size_t errlen);
+
 /* A human-readable location of the object for logs: "/dir/acme/x.ndjson",
  * "gs://bucket/prefix/acme/x.ndjson". */
 void sink_describe(const sink *s, const char *name, char *out, size_t outlen);

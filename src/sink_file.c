@@ -3,7 +3,8 @@
  * put() writes the data to a temp file beside the final name, fsyncs it and
  * link(2)s it into place, so a reader sees either nothing or the whole
  * object, and an existing object is never overwritten (EEXIST means an
- * earlier try stored it). Directories are created 0700, files 0600. The
+ * earlier try stored it). link() does the same with a spool file that is
+ * already written and fsynced: no byte is copied. Directories are created 0700, files 0600. The
  * data is stored as given: file sinks never gzip.
  */
 #include <errno.h>
@@ -106,19 +107,6 @@ static sink_result io_error(int e, const char *what, const char *path, char *err
     }
 }
 
-/* fsync a directory so the names just made in it survive a crash. */
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 /* fsync the parent of dir (temporarily cutting dir at its last '/'). */
 static void sync_parent(char *dir)
 {
@@ -126,7 +114,7 @@ static void sync_parent(char *dir)
     if (!slash)
         return;
     *slash = '\0';
-    (void)sync_dir(dir);
+    (void)fsync_dir(dir);
     *slash = '/';
 }
 
@@ -208,7 +196,7 @@ static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
             return SINK_EXISTS;
         return io_error(errno, "cannot create", pp->final, err, errlen);
     }
-    if (sync_dir(pp->dir) < 0)
+    if (fsync_dir(pp->dir) < 0)
         return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
     return SINK_OK;
 }
@@ -243,7 +231,7 @@ static sink_result anon_put(const put_paths *pp, const void *data, size_t len, i
         *fallback = 1;                             /* no /proc */
     if (rc < 0)
         return io_error(e, "cannot write", pp->final, err, errlen);
-    if (sync_dir(pp->dir) < 0)
+    if (fsync_dir(pp->dir) < 0)
         return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
     return SINK_OK;
 }
@@ -276,11 +264,41 @@ out:
     return r;
 }
 
+/* link(2) a finished file (a spool file, already fsynced) to its object
+ * name: the object is stored without a byte copied. Another filesystem,
+ * or one without hard links, falls back to put. */
+static sink_result file_link(void *state, const char *name, const char *path, int *fallback,
+                             char *err, size_t errlen)
+{
+    put_paths pp;
+    if (paths_make(state, name, &pp) < 0) {
+        seterr(err, errlen, "object name '%s' makes too long a path", name);
+        return SINK_PERMANENT;
+    }
+    if (mkdir_p(pp.dir) < 0)
+        return io_error(errno, "cannot create directory", pp.dir, err, errlen);
+    if (link(path, pp.final) < 0) {
+        switch (errno) {
+        case EEXIST:
+            return SINK_EXISTS;
+        case EXDEV: case EPERM: case EMLINK: case EOPNOTSUPP: case ENOENT:
+            *fallback = 1;      /* ENOENT: put_mapped names the missing spool file */
+            return SINK_RETRY;
+        default:
+            return io_error(errno, "cannot link", pp.final, err, errlen);
+        }
+    }
+    if (fsync_dir(pp.dir) < 0)
+        return io_error(errno, "cannot sync the directory of", pp.final, err, errlen);
+    return SINK_OK;
+}
+
 const sink_ops sink_file_ops = {
     .scheme = "file",
     .check = file_check,
     .open = file_open,
     .put = file_put,
+    .link = file_link,
     .describe = file_describe,
     .close = file_close,
 };

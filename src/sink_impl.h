@@ -14,6 +14,11 @@ typedef struct sink_ops {
                   char *err, size_t errlen);
     sink_result (*put)(void *state, const char *name, const void *data, size_t len,
                        char *err, size_t errlen);
+    /* Optional: store the file at path under name without copying it.
+     * Sets *fallback (and the result does not count) when it cannot, so
+     * that sink.c maps the file and calls put instead. */
+    sink_result (*link)(void *state, const char *name, const char *path, int *fallback,
+                        char *err, size_t errlen);
     void (*describe)(const void *state, const char *name, char *out, size_t outlen);
     void (*close)(void *state);
 } sink_ops;

@@ -169,7 +169,10 @@ static sink_result put_row(uploader *u, upload_queue *q, sink *s, char *err, siz
 {
     sink_result r;
     for (int attempt = 1;; attempt++) {
-        r = sink_put(s, u->row.object_name, u->row.body.data, u->row.body.len, err, errlen);
+        if (u->row.spool_path[0])
+            r = sink_put_file(s, u->row.object_name, u->row.spool_path, err, errlen);
+        else
+            r = sink_put(s, u->row.object_name, u->row.body.data, u->row.body.len, err, errlen);
         if (r != SINK_RETRY || !q->once || attempt >= ONCE_ATTEMPTS)
             return r;
         if (shutdown_sleep_ms(upload_backoff_ms(attempt)))
@@ -189,8 +192,8 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
                       (long long)u->row.id, sqlite3_errmsg(u->db));
             return UPLOAD_FAILED;
         }
-        log_info("tenant=%s batch=%lld event=delivered records=%lld bytes=%zu to=%s%s", t->name,
-                 (long long)u->row.id, (long long)u->row.records, u->row.body.len, where,
+        log_info("tenant=%s batch=%lld event=delivered records=%lld bytes=%lld to=%s%s", t->name,
+                 (long long)u->row.id, (long long)u->row.records, (long long)u->row.bytes, where,
                  r == SINK_EXISTS ? " existed=1" : "");
         return UPLOAD_DONE;
     }

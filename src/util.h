@@ -1,4 +1,4 @@
-/* util.h - two helpers every part needs, kept in one place. */
+/* util.h - small helpers several parts need, kept in one place. */
 #ifndef NSC_UTIL_H
 #define NSC_UTIL_H
 
@@ -10,5 +10,9 @@ int seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format
 
 /* Write all n bytes to fd, retrying short writes and EINTR. 0 or -1 (errno). */
 int write_full(int fd, const void *p, size_t n);
+
+/* fsync a directory ("" is "/") so the names just made in it survive a
+ * crash. 0 or -1 (errno). */
+int fsync_dir(const char *dir);
 
 #endif

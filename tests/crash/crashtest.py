@@ -58,7 +58,10 @@ START_TIMEOUT = float(os.environ.get("CRASH_START_TIMEOUT", "30"))
 CONFIG = """
 fetch = { retry_wait_max = 1; slice = 600; };
 http = { low_speed_time = 5; total_timeout = 30; };
+outbox = { spool_min_bytes = 65536; };
 """
+# spool_min_bytes: batches here are 10 KB to 600 KB, so kills land both in
+# batches kept in the database and in batches spooled to files.
 # Words that only a sanitizer writes; valgrind -q writes only "==PID== " lines.
 CHECKER_WORDS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:",
                  "UndefinedBehaviorSanitizer")
@@ -101,6 +104,11 @@ def sink_leftovers(root):
             elif not f.endswith(".ndjson"):
                 others.append(rel)
     return temps, others
+
+
+def spool_files(ws):
+    d = ws.db + ".spool"
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
 def read(path):
@@ -257,6 +265,7 @@ class Crash:
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            self.stats["spool_files_at_kills"] += len(spool_files(self.ws))
             self.stats["kills"] += 1
             self.stats["kills_once" if once else "kills_daemon"] += 1
             self.check_log(proc, what)
@@ -358,6 +367,12 @@ class Crash:
         pending = sql_value(self.ws.db, "SELECT count(*) FROM outbox")
         if pending:
             problems.append("%d batches still in the outbox" % pending)
+        spool = spool_files(self.ws)
+        if spool:
+            problems.append("%d spool files left after a clean run, e.g. %s"
+                            % (len(spool), spool[0]))
+        self.stats["spooled_batches"] = sql_value(
+            self.ws.db, "SELECT count(*) FROM delivered WHERE bytes >= 65536")
         self.stats["existed"] = sql_value(self.ws.db, "SELECT count(*) FROM delivered WHERE existed")
         self.stats["batches"] = sql_value(self.ws.db, "SELECT count(*) FROM delivered")
         self.stats["runs_abandoned"] = sql_value(
@@ -412,11 +427,13 @@ def run(kills=10, seed=None, tenants=3, graceful=0, keep=False, known_bugs="fail
                 "cycles %d" % (seed, s["kills"], s["kills_daemon"], s["kills_once"],
                                s["finished_once"] + s["graceful"], s["cycles"]))
             log("crashtest: records %d, delivered %d, duplicates found %d, lost found %d, "
-                "temp files left %d; %d delivered before the final run, %d batches (%d found "
+                "temp files left %d; %d delivered before the final run, %d batches (%d spooled, "
+                "%d spool files found at kills, %d found "
                 "already in the sink, %d uploaded twice by one process), %d runs abandoned, "
                 "%d faults queued, integrity ok, %.1f s"
                 % (s["records"], s["delivered"], s["duplicates"], s["lost"],
-                   s["temp_files_left"], s["delivered_before_final"], s["batches"], s["existed"],
+                   s["temp_files_left"], s["delivered_before_final"], s["batches"],
+                   s["spooled_batches"], s["spool_files_at_kills"], s["existed"],
                    s["double_uploads"], s["runs_abandoned"], s["faults_queued"],
                    time.monotonic() - t0))
             return s

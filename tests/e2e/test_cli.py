@@ -118,7 +118,9 @@ def test_upgrade_from_schema_1():
         con.commit()
         con.close()
         expect(ws, ["status"], 2, "schema version 1", "init")
-        expect(ws, ["init"], 0, "schema version 3")
+        latest = len([f for f in os.listdir(os.path.join(REPO, "migrations"))
+                      if f.endswith(".sql")])
+        expect(ws, ["init"], 0, "schema version %d" % latest)
         out, _ = expect(ws, ["status", "--json"], 0, '"name":"old"', "newest_alert_age_s")
 
 

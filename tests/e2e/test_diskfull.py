@@ -208,7 +208,18 @@ def limit_file_size():
 
 def test_database_file_size_limit():
     """RLIMIT_FSIZE 1 MiB: writes past it must fail with EFBIG (SIGXFSZ ignored)."""
-    with FakeNetskope() as fake, Workspace(config_extra=CONFIG) as ws:
+    database_file_size_limit(CONFIG)
+
+
+def test_spool_file_size_limit():
+    """The same with every batch spooled: the spool file's write fails, the
+    batch is not committed, nothing is lost or doubled."""
+    database_file_size_limit(CONFIG + "outbox = { spool_min_bytes = 0; };\n",
+                             "nscollect.db.spool/")
+
+
+def database_file_size_limit(config, failed_on=""):
+    with FakeNetskope() as fake, Workspace(config_extra=config) as ws:
         rc, out, err = ws.run_cli(["init"])
         assert rc == 0, err
         setup_tenant(fake, ws, "acme", ALERTS)
@@ -222,6 +233,7 @@ def test_database_file_size_limit():
             "nscollect was killed by SIGXFSZ when a file reached RLIMIT_FSIZE; main() should "
             "ignore it (signal(SIGXFSZ, SIG_IGN)) so that the write fails with EFBIG")
         assert p.returncode == 1, (p.returncode, err[-2000:])
+        assert failed_on in err and "File too large" in err, err[-2000:]
         assert integrity(ws.db) == "ok"
         assert_no_duplicates(fake, "acme", ws.out)
         rc, out, err = ws.run_cli(["run", "--once"])
@@ -229,6 +241,8 @@ def test_database_file_size_limit():
         n = assert_exactly_once(fake, "acme", ws.out)
         assert db_value(ws.db, "SELECT count(*) FROM outbox") == 0
         assert integrity(ws.db) == "ok"
+        spool = ws.db + ".spool"
+        assert not os.path.isdir(spool) or os.listdir(spool) == [], os.listdir(spool)
         print("  RLIMIT_FSIZE: clean failure, then %d records exactly once" % n)
 
 

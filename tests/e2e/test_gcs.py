@@ -385,6 +385,27 @@ def test_gzip_objects():
             assert o["content_type"] == "application/x-ndjson", o
 
 
+def test_spooled_batches_to_gcs():
+    """outbox.spool_min_bytes = 0: batches kept in spool files are mapped
+    and uploaded (plain and gzipped) byte-exact, through a 503 and a lost
+    reply, and the spool is empty afterwards."""
+    spool = SMALL_BATCHES + "outbox = { spool_min_bytes = 0; };\n"
+    for gz in (False, True):
+        with FakeNetskope() as fake, FakeGCS() as gcs, \
+                workspace(gcs, gzip_on=gz, extra=spool) as ws:
+            key = gcs.service_account(ws.dir, "acme-writer")
+            gcs.bucket("acme-secops", allow_email=key.email)
+            generate(fake, "tok-acme", "acme", 1200, seed=13)
+            add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+            gcs.faults(fail_uploads=1, fail_status=503, lost_replies=1)
+            rc, err = run_once(ws)
+            assert rc == 0, "run --once failed (%d):\n%s" % (rc, err[-3000:])
+            check_bucket(gcs, ws, "acme-secops", "netskope", "acme",
+                         expected_lines(fake, "tok-acme"), gz=gz)
+            assert db_query(ws.db, "SELECT count(*) FROM delivered")[0][0] >= 2
+            assert os.listdir(ws.db + ".spool") == [], os.listdir(ws.db + ".spool")
+
+
 def test_permission_and_missing_bucket_errors():
     """403 (bucket restricted to another account), 404 (no such bucket) and
     a key the token endpoint refuses: the batches stay in the outbox, the

@@ -309,6 +309,72 @@ def test_request_rate_holds_across_jobs():
         assert_exactly_once(fake, ws, ["acme"])
 
 
+def test_request_rate_is_configurable():
+    """fetch.requests_per_second = 2: half a second between requests, where
+    the default would allow a quarter."""
+    cfg = "fetch = { requests_per_second = 2; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--page-size", 100))
+        fake.generate(token("acme"), 450, insertion_start=now - 3000, insertion_end=now - 1,
+                      seed=51)
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 2])
+        assert rc == 0, err
+        times = sorted(r["t"] for r in fake.served(token("acme"))["requests"])
+        assert len(times) >= 5, times
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert min(gaps) >= 0.49, "requests %.3f s apart (min gap 0.5 s)" % min(gaps)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
+def test_spooled_batches_are_linked_into_the_file_sink():
+    """outbox.spool_min_bytes = 0: every batch goes through a spool file.
+    While acme's sink is blocked its batches wait there; once it is back,
+    each object is the spool file itself (hard-linked, same inode), byte-
+    exact, and the spool is empty. A file no row names is swept at start;
+    a file that is not nscollect's is left alone."""
+    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["globex"], pretty=["globex"])
+        blocker = os.path.join(ws.dir, "acme-sink")
+        with open(blocker, "w") as f:
+            f.write("a file where acme's sink wants a directory\n")
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                                 "--page-size", 200, "--sink", "file://" + blocker],
+                                stdin=token("acme"))
+        assert rc == 0, err
+        for i, n in enumerate(["acme", "globex"]):
+            fake.generate(token(n), 900, insertion_start=now - 3000, insertion_end=now - 60,
+                          seed=60 + i)
+        fake.add_raw(token("acme"), hostile_records(now - 30))
+        spool = ws.db + ".spool"
+        os.makedirs(spool, mode=0o700)
+        for name, text in (("987654.ndjson", "{\"orphan\":1}\n"), ("NOTES", "mine\n")):
+            with open(os.path.join(spool, name), "w") as f:
+                f.write(text)
+
+        err = run_once(ws, expect=1)                 # acme's batches cannot be delivered
+        assert "event=spool_sweep removed=1" in err, err[-2000:]
+        assert_exactly_once(fake, ws, ["globex"])
+        waiting = ws.query("SELECT group_concat(id || '.ndjson') FROM outbox WHERE spooled").split(",")
+        assert waiting and sorted(os.listdir(spool)) == sorted(waiting + ["NOTES"]), \
+            (waiting, os.listdir(spool))
+        inodes = {os.stat(os.path.join(spool, f)).st_ino for f in waiting}
+
+        os.unlink(blocker)
+        run_once(ws)
+        got = ndjson_lines(blocker)
+        want = [minify(r) for r in fake.alerts(token("acme"))]
+        assert sorted(got) == sorted(want), "acme: %d lines, want %d" % (len(got), len(want))
+        objects = [os.path.join(blocker, "acme", f) for f in os.listdir(os.path.join(blocker, "acme"))]
+        assert {os.stat(o).st_ino for o in objects} >= inodes, "objects were copied, not linked"
+        assert os.listdir(spool) == ["NOTES"], os.listdir(spool)
+        assert db_value(ws, "SELECT count(*) FROM outbox") == 0
+        assert db_value(ws, "SELECT count(*) FROM delivered WHERE existed") == 0
+
+
 def test_sigterm_does_not_wait_for_a_hanging_server():
     cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"   # the hang would last
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:

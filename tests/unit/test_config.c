@@ -103,6 +103,7 @@ static void test_defaults(void)
     CHECK_INT(c.retry_wait_max_s, 5);
     CHECK_INT(c.prune_margin_s, 3600);
     CHECK_INT(c.job_budget_s, 10);
+    CHECK_INT(c.requests_per_s, 4);
     CHECK_INT(c.connect_timeout_s, 10);
     CHECK_INT(c.low_speed_time_s, 30);
     CHECK_INT(c.total_timeout_s, 300);
@@ -142,7 +143,7 @@ static void test_example_documents_every_key(void)
     text[n] = '\0';
     config_init(&cf);
     CHECK_INT(config_read_file(&cf, EXAMPLE), CONFIG_TRUE);
-    CHECK_INT(config_key_count(), 28);
+    CHECK_INT(config_key_count(), 30);
     CHECK(config_key_name(config_key_count()) == NULL);
     for (size_t i = 0; i < config_key_count(); i++) {
         const char *k = config_key_name(i), *dot = strrchr(k, '.');
