@@ -14,6 +14,17 @@ void buf_init(buf *b, size_t max)
     b->max = max;
 }
 
+void buf_init_aligned(buf *b, size_t max, size_t align)
+{
+    void *p;
+    buf_init(b, max);
+    if (max && posix_memalign(&p, align, max + 1) == 0) {
+        b->data = p;
+        b->cap = max + 1;
+        b->data[0] = '\0';
+    }
+}
+
 void buf_release(buf *b)
 {
     free(b->data);

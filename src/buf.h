@@ -19,6 +19,11 @@ typedef struct buf {
 
 /* Set up an empty buffer that may hold at most max bytes (0 = unlimited). */
 void buf_init(buf *b, size_t max);
+/* The same, with storage for all max bytes allocated at once at an address
+ * aligned to align (a power of two), so that it never moves while it stays
+ * within max. Only the pages written become resident. Falls back to
+ * buf_init() when the memory cannot be had. */
+void buf_init_aligned(buf *b, size_t max, size_t align);
 /* Free the storage; the buf may be reused after buf_init(). */
 void buf_release(buf *b);
 /* Forget the contents but keep the storage for reuse. */

@@ -36,7 +36,7 @@ typedef struct outbox outbox;
 #define OUTBOX_PATH_MAX PATH_MAX
 
 typedef struct outbox_item {
-    size_t off, len;                       /* record bytes in batch->data */
+    size_t off, len;                       /* record bytes in batch->data, without its '\n' */
     unsigned char key[RECORDS_KEY_LEN];
     int64_t at;                            /* window time: part of the record's identity and
                                               what pruning goes by; -1 = none, never pruned */
@@ -44,10 +44,9 @@ typedef struct outbox_item {
 } outbox_item;
 
 typedef struct outbox_batch {
-    buf data;                              /* candidate records back to back */
+    buf data;                              /* candidate records, one per line (NDJSON) */
     outbox_item *items;
     size_t n, cap;
-    buf body;                              /* scratch: the NDJSON actually stored */
 } outbox_batch;
 
 void outbox_batch_init(outbox_batch *b, size_t max_bytes);
