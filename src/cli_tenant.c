@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "db.h"
 #include "netskope.h"
+#include "outbox.h"
 #include "secret.h"
 #include "sink.h"
 #include "tenant.h"
@@ -427,10 +428,13 @@ static int tenant_remove_cmd(cli_ctx *ctx, const tenant_opts *o, const char *nam
                   name, (long long)pending);
         goto out;
     }
-    if (tenant_remove(db, t.id, err, sizeof err) < 0) {
+    outbox *ob = outbox_open(db, err, sizeof err);
+    if (!ob || outbox_remove_tenant(ob, t.id, err, sizeof err) < 0) {
         cli_error("cannot remove tenant '%s': %s", name, err);
+        outbox_free(ob);
         goto out;
     }
+    outbox_free(ob);
     printf("tenant '%s' removed%s\n", name, pending ? " with its undelivered batches" : "");
     rc = 0;
 out:

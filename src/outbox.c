@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "tenant.h"
 #include "util.h"
 
 #define SPOOL_ALIGN 4096     /* O_DIRECT: buffer, offset and length in whole blocks */
@@ -43,6 +44,7 @@
     X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
             "CASE WHEN spooled THEN NULL ELSE body END FROM outbox WHERE id = ?1") \
     X(spooled, "SELECT 1 FROM outbox WHERE id = ?1 AND spooled") \
+    X(tenant_spooled, "SELECT id FROM outbox WHERE tenant_id = ?1 AND spooled") \
     X(deliver, "INSERT INTO delivered (id, tenant_id, object_name, location, created_at, " \
                "delivered_at, records, bytes, newest_at, attempts, existed) " \
                "SELECT id, tenant_id, object_name, ?2, created_at, ?3, records, bytes, " \
@@ -294,6 +296,44 @@ static void spool_remove(outbox *o, int64_t id)
     spool_name(id, name, sizeof name);
     if (spool_open(o) == 0)
         unlinkat(o->spool_fd, name, 0);
+}
+
+int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
+{
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    if (db_begin(o->db, err, errlen) < 0)
+        return -1;
+    sqlite3_stmt *st = o->st[ST_tenant_spooled];
+    sqlite3_bind_int64(st, 1, tenant_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int64_t *p = realloc(ids, cap * sizeof *p);
+            if (!p) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            ids = p;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        seterr(err, errlen, "cannot list the tenant's batches: %s", sqlite3_errstr(rc));
+        goto fail;
+    }
+    if (tenant_remove(o->db, tenant_id, err, errlen) < 0 || db_commit(o->db, err, errlen) < 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        spool_remove(o, ids[i]);
+    free(ids);
+    return 0;
+fail:
+    db_rollback(o->db);
+    free(ids);
+    return -1;
 }
 
 int outbox_spool_sweep(outbox *o, char *err, size_t errlen)

@@ -103,6 +103,11 @@ int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t 
 int outbox_load(outbox *o, int64_t id, outbox_row *row);
 /* Move row to delivered. existed: an earlier try had stored it. */
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed);
+/* Delete a tenant (its outbox, seen, cursor and run rows go with it, ON
+ * DELETE CASCADE), then its batches' spool files. 0, or -1 with err and
+ * nothing changed. */
+int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen);
+
 /* Remove spool files that no outbox row names (left by a kill between
  * writing one and committing, or between a delivery and its removal).
  * Call with no other writer running. Number removed, or -1 with err. */

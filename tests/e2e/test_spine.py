@@ -375,6 +375,35 @@ def test_spooled_batches_are_linked_into_the_file_sink():
         assert db_value(ws, "SELECT count(*) FROM delivered WHERE existed") == 0
 
 
+def test_removing_a_tenant_removes_its_spool_files():
+    """tenant remove --force drops the tenant's undelivered batches, and with
+    them their spool files; another tenant's stay."""
+    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        for n in ("acme", "globex"):
+            blocker = os.path.join(ws.dir, n + "-sink")
+            with open(blocker, "w") as f:
+                f.write("a file where the sink wants a directory\n")
+            fake.add_tenant(token(n), n)
+            rc, _, err = ws.run_cli(["tenant", "add", n, "--url", fake.url, "--lookback", 3600,
+                                     "--page-size", 100, "--sink", "file://" + blocker],
+                                    stdin=token(n))
+            assert rc == 0, err
+            fake.generate(token(n), 300, insertion_start=now - 2000, insertion_end=now - 60,
+                          seed=70 + len(n))
+        run_once(ws, expect=1)
+        files = lambda n: sorted(ws.query(  # noqa: E731
+            "SELECT group_concat(o.id || '.ndjson') FROM outbox o JOIN tenant t "
+            "ON t.id = o.tenant_id WHERE t.name = ? AND o.spooled", n).split(","))
+        acme, globex = files("acme"), files("globex")
+        assert sorted(os.listdir(ws.db + ".spool")) == sorted(acme + globex)
+        rc, out, err = ws.run_cli(["tenant", "remove", "acme", "--force"])
+        assert rc == 0 and "with its undelivered batches" in out, (rc, out, err)
+        assert sorted(os.listdir(ws.db + ".spool")) == globex, os.listdir(ws.db + ".spool")
+
+
 def test_sigterm_does_not_wait_for_a_hanging_server():
     cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"   # the hang would last
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
