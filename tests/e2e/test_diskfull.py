@@ -33,6 +33,8 @@ from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_lines,  # 
 
 CONFIG = "fetch = { slice = 600; retry_wait_max = 1; };\n"
 ALERTS = 5000                  # about 6 MB: more than the 3 MiB database disk holds
+NO_SPOOL = "outbox = { spool_min_bytes = 1073741824; };\n"
+DISK_FULL = ("database or disk is full", "disk I/O error")   # SQLite's words for it
 
 
 def token(name):
@@ -150,8 +152,11 @@ def read(path):
 # ---- 1. the database's disk is full ----------------------------------------
 
 def test_database_disk_full():
-    """A 3 MiB tmpfs (the database has 64 KiB pages) holds the database: the backlog does not fit."""
-    with FakeNetskope() as fake, Workspace(config_extra=CONFIG) as ws:
+    """A 3 MiB tmpfs holds the database: the backlog does not fit. Nothing is
+    spooled here (a delivered spool file frees its space at once, so whether
+    the disk fills would depend on timing); test_spool_file_size_limit
+    covers a spool write that fails."""
+    with FakeNetskope() as fake, Workspace(config_extra=CONFIG + NO_SPOOL) as ws:
         try:
             with Tmpfs(os.path.join(ws.dir, "dbfs"), 3072) as fs:
                 ws.db = os.path.join(fs.path, "nscollect.db")
@@ -162,7 +167,7 @@ def test_database_disk_full():
                 # some slices commit, then the disk is full: exit 1, a clear error
                 rc, out, err = ws.run_cli(["run", "--once"])
                 assert rc == 1, (rc, err[-2000:])
-                assert "database or disk is full" in err or "disk I/O error" in err, err[-2000:]
+                assert any(w in err for w in DISK_FULL), err[-2000:]
                 assert integrity(ws.db) == "ok"
                 st = status(ws, "acme")
                 assert st["state"] == "failing" and st["last_error"], st
@@ -171,8 +176,7 @@ def test_database_disk_full():
                 # the daemon on a full database: keeps running, stops on SIGTERM
                 proc = ws.spawn(["run"])
                 wait_until(lambda: proc.poll() is not None or
-                           "disk is full" in read(proc.stderr_path) or
-                           "disk I/O error" in read(proc.stderr_path), 30,
+                           any(w in read(proc.stderr_path) for w in DISK_FULL), 30,
                            what="the daemon to meet the full disk")
                 assert proc.poll() is None, "the daemon died: %s\n%s" % (
                     proc.returncode, read(proc.stderr_path)[-3000:])
@@ -207,18 +211,20 @@ def limit_file_size():
 
 
 def test_database_file_size_limit():
-    """RLIMIT_FSIZE 1 MiB: writes past it must fail with EFBIG (SIGXFSZ ignored)."""
-    database_file_size_limit(CONFIG)
+    """RLIMIT_FSIZE 1 MiB: writes past it must fail with EFBIG (SIGXFSZ ignored).
+    Nothing spooled: the database itself meets the limit."""
+    database_file_size_limit(CONFIG + NO_SPOOL,
+                             ("cannot store batch: disk I/O error",))
 
 
 def test_spool_file_size_limit():
     """The same with every batch spooled: the spool file's write fails, the
     batch is not committed, nothing is lost or doubled."""
     database_file_size_limit(CONFIG + "outbox = { spool_min_bytes = 0; };\n",
-                             "nscollect.db.spool/")
+                             ("nscollect.db.spool/", "File too large"))
 
 
-def database_file_size_limit(config, failed_on=""):
+def database_file_size_limit(config, error_words):
     with FakeNetskope() as fake, Workspace(config_extra=config) as ws:
         rc, out, err = ws.run_cli(["init"])
         assert rc == 0, err
@@ -233,7 +239,7 @@ def database_file_size_limit(config, failed_on=""):
             "nscollect was killed by SIGXFSZ when a file reached RLIMIT_FSIZE; main() should "
             "ignore it (signal(SIGXFSZ, SIG_IGN)) so that the write fails with EFBIG")
         assert p.returncode == 1, (p.returncode, err[-2000:])
-        assert failed_on in err and "File too large" in err, err[-2000:]
+        assert all(w in err for w in error_words), err[-2000:]
         assert integrity(ws.db) == "ok"
         assert_no_duplicates(fake, "acme", ws.out)
         rc, out, err = ws.run_cli(["run", "--once"])
