@@ -262,10 +262,13 @@ static sink_result put_mapped(sink *s, const char *name, const char *path, char 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
-        seterr(err, errlen, "cannot read spool file %s: %s", path, strerror(errno));
+        int e = errno;
+        seterr(err, errlen, "cannot read spool file %s: %s%s", path, strerror(e),
+               e == ENOENT ? " (the batch's records are gone; delete its outbox row "
+                             "to stop retrying)" : "");
         if (fd >= 0)
             close(fd);
-        return errno == ENOENT ? SINK_PERMANENT : SINK_RETRY;
+        return e == ENOENT ? SINK_PERMANENT : SINK_RETRY;
     }
     size_t len = (size_t)st.st_size;
     void *p = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : (void *)"";

@@ -7,6 +7,7 @@ that arrived with what the fake holds: exactly once, byte for byte, each in
 its own tenant's place."""
 
 import collections
+import json
 import os
 import signal
 import sqlite3
@@ -402,6 +403,41 @@ def test_removing_a_tenant_removes_its_spool_files():
         rc, out, err = ws.run_cli(["tenant", "remove", "acme", "--force"])
         assert rc == 0 and "with its undelivered batches" in out, (rc, out, err)
         assert sorted(os.listdir(ws.db + ".spool")) == globex, os.listdir(ws.db + ".spool")
+
+
+def test_missing_spool_file_is_named():
+    """A spool file deleted by hand: the batch cannot be delivered, the
+    pass fails, status names the missing file; the other batches arrive."""
+    cfg = "outbox = { spool_min_bytes = 0; };\nfetch = { batch_max_bytes = 65536; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        blocker = os.path.join(ws.dir, "acme-sink")
+        with open(blocker, "w") as f:
+            f.write("a file where the sink wants a directory\n")
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                                 "--sink", "file://" + blocker], stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 300, insertion_start=now - 2000, insertion_end=now - 60,
+                      seed=80)
+        run_once(ws, expect=1)
+        first = ws.query("SELECT min(id) FROM outbox")
+        gone = os.path.join(ws.db + ".spool", "%d.ndjson" % first)
+        with open(gone) as f:
+            lost = f.read().splitlines()
+        os.unlink(gone)
+        os.unlink(blocker)
+        err = run_once(ws, expect=1)
+        assert "cannot read spool file %s" % gone in err, err[-2000:]
+        rc, out, _ = ws.run_cli(["status", "--json"])
+        acme = json.loads(out)[0]
+        assert rc == 1 and acme["state"] == "failing", out
+        assert gone in acme["last_error"] and "delete its outbox row" in acme["last_error"], out
+        got = ndjson_lines(blocker)
+        want = [minify(r) for r in fake.alerts(token("acme"))]
+        assert sorted(got + lost) == sorted(want), "the other batches must all arrive"
+        assert ws.query("SELECT count(*) FROM outbox") == 1
 
 
 def test_sigterm_does_not_wait_for_a_hanging_server():
