@@ -85,7 +85,8 @@ outbox *outbox_open(sqlite3 *db, char *err, size_t errlen)
     const char *file = sqlite3_db_filename(db, "main");
     if (!file || !file[0] ||
         snprintf(o->spool_dir, sizeof o->spool_dir, "%s.spool", file) >= (int)sizeof o->spool_dir) {
-        snprintf(err, errlen, "the database path is too long for its spool directory");
+        snprintf(err, errlen, "no room for the spool directory beside the database "
+                 "(its path is too long, or it is not a file)");
         free(o);
         return NULL;
     }
@@ -348,8 +349,8 @@ int outbox_spool_sweep(outbox *o, char *err, size_t errlen)
     int removed = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        char *end, want[32];
-        long long id = strtoll(de->d_name, &end, 10);
+        char want[32];
+        long long id = strtoll(de->d_name, NULL, 10);
         spool_name(id, want, sizeof want);
         if (id <= 0 || strcmp(want, de->d_name) != 0)
             continue;                   /* not ours: left alone */

@@ -55,11 +55,11 @@ from harness import FakeNetskope, Workspace, cli_env, minify, ndjson_lines, wait
 OVERLAP = 120              # the tenants' --overlap; late alerts land well inside it
 LOOKBACK = 3600
 START_TIMEOUT = float(os.environ.get("CRASH_START_TIMEOUT", "30"))
-CONFIG = """
+BASE_CONFIG = """
 fetch = { retry_wait_max = 1; slice = 600; };
 http = { low_speed_time = 5; total_timeout = 30; };
-outbox = { spool_min_bytes = 65536; };
 """
+CONFIG = BASE_CONFIG + "outbox = { spool_min_bytes = 65536; };\n"
 # spool_min_bytes: batches here are 10 KB to 600 KB, so kills land both in
 # batches kept in the database and in batches spooled to files.
 # Words that only a sanitizer writes; valgrind -q writes only "==PID== " lines.
@@ -457,40 +457,54 @@ def child_pids(pid):
     return kids
 
 
-def fsync_in_progress(strace_log, root):
-    """1 when the traced process sits in an fsync of a file (not a
-    directory) under root: strace -y writes the call's start at once and
-    its result when the (delayed) call returns."""
+def fsync_in_progress(strace_log, file_re):
+    """1 when the traced process sits in an fsync or fdatasync of a file
+    whose path matches file_re: strace -y writes the call's start at once
+    and its result when the (delayed) call returns."""
     try:
         lines = read(strace_log).splitlines()
     except OSError:
         return 0
-    pat = re.compile(r"fsync\(\d+<%s/[^/>]+/[^>]+>" % re.escape(root))
+    pat = re.compile(r"f(data)?sync\(\d+<%s>" % file_re)
     return any(pat.search(l) and " = " not in l for l in lines[-8:])
 
 
-def kill_in_fsync(known_bugs="fail", log=print):
-    """kill -9 while the file sink fsyncs a batch (strace holds every fsync
-    for 3 s), then a clean `run --once`: the batch is delivered exactly
-    once and the killed put must have left no temp file behind."""
+# Where kill_in_fsync kills: the file sink's fsync of a batch it copies (no
+# spooling), or the spool file's fdatasync inside the commit (every batch
+# spooled): after either, a clean pass must deliver everything once.
+FSYNC_CASES = {
+    "sink": ("outbox = { spool_min_bytes = 1073741824; };",
+             lambda ws: r"%s/[^/>]+/[^>]+" % re.escape(ws.out)),
+    "spool": ("outbox = { spool_min_bytes = 0; };",
+              lambda ws: r"%s/\d+\.ndjson" % re.escape(ws.db + ".spool")),
+}
+
+
+def kill_in_fsync(known_bugs="fail", log=print, case="sink"):
+    """kill -9 while a batch is fsynced (strace holds every fsync and
+    fdatasync for 3 s), then a clean `run --once`: the batch is delivered
+    exactly once and the kill left no temp or spool file behind."""
+    outbox_config, file_re = FSYNC_CASES[case]
     if not _have("strace") or subprocess.run(["strace", "-o", "/dev/null", "true"],
                                              stdout=subprocess.DEVNULL,
                                              stderr=subprocess.DEVNULL).returncode != 0:
         log("crashtest: SKIP kill inside fsync: strace is missing or cannot trace here")
         return None
-    with FakeNetskope() as fake, Workspace(config_extra=CONFIG) as ws:
+    with FakeNetskope() as fake, Workspace(config_extra=BASE_CONFIG + outbox_config) as ws:
         c = Crash(fake, ws, random.Random(1), 1, known_bugs, log)
         c.setup()
         trace = os.path.join(ws.dir, "strace.out")
-        cmd = ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync",
-               "-e", "inject=fsync:delay_enter=3000000"] + ws.argv(["run", "--once"])
+        cmd = ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync",
+               "-e", "inject=fsync,fdatasync:delay_enter=3000000"] + ws.argv(["run", "--once"])
         tracer = subprocess.Popen(cmd, cwd=ws.dir, env=cli_env(), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_until(lambda: tracer.poll() is not None or fsync_in_progress(trace, ws.out),
-                       60, 0.01, "nscollect to fsync a file in the sink")
+            wait_until(lambda: tracer.poll() is not None or
+                       fsync_in_progress(trace, file_re(ws)),
+                       60, 0.01, "nscollect to fsync a batch (%s)" % case)
             if tracer.poll() is not None:
-                raise Failure("kill inside fsync: nscollect ended before it wrote to the sink")
+                raise Failure("kill inside fsync (%s): nscollect ended before it synced a batch"
+                              % case)
             for pid in child_pids(tracer.pid):
                 os.kill(pid, signal.SIGKILL)
             tracer.wait(30)
@@ -498,12 +512,12 @@ def kill_in_fsync(known_bugs="fail", log=print):
             if tracer.poll() is None:
                 tracer.kill()
                 tracer.wait()
-        left_by_kill = sink_leftovers(ws.out)[0]
+        left_by_kill = sink_leftovers(ws.out)[0] + spool_files(ws)
         c.final_run()
         c.verify()
-        log("crashtest: kill inside fsync: the kill left %d temp file(s); after a clean run "
-            "%d records exactly once, %d temp file(s) left"
-            % (len(left_by_kill), c.stats["records"], c.stats["temp_files_left"]))
+        log("crashtest: kill inside fsync (%s): the kill left %d temp or spool file(s); after "
+            "a clean run %d records exactly once, %d temp file(s) left"
+            % (case, len(left_by_kill), c.stats["records"], c.stats["temp_files_left"]))
         return c.stats
 
 
@@ -528,7 +542,8 @@ def main():
     try:
         run(args.kills, args.seed, args.tenants, args.graceful, args.keep, args.known_bugs)
         if not args.graceful and not args.no_fsync_case:
-            kill_in_fsync(args.known_bugs)
+            for case in FSYNC_CASES:
+                kill_in_fsync(args.known_bugs, case=case)
     except Failure as e:
         print("crashtest: FAIL: %s" % e)
         return 1
