@@ -140,7 +140,7 @@ valgrind: deps-extra
 	$(MAKE) B=build-valgrind CFLAGS="-O1 -g" build-valgrind/nscollect
 	NSCOLLECT_BIN=$(CURDIR)/tests/crash/valgrind-wrap.sh \
 		VALGRIND_NSCOLLECT=$(CURDIR)/build-valgrind/nscollect \
-		$(PYTHON) tests/crash/crashtest.py --graceful 6 --tenants 2 --known-bugs fail $(CRASH_ARGS)
+		$(PYTHON) tests/crash/crashtest.py --graceful 6 --tenants 2 $(CRASH_ARGS)
 
 # `make bench`: benchmarks against the fake Netskope over loopback
 # (tests/bench/bench.py): one tenant's throughput beside curl and a Python

@@ -3,7 +3,7 @@
 
     make crashtest [CRASH_ARGS="--seed S"]          (ASan+UBSan build, 120 kills)
     NSCOLLECT_BIN=./nscollect python3 tests/crash/crashtest.py [--kills N] [--seed S]
-        [--tenants T] [--graceful N] [--no-fsync-case] [--known-bugs fail|warn] [--keep]
+        [--tenants T] [--graceful N] [--no-fsync-case] [--keep]
 
 Several tenants on the fake Netskope with faults on (500s, 429s with a short
 Retry-After, truncated bodies, slow replies), alerts arriving over time (new
@@ -21,16 +21,15 @@ minify(fake.alerts(token)) as a multiset (zero lost, zero duplicated,
 byte-exact), the sink holds no temp file, the outbox is empty and
 `sqlite3 DB 'pragma integrity_check'` says ok.
 
-Then (unless --no-fsync-case; needs strace) one deterministic kill: strace
-holds every fsync for 3 s, nscollect is killed while it fsyncs a batch in
-the file sink, and after a clean pass no temp file may be left.
+Then (unless --no-fsync-case; needs strace) two deterministic kills: strace
+holds every fsync and fdatasync for 3 s, and nscollect is killed while it
+fsyncs a batch it copies into the file sink, then while it fdatasyncs a
+spool file inside a commit; after each a clean pass must deliver every
+record once and leave no temp or spool file.
 
 --graceful N replaces the kills by N cycles that stop the daemon with
 SIGTERM (it must exit 0) and let `run --once` finish: the non-kill path,
 used by `make valgrind`, where every process must exit on its own.
-
---known-bugs warn turns the checks for reported, not yet fixed bugs (a
-batch uploaded twice; a killed put's temp file left behind) into warnings.
 
 The random choices come from one seed, printed first, so a failure
 reproduces with --seed (timing still varies; the seed fixes the plan).
@@ -135,9 +134,8 @@ def integrity(db):
 class Crash:
     """One crash test: the fake, the workspace, the plan's random source, counters."""
 
-    def __init__(self, fake, ws, rng, ntenants, known_bugs="fail", log=print):
-        self.fake, self.ws, self.rng, self.log = fake, ws, rng, log
-        self.known_bugs = known_bugs
+    def __init__(self, fake, ws, rng, ntenants):
+        self.fake, self.ws, self.rng = fake, ws, rng
         self.names = ["t%d" % i for i in range(ntenants)]
         self.stats = collections.Counter()
         self.late_serial = 0
@@ -228,19 +226,8 @@ class Crash:
         doubles = double_deliveries(err)
         if doubles:
             self.stats["double_uploads"] += len(doubles)
-            self.known_bug("double_upload", "%s: batch %s handed to two upload workers at once "
-                           "(upload.c queue_take)" % (what, doubles[0]))
-
-    def known_bug(self, kind, message):
-        """A reported, not yet fixed bug: fails the test, or only warns
-        with known_bugs="warn" (the short test in `make test`), at most
-        three times per kind."""
-        if self.known_bugs == "warn":
-            self.stats["warned_" + kind] += 1
-            if self.stats["warned_" + kind] <= 3:
-                self.log("crashtest: WARNING (known bug): " + message)
-            return
-        raise Failure("known bug: " + message)
+            raise Failure("%s: batch %s handed to two upload workers at once"
+                          % (what, doubles[0]))
 
     def check_exit(self, proc, once, what):
         """A process that ended on its own: once mode exits 0 or 1 (a tenant
@@ -380,15 +367,14 @@ class Crash:
         ic = integrity(self.ws.db)
         if ic != "ok":
             problems.append("pragma integrity_check: %s" % ic)
+        if temps:
+            problems.append("%d temp files left in the sink after a clean run, e.g. %s"
+                            % (len(temps), temps[0]))
         if problems:
             raise Failure("; ".join(problems))
-        if temps:
-            self.known_bug("temp_file", "%d temp files left in the sink after a clean run, e.g. %s "
-                           "(sink_file.c never removes a killed put's temp file)"
-                           % (len(temps), temps[0]))
 
 
-def run(kills=10, seed=None, tenants=3, graceful=0, keep=False, known_bugs="fail", log=print):
+def run(kills=10, seed=None, tenants=3, graceful=0, keep=False, log=print):
     """One crash test; returns its counters. Raises Failure (or
     AssertionError from the harness) when a check does not hold."""
     if seed is None:
@@ -401,7 +387,7 @@ def run(kills=10, seed=None, tenants=3, graceful=0, keep=False, known_bugs="fail
     ws = Workspace(config_extra=CONFIG, keep=keep)
     try:
         with FakeNetskope() as fake:
-            c = Crash(fake, ws, rng, tenants, known_bugs, log)
+            c = Crash(fake, ws, rng, tenants)
             c.setup()
             cycle = 0
             while (c.stats["graceful"] < graceful) if graceful else (c.stats["kills"] < kills):
@@ -480,7 +466,7 @@ FSYNC_CASES = {
 }
 
 
-def kill_in_fsync(known_bugs="fail", log=print, case="sink"):
+def kill_in_fsync(log=print, case="sink"):
     """kill -9 while a batch is fsynced (strace holds every fsync and
     fdatasync for 3 s), then a clean `run --once`: the batch is delivered
     exactly once and the kill left no temp or spool file behind."""
@@ -491,7 +477,7 @@ def kill_in_fsync(known_bugs="fail", log=print, case="sink"):
         log("crashtest: SKIP kill inside fsync: strace is missing or cannot trace here")
         return None
     with FakeNetskope() as fake, Workspace(config_extra=BASE_CONFIG + outbox_config) as ws:
-        c = Crash(fake, ws, random.Random(1), 1, known_bugs, log)
+        c = Crash(fake, ws, random.Random(1), 1)
         c.setup()
         trace = os.path.join(ws.dir, "strace.out")
         cmd = ["strace", "-f", "-y", "-o", trace, "-e", "trace=fsync,fdatasync",
@@ -535,15 +521,13 @@ def main():
                     help="instead of kills, N cycles of SIGTERM / finished passes")
     ap.add_argument("--no-fsync-case", action="store_true",
                     help="skip the kill inside an fsync (needs strace)")
-    ap.add_argument("--known-bugs", choices=("fail", "warn"), default="fail",
-                    help="whether reported, unfixed bugs fail the run (default) or only warn")
     ap.add_argument("--keep", action="store_true", help="keep the workspace")
     args = ap.parse_args()
     try:
-        run(args.kills, args.seed, args.tenants, args.graceful, args.keep, args.known_bugs)
+        run(args.kills, args.seed, args.tenants, args.graceful, args.keep)
         if not args.graceful and not args.no_fsync_case:
             for case in FSYNC_CASES:
-                kill_in_fsync(args.known_bugs, case=case)
+                kill_in_fsync(case=case)
     except Failure as e:
         print("crashtest: FAIL: %s" % e)
         return 1

@@ -11,10 +11,6 @@ random moment, restarted, ten times; then one clean pass, and every
 tenant's delivered records must equal the fake's, byte for byte, none lost,
 none doubled, the database intact. The seed is printed; CRASH_SEED replays
 the plan.
-
-Bugs that are reported but not fixed yet (a batch uploaded twice by two
-workers of one daemon; a killed put's temp file never removed) only warn
-here; `make crashtest` fails on them.
 """
 
 import os
@@ -29,8 +25,7 @@ def main():
     seed = os.environ.get("CRASH_SEED")
     kills = int(os.environ.get("CRASH_KILLS", "10"))
     try:
-        crashtest.run(kills=kills, seed=int(seed) if seed else None, tenants=3,
-                      known_bugs=os.environ.get("CRASH_KNOWN_BUGS", "fail"))
+        crashtest.run(kills=kills, seed=int(seed) if seed else None, tenants=3)
     except crashtest.Failure as e:
         print("FAIL test_crash: %s" % e)
         return 1
