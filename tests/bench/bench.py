@@ -619,12 +619,13 @@ def notes(R):
     B = R.get("backlog")
     if B:
         out.append("- Backlog: the backlog is the tenant's unread window (records waiting at "
-                   "the API). With 10,000 alerts a run is one full page and two batches, so "
-                   "not every buffer is in use at the same time (the page and its tokens, the "
-                   "batch, the commit, two upload workers each holding a batch); from "
-                   "100,000 on they are, and the peak stops growing. The second run of the "
-                   "dedupe benchmark (fetch and parse only, nothing stored) shows the fetch "
-                   "side alone.")
+                   "the API). Peak RSS is the fetch worker's fixed buffers (one page and its "
+                   "tokens, one batch) plus SQLite's page cache (2 MiB per connection), which "
+                   "fills as the dedupe table grows, hence the few MiB from 10,000 to "
+                   "100,000; batches of 1 MiB and more are spooled to files and a file sink "
+                   "links them, so upload workers hold no copy. The second run of the dedupe "
+                   "benchmark (fetch and parse only, nothing stored) shows the fetch side "
+                   "alone.")
     M = R.get("tenants")
     if M and M.get("runs"):
         out.append("- Many tenants: the %s tenants are added once, through `tenant add "
