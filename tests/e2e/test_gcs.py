@@ -57,6 +57,16 @@ def add_tenant(ws, fake, name, token, sink, key=None):
     assert rc == 0, ("tenant add", name, rc, out, err)
 
 
+def acme_on_gcs(fake, gcs, ws, count, seed):
+    """The usual set-up: tenant acme with count alerts, delivering to
+    gs://acme-secops/netskope as acme-writer, the bucket's only writer."""
+    key = gcs.service_account(ws.dir, "acme-writer")
+    gcs.bucket("acme-secops", allow_email=key.email)
+    generate(fake, "tok-acme", "acme", count, seed=seed)
+    add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+    return key
+
+
 def run_once(ws, env=None, workers=4):
     """`nscollect run --once`; (rc, stderr). Checks that no access token,
     JWT or private key leaks into the output."""
@@ -175,10 +185,7 @@ def test_503_and_lost_replies_exactly_once():
     the lost replies get 412, count as delivered (existed=1), and nothing is
     written twice."""
     with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs, extra=SMALL_BATCHES) as ws:
-        key = gcs.service_account(ws.dir, "acme-writer")
-        gcs.bucket("acme-secops", allow_email=key.email)
-        generate(fake, "tok-acme", "acme", 1500, seed=3)
-        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+        acme_on_gcs(fake, gcs, ws, 1500, seed=3)
         gcs.faults(fail_uploads=2, fail_status=503, lost_replies=4)
         rc, err = run_once(ws)
         assert rc == 0, "run --once failed (%d):\n%s" % (rc, err[-3000:])
@@ -196,10 +203,7 @@ def test_token_expires_mid_run():
     """Tokens that live 2 s, uploads that take a while: the token is
     refreshed before it expires (no 401), every batch is delivered."""
     with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs, extra=SMALL_BATCHES) as ws:
-        key = gcs.service_account(ws.dir, "acme-writer")
-        gcs.bucket("acme-secops", allow_email=key.email)
-        generate(fake, "tok-acme", "acme", 1500, seed=4)
-        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+        acme_on_gcs(fake, gcs, ws, 1500, seed=4)
         gcs.faults(token_ttl=2, upload_delay_ms=80)
         t0 = time.monotonic()
         rc, err = run_once(ws, workers=1)
@@ -218,10 +222,7 @@ def test_revoked_token_is_replaced():
     """The server forgets every token mid-run: the next upload gets 401,
     the token is dropped, a new one fetched, and the batch still lands."""
     with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs, extra=SMALL_BATCHES) as ws:
-        key = gcs.service_account(ws.dir, "acme-writer")
-        gcs.bucket("acme-secops", allow_email=key.email)
-        generate(fake, "tok-acme", "acme", 1500, seed=5)
-        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+        acme_on_gcs(fake, gcs, ws, 1500, seed=5)
         gcs.faults(upload_delay_ms=60)
         e = dict(CLEAN_ENV)
         proc = ws.spawn(["run", "--once", "--upload-workers", "1"], env=e)
@@ -294,10 +295,7 @@ def test_sink_down_then_back():
     outbox, the cursor has moved. The sink comes back: the next pass
     delivers everything once."""
     with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs) as ws:
-        key = gcs.service_account(ws.dir, "acme-writer")
-        gcs.bucket("acme-secops", allow_email=key.email)
-        generate(fake, "tok-acme", "acme", 1000, seed=9)
-        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+        acme_on_gcs(fake, gcs, ws, 1000, seed=9)
         gcs.faults(fail_uploads=10 ** 6, fail_status=503)
         rc, err = run_once(ws)
         assert rc == 1, "a pass that could not deliver must exit 1 (%d):\n%s" % (rc, err[-2000:])
@@ -325,10 +323,7 @@ def test_outbox_limit_pauses_fetching():
     "paused"); when the sink is back a few passes deliver everything once."""
     extra = "outbox = { limit_bytes = 1048576; };\n"
     with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs, extra=extra) as ws:
-        key = gcs.service_account(ws.dir, "acme-writer")
-        gcs.bucket("acme-secops", allow_email=key.email)
-        generate(fake, "tok-acme", "acme", 3000, seed=10)        # ~3.6 MB
-        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+        acme_on_gcs(fake, gcs, ws, 3000, seed=10)        # ~3.6 MB
         gcs.faults(fail_uploads=10 ** 6, fail_status=503)
         rc, err = run_once(ws)
         assert rc == 1, (rc, err[-2000:])
@@ -370,10 +365,7 @@ def test_gzip_objects():
     transcoding) that decompress to exactly the records."""
     with FakeNetskope() as fake, FakeGCS() as gcs, \
             workspace(gcs, gzip_on=True, extra=SMALL_BATCHES) as ws:
-        key = gcs.service_account(ws.dir, "acme-writer")
-        gcs.bucket("acme-secops", allow_email=key.email)
-        generate(fake, "tok-acme", "acme", 1500, seed=12)
-        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+        acme_on_gcs(fake, gcs, ws, 1500, seed=12)
         rc, err = run_once(ws)
         assert rc == 0, "run --once failed (%d):\n%s" % (rc, err[-3000:])
         objs = check_bucket(gcs, ws, "acme-secops", "netskope", "acme",
@@ -393,10 +385,7 @@ def test_spooled_batches_to_gcs():
     for gz in (False, True):
         with FakeNetskope() as fake, FakeGCS() as gcs, \
                 workspace(gcs, gzip_on=gz, extra=spool) as ws:
-            key = gcs.service_account(ws.dir, "acme-writer")
-            gcs.bucket("acme-secops", allow_email=key.email)
-            generate(fake, "tok-acme", "acme", 1200, seed=13)
-            add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-secops/netskope", key)
+            acme_on_gcs(fake, gcs, ws, 1200, seed=13)
             gcs.faults(fail_uploads=1, fail_status=503, lost_replies=1)
             rc, err = run_once(ws)
             assert rc == 0, "run --once failed (%d):\n%s" % (rc, err[-3000:])
