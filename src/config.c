@@ -69,6 +69,7 @@ static const struct key keys[] = {
 
     INT("workers.fetch", fetch_workers, 4, 1, 64),
     INT("workers.upload", upload_workers, 2, 1, 64),
+    INT("workers.fetch_spare", fetch_spare, 4, 0, 64),
 
     INT("tenant_defaults.interval", interval_s, 300, 1, DAY),
     INT("tenant_defaults.lookback", lookback_s, DAY, 60, 31 * DAY),

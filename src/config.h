@@ -24,6 +24,8 @@ typedef struct nsc_config {
 
     int fetch_workers;                /* "workers.fetch", default 4 */
     int upload_workers;               /* "workers.upload", default 2 */
+    int fetch_spare;                  /* "workers.fetch_spare": extra fetch threads while jobs
+                                         hold theirs past fetch.job_budget, default 4 */
 
     /* Defaults for new tenants ("tenant_defaults.*"). */
     int interval_s;                   /* interval, default 300 */

@@ -20,9 +20,22 @@
 #define TICK_MS 1000
 #define ONCE_WAIT_MAX_S 120   /* in a one-shot pass, waits up to this are sat out */
 
+#define MAX_FETCH 128        /* workers.fetch (at most 64) + workers.fetch_spare (at most 64) */
+
 typedef struct waiting {
     int64_t tenant_id, until;
 } waiting;
+
+struct pool;
+
+/* One fetch thread's place. A spare thread (see add_spare) uses a free
+ * slot and gives it back when it retires; the scheduler joins it then. */
+typedef struct fetch_slot {
+    struct pool *p;
+    pthread_t thread;
+    enum { SLOT_FREE, SLOT_LIVE, SLOT_DONE } state;
+    int64_t job_since_ms;            /* when its current job began; 0 when idle */
+} fetch_slot;
 
 /* The work queue and everything the threads share, under one mutex. */
 typedef struct pool {
@@ -44,6 +57,9 @@ typedef struct pool {
     int failures;                    /* tenants or batches that did not make it */
     upload_queue *uploads;
     http_share *share;               /* DNS, TLS sessions, connections */
+    fetch_slot slots[MAX_FETCH];
+    int nlive;                       /* fetch threads running */
+    int nfetch;                      /* fetch threads wanted (--fetch-workers) */
 } pool;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -139,9 +155,17 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
         p->failures++;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static void *fetch_worker(void *arg)
 {
-    pool *p = arg;
+    fetch_slot *slot = arg;
+    pool *p = slot->p;
     char err[512];
     nsc_config job_cfg;                            /* this worker's copy, renewed per job */
     pthread_mutex_lock(&p->lock);
@@ -152,16 +176,21 @@ static void *fetch_worker(void *arg)
     if (!f) {
         log_error("event=fetch_worker_failed error=\"%s\"", err);
         shutdown_request();
-        return NULL;
     }
     pthread_mutex_lock(&p->lock);
-    for (;;) {
-        while (p->head == p->tail && !shutdown_requested() && !p->fetch_done)
+    while (f) {
+        /* A spare retires once nothing waits: the pool shrinks back. */
+        while (p->head == p->tail && !shutdown_requested() && !p->fetch_done &&
+               p->nlive <= p->nfetch)
             pthread_cond_wait(&p->changed, &p->lock);
-        if (p->head == p->tail || shutdown_requested())
+        if (p->head == p->tail || shutdown_requested()) {
+            if (p->head == p->tail && !shutdown_requested() && !p->fetch_done)
+                log_info("event=spare_retired fetch_workers=%d", p->nlive - 1);
             break;
+        }
         int64_t id = p->queue[p->head++];
         p->running++;
+        slot->job_since_ms = mono_ms();
         job_cfg = p->cfg;
         pthread_mutex_unlock(&p->lock);
         fetcher_reconfigure(f, &job_cfg);
@@ -170,15 +199,79 @@ static void *fetch_worker(void *arg)
         fetcher_run(f, id, &r);
 
         pthread_mutex_lock(&p->lock);
+        slot->job_since_ms = 0;
         p->running--;
         unbusy(p, id);
         if (p->once)
             account_once(p, id, &r);
         pthread_cond_broadcast(&p->changed);
     }
+    p->nlive--;
+    slot->state = SLOT_DONE;
+    pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     fetcher_free(f);
     return NULL;
+}
+
+/* Start a fetch thread in a free slot. Lock held. 0, or -1 when none is
+ * free or the thread cannot start. */
+static int fetch_thread_start(pool *p)
+{
+    for (int i = 0; i < MAX_FETCH; i++) {
+        fetch_slot *s = &p->slots[i];
+        if (s->state != SLOT_FREE)
+            continue;
+        s->p = p;
+        s->job_since_ms = 0;
+        s->state = SLOT_LIVE;
+        if (pthread_create(&s->thread, NULL, fetch_worker, s) != 0) {
+            s->state = SLOT_FREE;
+            return -1;
+        }
+        p->nlive++;
+        return 0;
+    }
+    return -1;
+}
+
+/* Join the threads that have retired and free their slots. Called without
+ * the lock: a retired thread needs no lock to finish. */
+static void fetch_threads_reap(pool *p, int all)
+{
+    for (int i = 0; i < MAX_FETCH; i++) {
+        fetch_slot *s = &p->slots[i];
+        pthread_mutex_lock(&p->lock);
+        int join = s->state == SLOT_DONE || (all && s->state == SLOT_LIVE);
+        pthread_mutex_unlock(&p->lock);
+        if (!join)
+            continue;
+        pthread_join(s->thread, NULL);
+        pthread_mutex_lock(&p->lock);
+        s->state = SLOT_FREE;
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* A job that holds its worker past fetch.job_budget (a tenant that hangs
+ * until http.low_speed_time, a dense tenant's first slice) must not hold up
+ * the tenants queued behind it: while some wait and no worker is free, each
+ * held worker gets one spare thread, up to workers.fetch_spare. Spares
+ * retire when the queue is empty. Lock held. */
+static void add_spare(pool *p)
+{
+    if (p->head == p->tail || p->running < p->nlive ||
+        p->nlive >= p->nfetch + p->cfg.fetch_spare)
+        return;
+    int64_t now = mono_ms(), budget_ms = p->cfg.job_budget_s * 1000L;
+    int held = 0;
+    for (int i = 0; i < MAX_FETCH; i++)
+        if (p->slots[i].state == SLOT_LIVE && p->slots[i].job_since_ms &&
+            now - p->slots[i].job_since_ms > budget_ms)
+            held++;
+    if (held > p->nlive - p->nfetch && fetch_thread_start(p) == 0)
+        log_info("event=spare_worker fetch_workers=%d held=%d queued=%zu", p->nlive, held,
+                 p->tail - p->head);
 }
 
 static void *upload_worker(void *arg)
@@ -327,8 +420,10 @@ static void schedule(pool *p, sqlite3 *db)
             pthread_mutex_unlock(&p->lock);
             return;
         }
+        add_spare(p);
         pthread_cond_timedwait(&p->changed, &p->lock, &until);
         pthread_mutex_unlock(&p->lock);
+        fetch_threads_reap(p, 0);
     }
 }
 
@@ -364,8 +459,8 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
 {
     pool p = {.cfg = *cfg, .db_path = db_path, .key = key, .once = opts->once,
               .pass_start = db_now()};
-    pthread_t sig, fetchers[64], uploaders[64];
-    int nf = 0, nu = 0, lockfd, rc = 2;
+    pthread_t sig, uploaders[64];
+    int nu = 0, lockfd, rc = 2;
     sqlite3 *db = db_open(db_path, 0, err, errlen);
     if (!db || db_check_version(db, db_path, err, errlen) < 0)
         goto out_db;
@@ -390,10 +485,14 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
 
     log_info("event=start mode=%s fetch_workers=%d upload_workers=%d database=%s",
              opts->once ? "once" : "daemon", opts->fetch_workers, opts->upload_workers, db_path);
-    nf = start_threads(&p, fetchers, opts->fetch_workers, fetch_worker);
+    p.nfetch = opts->fetch_workers;
+    pthread_mutex_lock(&p.lock);
+    for (int i = 0; i < p.nfetch; i++)
+        fetch_thread_start(&p);
+    pthread_mutex_unlock(&p.lock);
     nu = start_threads(&p, uploaders, opts->upload_workers, upload_worker);
     schedule(&p, db);
-    join_threads(fetchers, nf);
+    fetch_threads_reap(&p, 1);
     join_threads(uploaders, nu);
     pthread_kill(sig, SIGUSR1);
     pthread_join(sig, NULL);

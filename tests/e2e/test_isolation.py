@@ -22,12 +22,14 @@ sleeps.
 import collections
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeNetskope, Workspace, minify, ndjson_lines, run_tests  # noqa: E402
+from harness import (FakeNetskope, Workspace, minify, ndjson_lines, run_tests,  # noqa: E402
+                     wait_until)
 
 HEALTHY = ["h%02d" % i for i in range(20)]
 SMALL = ["s%02d" % i for i in range(10)]
@@ -57,6 +59,11 @@ def assert_exactly_once(fake, ws, names):
         assert not dups, "%s: %d records delivered twice" % (n, len(dups))
         assert sorted(got) == sorted(want), "%s: %d lines delivered, %d alerts at the fake" % (
             n, len(got), len(want))
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        return f.read()
 
 
 def requests(fake, name):
@@ -136,6 +143,45 @@ def test_isolation_429_and_hang():
         for n in HEALTHY:
             assert doc[n]["state"] == "ok" and doc[n]["fail_count"] == 0, doc[n]
         assert token("limited") not in out and token("hanging") not in out
+
+
+def test_hanging_tenant_gets_a_spare_worker():
+    """--fetch-workers 1 and the first tenant in line hangs (30 s before
+    low_speed_time gives up): once its job holds the only worker past
+    fetch.job_budget, a spare worker serves the 5 tenants queued behind it,
+    all of them well before the hang would have ended; the spare retires
+    when the queue is empty."""
+    cfg = ("http = { low_speed_time = 30; total_timeout = 60; };\n"
+           "fetch = { job_budget = 1; };\n")
+    healthy = HEALTHY[:5]
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add_tenant(fake, ws, "hanging", "--lookback", 3600, alerts=50, start=now - 3000,
+                   end=now - 1, seed=8)
+        fake.faults(token("hanging"), [{"kind": "hang"}] * 10)
+        for i, n in enumerate(healthy):
+            add_tenant(fake, ws, n, "--lookback", 3600, alerts=100, start=now - 3000,
+                       end=now - 1, seed=200 + i)
+        proc = ws.spawn(["run", "--fetch-workers", 1])
+        try:
+            wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
+                                   len(ndjson_lines(os.path.join(ws.out, n))) == 100
+                                   for n in healthy), 20, 0.1,
+                       "the healthy tenants delivered while the hang lasts")
+            hang = requests(fake, "hanging")
+            assert len(hang) == 1 and hang[0]["fault"] == "hang", hang
+            assert hang[0]["t"] < min(r["t"] for n in healthy for r in requests(fake, n)), \
+                "the hanging tenant should have been first in line"
+            wait_until(lambda: "event=spare_retired" in read(proc.stderr_path), 10, 0.1,
+                       "the spare worker to retire")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+        err = read(proc.stderr_path)
+        assert rc == 0, (rc, err[-3000:])
+        assert "event=spare_worker" in err, err[-3000:]
+        assert_exactly_once(fake, ws, healthy)
 
 
 def fairness_setup(fake, ws, big_extra):

@@ -92,6 +92,7 @@ static void test_defaults(void)
     CHECK_INT(c.log_format, LOG_FORMAT_KV);
     CHECK_INT(c.fetch_workers, 4);
     CHECK_INT(c.upload_workers, 2);
+    CHECK_INT(c.fetch_spare, 4);
     CHECK_INT(c.interval_s, 300);
     CHECK_INT(c.lookback_s, 86400);
     CHECK_INT(c.overlap_s, 120);
@@ -143,7 +144,7 @@ static void test_example_documents_every_key(void)
     text[n] = '\0';
     config_init(&cf);
     CHECK_INT(config_read_file(&cf, EXAMPLE), CONFIG_TRUE);
-    CHECK_INT(config_key_count(), 30);
+    CHECK_INT(config_key_count(), 31);
     CHECK(config_key_name(config_key_count()) == NULL);
     for (size_t i = 0; i < config_key_count(); i++) {
         const char *k = config_key_name(i), *dot = strrchr(k, '.');
