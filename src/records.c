@@ -82,6 +82,15 @@ static int scan_bad_byte(const scan *sc, size_t i)
     return seterr(sc->err, sc->errlen, "control character in string at byte %zu", i);
 }
 
+/* 1 for the bytes scan_string must stop at: controls, '"' and '\\'. */
+static const unsigned char string_stop[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+    [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+    [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
 /* *i is at the opening quote; leave it at the closing one (or at len). */
 static int scan_string(const scan *sc, size_t *i)
 {
@@ -89,7 +98,7 @@ static int scan_string(const scan *sc, size_t *i)
     size_t k = *i + 1, len = sc->len;
     for (; k < len; k++) {
         unsigned char c = p[k];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (!string_stop[c])
             continue;
         if (c == '"')
             break;
