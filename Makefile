@@ -20,7 +20,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/%)
 SAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
-.PHONY: all deps deps-extra test unit e2e demo clean asan tsan valgrind bench fuzz crashtest install
+.PHONY: all deps deps-extra test unit e2e demo clean asan tsan valgrind bench bench-parser fuzz crashtest install
 
 all: nscollect
 
@@ -150,3 +150,11 @@ valgrind: deps-extra
 # `make test`: a missed target is reported, not failed.
 bench: deps-extra nscollect
 	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/bench.py $(BENCH_ARGS)
+
+# `make bench-parser`: the page parser alone (records.c), compact and pretty
+# pages of the benchmark's alerts; the number to watch when changing it.
+bench-parser: $(B)/parser_bench
+	$(PYTHON) tests/bench/parser.py $(B)/parser_bench
+
+$(B)/parser_bench: tests/bench/parser_bench.c $(B)/libnscollect.a
+	$(CC) $(WARN) $(CFLAGS) -Isrc -o $@ $< $(B)/libnscollect.a $(LIBS)
