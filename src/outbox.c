@@ -229,12 +229,7 @@ static int spool_open(outbox *o)
     if (o->spool_fd >= 0)
         return 0;
     if (mkdir(o->spool_dir, 0700) == 0) {
-        char parent[OUTBOX_PATH_MAX];
-        snprintf(parent, sizeof parent, "%s", o->spool_dir);
-        char *slash = strrchr(parent, '/');
-        if (slash)
-            *slash = '\0';            /* "/x.spool" -> "", which fsync_dir takes as "/" */
-        if (fsync_dir(slash ? parent : ".") < 0)
+        if (fsync_parent(o->spool_dir) < 0)
             return -1;
     } else if (errno != EEXIST)
         return -1;

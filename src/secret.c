@@ -92,24 +92,6 @@ static int write_key_fd(int fd, const secret_key *key)
     return rc;
 }
 
-/* fsync the directory that holds path, so a new name survives a crash. */
-static void sync_parent_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 /* Write key into a file that open(path, flags, 0600) creates. On failure the
  * new file is removed, err names path. */
 static int write_new_key_file(const secret_key *key, const char *path, int flags,
@@ -143,7 +125,7 @@ int secret_key_create(const char *path, char *err, size_t errlen)
     }
     if (write_new_key_file(&key, path, O_EXCL, "key file", err, errlen) < 0)
         goto out;
-    sync_parent_dir(path);
+    (void)fsync_parent(path);
     rc = 0;
 out:
     secret_wipe(&key, sizeof key);
@@ -164,7 +146,7 @@ int secret_key_save(const secret_key *key, const char *path, char *err, size_t e
         unlink(tmp);
         return seterr(err, errlen, "cannot replace key file '%s': %s", path, strerror(saved));
     }
-    sync_parent_dir(path);
+    (void)fsync_parent(path);
     return 0;
 }
 

@@ -107,17 +107,6 @@ static sink_result io_error(int e, const char *what, const char *path, char *err
     }
 }
 
-/* fsync the parent of dir (temporarily cutting dir at its last '/'). */
-static void sync_parent(char *dir)
-{
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    (void)fsync_dir(dir);
-    *slash = '/';
-}
-
 /* mkdir -p dir (mode 0700), fsyncing the parent of each directory made.
  * dir is modified while working and restored. -1 with errno. */
 static int mkdir_p(char *dir)
@@ -125,7 +114,7 @@ static int mkdir_p(char *dir)
     if (!dir[0])
         return 0;
     if (mkdir(dir, 0700) == 0) {
-        sync_parent(dir);
+        (void)fsync_parent(dir);
         return 0;
     }
     if (errno == EEXIST)
@@ -140,7 +129,7 @@ static int mkdir_p(char *dir)
         return -1;
     if (mkdir(dir, 0700) < 0)
         return errno == EEXIST ? 0 : -1;
-    sync_parent(dir);
+    (void)fsync_parent(dir);
     return 0;
 }
 
@@ -236,22 +225,30 @@ static sink_result anon_put(const put_paths *pp, const void *data, size_t len, i
     return SINK_OK;
 }
 
+/* What every store does first: check the name, make the paths, create the
+ * object's directory. SINK_OK, or the result to return. */
+static sink_result put_prepare(const file_sink *fs, const char *name, put_paths *pp, char *err,
+                               size_t errlen)
+{
+    if (sink_name_check(name, err, errlen) < 0)    /* also when called without sink_put */
+        return SINK_PERMANENT;
+    if (paths_make(fs, name, pp) < 0) {
+        seterr(err, errlen, "object name '%s' makes too long a path", name);
+        return SINK_PERMANENT;
+    }
+    if (mkdir_p(pp->dir) < 0)
+        return io_error(errno, "cannot create directory", pp->dir, err, errlen);
+    return SINK_OK;
+}
+
 static sink_result file_put(void *state, const char *name, const void *data, size_t len,
                             char *err, size_t errlen)
 {
     put_paths pp;
     int created = 0, fallback = 0;
-    sink_result r;
-    if (sink_name_check(name, err, errlen) < 0)    /* also when called without sink_put */
-        return SINK_PERMANENT;
-    if (paths_make(state, name, &pp) < 0) {
-        seterr(err, errlen, "object name '%s' makes too long a path", name);
-        return SINK_PERMANENT;
-    }
-    if (mkdir_p(pp.dir) < 0) {
-        r = io_error(errno, "cannot create directory", pp.dir, err, errlen);
-        goto out;
-    }
+    sink_result r = put_prepare(state, name, &pp, err, errlen);
+    if (r != SINK_OK)
+        return r;
     r = anon_put(&pp, data, len, &fallback, err, errlen);
     if (!fallback)
         goto out;
@@ -271,12 +268,9 @@ static sink_result file_link(void *state, const char *name, const char *path, in
                              char *err, size_t errlen)
 {
     put_paths pp;
-    if (paths_make(state, name, &pp) < 0) {
-        seterr(err, errlen, "object name '%s' makes too long a path", name);
-        return SINK_PERMANENT;
-    }
-    if (mkdir_p(pp.dir) < 0)
-        return io_error(errno, "cannot create directory", pp.dir, err, errlen);
+    sink_result r = put_prepare(state, name, &pp, err, errlen);
+    if (r != SINK_OK)
+        return r;
     if (link(path, pp.final) < 0) {
         switch (errno) {
         case EEXIST:

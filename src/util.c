@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -43,4 +45,18 @@ int fsync_dir(const char *dir)
     close(fd);
     errno = saved;
     return rc;
+}
+
+int fsync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return fsync_dir(".");
+    if ((size_t)(slash - path) >= sizeof dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    return fsync_dir(dir);      /* "" for "/name": fsync_dir takes it as "/" */
 }

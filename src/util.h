@@ -15,4 +15,8 @@ int write_full(int fd, const void *p, size_t n);
  * crash. 0 or -1 (errno). */
 int fsync_dir(const char *dir);
 
+/* fsync the directory that holds path ("." for a bare name), so a name
+ * just made there survives a crash. 0 or -1 (errno). */
+int fsync_parent(const char *path);
+
 #endif

@@ -105,6 +105,14 @@ def sink_leftovers(root):
     return temps, others
 
 
+def must_have_exited(proc, what):
+    """Kill a process that is still running and fail the test for it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+        raise Failure("%s: did not exit" % what)
+
+
 def spool_files(ws):
     d = ws.db + ".spool"
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -283,10 +291,7 @@ class Crash:
                 proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=300)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-                raise Failure("%s: did not exit" % what)
+            must_have_exited(proc, what)
         self.check_exit(proc, once, what)
         self.stats["graceful"] += 1
 
@@ -299,10 +304,7 @@ class Crash:
         try:
             proc.wait(timeout=300)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-                raise Failure("%s: did not exit" % what)
+            must_have_exited(proc, what)
         self.check_exit(proc, True, what)
         self.stats["finished_once"] += 1
 
