@@ -13,8 +13,11 @@
  *      [1 2], {"a":1,} and friends), primitives (jsmn accepts tru, 01),
  *      and trailing data.
  *   4. page_envelope() finds "result" and "wait_time".
- *   5. page_records() copies each element of "result" into pg->out without
- *      its whitespace and computes its dedupe key.
+ *   5. page_records() yields each element of "result" without its
+ *      whitespace and computes its dedupe key. When page_scan() saw no
+ *      whitespace inside any record (Netskope's pages are compact), a
+ *      record's bytes in the body are already minified and are used where
+ *      they are; otherwise each record is copied into pg->out without it.
  */
 #include "records.h"
 #include "util.h"
@@ -119,12 +122,20 @@ static size_t scan_primitive(const char *js, size_t len, size_t i)
     return i;
 }
 
-static int page_scan(const char *js, size_t len, char *err, size_t errlen)
+/* *ws_in_records: whitespace outside strings at depth 3 or more, i.e.
+ * inside an element of "result" (or deeper in the envelope: then only
+ * the copies are made without need). */
+static int page_scan(const char *js, size_t len, int *ws_in_records, char *err,
+                     size_t errlen)
 {
     scan sc = { js, len, err, errlen };
     int depth = 0;
+    *ws_in_records = 0;
     for (size_t i = 0; i < len; i++) {
         switch (js[i]) {
+        case ' ': case '\n': case '\r': case '\t':
+            *ws_in_records |= depth >= 3;
+            break;
         case '\0':
             return scan_bad_byte(&sc, i);
         case '"':
@@ -497,10 +508,11 @@ static int recs_reserve(ns_page *pg, size_t need)
 /* The dedupe key: of the "_id" value (t_id) when there is one, else of
  * the minified record. A container _id is minified past the end of
  * pg->out and then dropped again. */
-static int record_key(ns_page *pg, const char *js, const tok *t_id, ns_record *r)
+static int record_key(ns_page *pg, const char *js, const tok *t_id, const char *rec,
+                      ns_record *r)
 {
     if (!t_id) {
-        records_hash("rec", pg->out.data + r->off, r->len, r->key);
+        records_hash("rec", rec, r->len, r->key);
         return 0;
     }
     size_t s = span_start(t_id), e = span_end(t_id), mark = pg->out.len;
@@ -550,9 +562,12 @@ static int record_copy(ns_page *pg, const char *js, const tok *t, unsigned i,
     return 0;
 }
 
-/* Add the object t[i] as a record; *next gets the token after it. */
+/* Add the object t[i] as a record, in place in the body when the page is
+ * compact (copy 0), else as a copy appended to pg->out whose data pointer
+ * page_records() sets once pg->out has stopped growing. *next gets the
+ * token after it. */
 static int record_add(ns_page *pg, const char *js, const tok *t, unsigned n,
-                      unsigned i, unsigned *next)
+                      unsigned i, int copy, unsigned *next)
 {
     const tok *id = NULL, *ts = NULL, *ins = NULL;
     unsigned j = i + 1;
@@ -568,31 +583,42 @@ static int record_add(ns_page *pg, const char *js, const tok *t, unsigned n,
     }
     *next = j;
     ns_record *r = &pg->recs[pg->nrecs];
-    r->off = pg->out.len;
-    if (record_copy(pg, js, t, i, j) < 0)
-        return -1;
-    r->len = pg->out.len - r->off;
+    const char *rec = js + t[i].start;
+    r->data = NULL;
+    r->len = (size_t)(t[i].end - t[i].start);
+    if (copy) {
+        size_t off = pg->out.len;
+        if (record_copy(pg, js, t, i, j) < 0)
+            return -1;
+        rec = pg->out.data + off;
+        r->len = pg->out.len - off;
+    } else
+        r->data = rec;
     r->event_time = ts ? int_value(js, ts) : -1;
     r->insertion_time = ins ? int_value(js, ins) : -1;
-    if (record_key(pg, js, id, r) < 0)
+    if (record_key(pg, js, id, rec, r) < 0)
         return -1;
     pg->nrecs++;
     return 0;
 }
 
 static int page_records(ns_page *pg, const char *js, const tok *t, unsigned n,
-                        unsigned res, char *err, size_t errlen)
+                        unsigned res, int copy, char *err, size_t errlen)
 {
     const tok *a = &t[res];
     unsigned j = res + 1;
     if (recs_reserve(pg, (size_t)a->size) < 0 ||
-        buf_reserve(&pg->out, (size_t)(a->end - a->start)) < 0)
+        (copy && buf_reserve(&pg->out, (size_t)(a->end - a->start)) < 0))
         return seterr(err, errlen, "out of memory for %d records", a->size);
     for (int k = 0; k < a->size; k++) {
         if (t[j].type != JSMN_OBJECT)
             return seterr(err, errlen, "result[%d] is not an object", k);
-        if (record_add(pg, js, t, n, j, &j) < 0)
+        if (record_add(pg, js, t, n, j, copy, &j) < 0)
             return seterr(err, errlen, "out of memory at result[%d]", k);
+    }
+    for (size_t k = 0, at = 0; copy && k < pg->nrecs; k++) {
+        pg->recs[k].data = pg->out.data + at;        /* copies lie back to back */
+        at += pg->recs[k].len;
     }
     return 0;
 }
@@ -619,9 +645,10 @@ static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
                       size_t errlen)
 {
     unsigned ntoks = 0, res = 0;
+    int copy;
     if (len > INT_MAX)
         return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    if (page_scan(body, len, err, errlen) < 0)
+    if (page_scan(body, len, &copy, err, errlen) < 0)
         return -1;
     if (page_tokenize(pg, body, len, &ntoks, err, errlen) < 0)
         return -1;
@@ -633,7 +660,7 @@ static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
         return -1;
     if (page_envelope(pg, body, pg->toks, ntoks, &res, err, errlen) < 0)
         return -1;
-    return page_records(pg, body, pg->toks, ntoks, res, err, errlen);
+    return page_records(pg, body, pg->toks, ntoks, res, copy, err, errlen);
 }
 
 int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen)

@@ -26,15 +26,18 @@
 #define RECORDS_MAX_DEPTH 64
 
 typedef struct ns_record {
-    size_t off, len;                      /* the minified record is pg->out.data[off, off+len) */
+    const char *data;                     /* the minified record is data[0, len): in the */
+    size_t len;                           /* body itself when the page has no whitespace
+                                             inside records, else in pg->out */
     unsigned char key[RECORDS_KEY_LEN];   /* dedupe key */
     int64_t event_time;                   /* "timestamp", or -1 when absent/not an integer */
     int64_t insertion_time;               /* "_insertion_epoch_timestamp", or -1 */
 } ns_record;
 
 typedef struct ns_page {
-    buf out;               /* minified records back to back, no separators */
-    ns_record *recs;       /* nrecs entries, valid until the next parse */
+    buf out;               /* minified copies, back to back, when the page needed them */
+    ns_record *recs;       /* nrecs entries, valid until the next parse and while
+                              the body passed to it is unchanged */
     size_t nrecs, recs_cap;
     int64_t wait_time;     /* body's "wait_time" in seconds, or -1 when absent */
     void *toks;            /* jsmn token scratch, reused between pages */
