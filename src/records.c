@@ -1,20 +1,18 @@
 /* records.c - see records.h.
  *
- * One page goes through five steps, each linear in the body:
- *   1. page_scan() lexes it the way jsmn will and rejects what jsmn would
- *      take or choke on: NUL bytes, raw control characters in strings
- *      (they would split an NDJSON line), nesting deeper than
+ * One page goes through four steps, each linear in the body:
+ *   1. page_validate() reads it once as strict JSON (RFC 8259: every
+ *      separator, every number and literal, every escape) and rejects what
+ *      NDJSON or jsmn cannot take: NUL bytes, raw control characters in
+ *      strings (they would split a line), nesting deeper than
  *      RECORDS_MAX_DEPTH (jsmn's cost per closing bracket is the depth).
- *   2. jsmn tokenizes it (strict mode; parent links so that closing a
+ *      jsmn's strict mode alone accepts [1 2], {"a":1,}, tru and 01.
+ *   2. jsmn tokenizes the now valid page (parent links, so that closing a
  *      container is O(depth), not O(tokens)); the token array grows on
  *      JSMN_ERROR_NOMEM and jsmn resumes where it stopped.
- *   3. page_check() walks the tokens in document order and checks every
- *      byte jsmn does not: the separators between tokens (jsmn accepts
- *      [1 2], {"a":1,} and friends), primitives (jsmn accepts tru, 01),
- *      and trailing data.
- *   4. page_envelope() finds "result" and "wait_time".
- *   5. page_records() yields each element of "result" without its
- *      whitespace and computes its dedupe key. When page_scan() saw no
+ *   3. page_envelope() finds "result" and "wait_time" among the tokens.
+ *   4. page_records() yields each element of "result" without its
+ *      whitespace and computes its dedupe key. When page_validate() saw no
  *      whitespace inside any record (Netskope's pages are compact), a
  *      record's bytes in the body are already minified and are used where
  *      they are; otherwise each record is copied into pg->out without it.
@@ -31,6 +29,10 @@
 
 #include <openssl/evp.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define JSMN_STRICT
 #define JSMN_PARENT_LINKS
 #define JSMN_STATIC
@@ -38,7 +40,6 @@
 
 #define DEFAULT_MAX_TOKENS (16u * 1024 * 1024)
 #define MIN_TOKENS 256u
-#define NO_ERROR ((size_t)-1)
 
 typedef jsmntok_t tok;
 
@@ -63,29 +64,86 @@ static size_t span_end(const tok *t)
     return (size_t)t->end + (t->type == JSMN_STRING);
 }
 
-/* ---- 1. tokenizing ---- */
+/* ---- 1. validating ---- */
 
-/* jsmn closes a container by walking up from the last token, so its cost
- * per close is the nesting depth: [[[[...]]]] would make it quadratic.
- * This pass lexes the way jsmn does (strings, primitives up to their
- * delimiter) and, before jsmn runs, rejects deep nesting, NUL bytes, and
- * raw control characters in strings (jsmn takes them; they would split
- * an NDJSON line). It sees every byte of every string jsmn will see. */
-typedef struct scan {
-    const char *js;
-    size_t len;
-    char *err;
-    size_t errlen;
-} scan;
-
-static int scan_bad_byte(const scan *sc, size_t i)
+/* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int number_ok(const char *p, size_t n)
 {
-    if (sc->js[i] == '\0')
-        return seterr(sc->err, sc->errlen, "NUL byte in body at byte %zu", i);
-    return seterr(sc->err, sc->errlen, "control character in string at byte %zu", i);
+    size_t i = (n && p[0] == '-'), d;
+    if (i < n && p[i] == '0')
+        i++;
+    else if (i < n && is_digit(p[i]))
+        while (i < n && is_digit(p[i]))
+            i++;
+    else
+        return 0;
+    if (i < n && p[i] == '.') {
+        for (d = ++i; i < n && is_digit(p[i]); i++)
+            ;
+        if (i == d)
+            return 0;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        for (d = i; i < n && is_digit(p[i]); i++)
+            ;
+        if (i == d)
+            return 0;
+    }
+    return i == n;
 }
 
-/* 1 for the bytes scan_string must stop at: controls, '"' and '\\'. */
+static int primitive_ok(const char *p, size_t n)
+{
+    switch (p[0]) {
+    case 't': return n == 4 && memcmp(p, "true", 4) == 0;
+    case 'f': return n == 5 && memcmp(p, "false", 5) == 0;
+    case 'n': return n == 4 && memcmp(p, "null", 4) == 0;
+    default:  return number_ok(p, n);
+    }
+}
+
+/* What may come next. */
+enum expect {
+    X_VALUE,            /* after ':' or ',' in an array, and at the start */
+    X_VALUE_OR_CLOSE,   /* after '[' */
+    X_KEY,              /* after ',' in an object */
+    X_KEY_OR_CLOSE,     /* after '{' */
+    X_COLON,            /* after a key */
+    X_COMMA_OR_CLOSE,   /* after a value inside a container */
+    X_END               /* after the top-level value: only whitespace */
+};
+
+typedef struct lexer {
+    const char *js;
+    size_t len;
+    int depth;
+    unsigned char in_object[RECORDS_MAX_DEPTH];
+    int ws_in_records;  /* whitespace outside strings at depth >= 3 */
+    char *err;
+    size_t errlen;
+} lexer;
+
+static int lex_bad(const lexer *lx, size_t i)
+{
+    return seterr(lx->err, lx->errlen, "invalid JSON at byte %zu", i);
+}
+
+static int lex_truncated(const lexer *lx)
+{
+    return seterr(lx->err, lx->errlen, "truncated JSON at byte %zu", lx->len);
+}
+
+static int lex_bad_byte(const lexer *lx, size_t i)
+{
+    if (lx->js[i] == '\0')
+        return seterr(lx->err, lx->errlen, "NUL byte in body at byte %zu", i);
+    return seterr(lx->err, lx->errlen, "control character in string at byte %zu", i);
+}
+
+/* 1 for the bytes a string's fast loop must stop at: controls, '"', '\\'. */
 static const unsigned char string_stop[256] = {
     [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
     [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
@@ -94,71 +152,211 @@ static const unsigned char string_stop[256] = {
     [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
-/* *i is at the opening quote; leave it at the closing one (or at len). */
-static int scan_string(const scan *sc, size_t *i)
+static int is_hex(unsigned char c)
 {
-    const unsigned char *p = (const unsigned char *)sc->js;
-    size_t k = *i + 1, len = sc->len;
-    for (; k < len; k++) {
-        unsigned char c = p[k];
-        if (!string_stop[c])
-            continue;
-        if (c == '"')
-            break;
-        if (c == '\\' && ++k < len && p[k] != '\0')
-            continue;
-        if (k < len)
-            return scan_bad_byte(sc, k);
-    }
-    *i = k < len ? k : len;
-    return 0;
+    return is_digit((char)c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
 
-static size_t scan_primitive(const char *js, size_t len, size_t i)
+/* One escape; *i is at the backslash, left at its last byte. */
+static int lex_escape(const lexer *lx, size_t *i)
 {
-    while (i + 1 < len && !is_ws(js[i + 1]) && js[i + 1] != ',' &&
-           js[i + 1] != ']' && js[i + 1] != '}' && js[i + 1] != '\0')
-        i++;
-    return i;
-}
-
-/* *ws_in_records: whitespace outside strings at depth 3 or more, i.e.
- * inside an element of "result" (or deeper in the envelope: then only
- * the copies are made without need). */
-static int page_scan(const char *js, size_t len, int *ws_in_records, char *err,
-                     size_t errlen)
-{
-    scan sc = { js, len, err, errlen };
-    int depth = 0;
-    *ws_in_records = 0;
-    for (size_t i = 0; i < len; i++) {
-        switch (js[i]) {
-        case ' ': case '\n': case '\r': case '\t':
-            *ws_in_records |= depth >= 3;
-            break;
-        case '\0':
-            return scan_bad_byte(&sc, i);
-        case '"':
-            if (scan_string(&sc, &i) < 0)
-                return -1;
-            break;
-        case '{': case '[':
-            if (++depth > RECORDS_MAX_DEPTH)
-                return seterr(err, errlen, "JSON nested deeper than %d levels at byte %zu",
-                            RECORDS_MAX_DEPTH, i);
-            break;
-        case '}': case ']':
-            depth -= depth > 0;
-            break;
-        case '-': case 't': case 'f': case 'n':
-        case '0': case '1': case '2': case '3': case '4':
-        case '5': case '6': case '7': case '8': case '9':
-            i = scan_primitive(js, len, i);
-            break;
+    const unsigned char *p = (const unsigned char *)lx->js;
+    size_t k = *i + 1;
+    if (k >= lx->len)
+        return lex_truncated(lx);
+    switch (p[k]) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        break;
+    case 'u':
+        for (int h = 0; h < 4; h++) {
+            if (++k >= lx->len)
+                return lex_truncated(lx);
+            if (!is_hex(p[k]))
+                return p[k] < 0x20 ? lex_bad_byte(lx, k) : lex_bad(lx, k);
         }
+        break;
+    default:
+        return p[k] < 0x20 ? lex_bad_byte(lx, k) : lex_bad(lx, k);
     }
+    *i = k;
     return 0;
 }
+
+/* The first byte at or after k that a string must stop at (or len).
+ * Most of a page's bytes are inside strings: with SSE2 (every x86-64)
+ * 16 of them are looked at in a few instructions. */
+static size_t string_skip(const unsigned char *p, size_t k, size_t len)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i ctl = _mm_set1_epi8(0x1f);
+    for (; k + 16 <= len; k += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
+        __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash));
+        stop = _mm_or_si128(stop, _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));  /* v <= 0x1f */
+        unsigned bits = (unsigned)_mm_movemask_epi8(stop);
+        if (bits)
+            return k + (size_t)__builtin_ctz(bits);
+    }
+#endif
+    while (k < len && !string_stop[p[k]])
+        k++;
+    return k;
+}
+
+/* *i is at the opening quote; leave it at the closing one. */
+static int lex_string(const lexer *lx, size_t *i)
+{
+    const unsigned char *p = (const unsigned char *)lx->js;
+    size_t len = lx->len;
+    for (size_t k = string_skip(p, *i + 1, len); k < len; k = string_skip(p, k + 1, len)) {
+        if (p[k] == '"') {
+            *i = k;
+            return 0;
+        }
+        if (p[k] != '\\')
+            return lex_bad_byte(lx, k);
+        if (lex_escape(lx, &k) < 0)
+            return -1;
+    }
+    return lex_truncated(lx);
+}
+
+/* 1 for the bytes that end a literal or number (and NUL). */
+static const unsigned char primitive_end[256] = {
+    [' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1, [','] = 1, [']'] = 1, ['}'] = 1,
+    [':'] = 1, ['"'] = 1, ['['] = 1, ['{'] = 1, [0] = 1,
+};
+
+/* A literal or number at *i, left at its last byte. At the end of the
+ * body inside a container it may be cut short: truncated, not invalid. */
+static int lex_primitive(const lexer *lx, size_t *i)
+{
+    size_t s = *i, e = s + 1;
+    while (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])
+        e++;
+    if (e == lx->len && lx->depth > 0)
+        return lex_truncated(lx);
+    if (!primitive_ok(lx->js + s, e - s))
+        return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
+                      e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
+    *i = e - 1;
+    return 0;
+}
+
+static enum expect after_value(const lexer *lx)
+{
+    return lx->depth ? X_COMMA_OR_CLOSE : X_END;
+}
+
+static int lex_open(lexer *lx, size_t i, enum expect *x)
+{
+    if (lx->depth == RECORDS_MAX_DEPTH)
+        return seterr(lx->err, lx->errlen, "JSON nested deeper than %d levels at byte %zu",
+                      RECORDS_MAX_DEPTH, i);
+    int obj = lx->js[i] == '{';
+    lx->in_object[lx->depth++] = (unsigned char)obj;
+    *x = obj ? X_KEY_OR_CLOSE : X_VALUE_OR_CLOSE;
+    return 0;
+}
+
+/* A closing bracket is allowed right after its opening one or after a
+ * value, and must match. */
+static int lex_close(lexer *lx, size_t i, enum expect *x)
+{
+    int obj = lx->js[i] == '}';
+    int empty = *x == (obj ? X_KEY_OR_CLOSE : X_VALUE_OR_CLOSE);
+    if (!lx->depth || lx->in_object[lx->depth - 1] != obj ||
+        !(empty || *x == X_COMMA_OR_CLOSE))
+        return lex_bad(lx, i);
+    lx->depth--;
+    *x = after_value(lx);
+    return 0;
+}
+
+/* After the top-level value: a byte that could start more JSON is
+ * trailing data, anything else is not JSON. */
+static int lex_trailing(const lexer *lx, size_t i)
+{
+    char c = lx->js[i];
+    if (c == '\0')
+        return lex_bad_byte(lx, i);
+    if (strchr("{[\":,-0123456789tfn", c))
+        return seterr(lx->err, lx->errlen, "trailing data after JSON at byte %zu", i);
+    return lex_bad(lx, i);
+}
+
+static int lex_token(lexer *lx, size_t *i, enum expect *x)
+{
+    char c = lx->js[*i];
+    int want_value = *x == X_VALUE || *x == X_VALUE_OR_CLOSE;
+    if (*x == X_END)
+        return lex_trailing(lx, *i);
+    switch (c) {
+    case '"':
+        if (!want_value && *x != X_KEY && *x != X_KEY_OR_CLOSE)
+            return lex_bad(lx, *i);
+        if (lex_string(lx, i) < 0)
+            return -1;
+        *x = want_value ? after_value(lx) : X_COLON;
+        return 0;
+    case '{': case '[':
+        return want_value ? lex_open(lx, *i, x) : lex_bad(lx, *i);
+    case '}': case ']':
+        return lex_close(lx, *i, x);
+    case ':':
+        if (*x != X_COLON)
+            return lex_bad(lx, *i);
+        *x = X_VALUE;
+        return 0;
+    case ',':
+        if (*x != X_COMMA_OR_CLOSE)
+            return lex_bad(lx, *i);
+        *x = lx->in_object[lx->depth - 1] ? X_KEY : X_VALUE;
+        return 0;
+    case '-': case 't': case 'f': case 'n':
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        if (!want_value)
+            return lex_bad(lx, *i);
+        if (lex_primitive(lx, i) < 0)
+            return -1;
+        *x = after_value(lx);
+        return 0;
+    case '\0':
+        return lex_bad_byte(lx, *i);
+    default:
+        return lex_bad(lx, *i);
+    }
+}
+
+/* Step 1. *ws_in_records: whitespace outside strings inside an element of
+ * "result" (or as deep elsewhere in the envelope, which only costs the
+ * copies). */
+static int page_validate(const char *js, size_t len, int *ws_in_records, char *err,
+                         size_t errlen)
+{
+    lexer lx = { .js = js, .len = len, .err = err, .errlen = errlen };
+    enum expect x = X_VALUE;
+    int seen = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (is_ws(js[i])) {
+            lx.ws_in_records |= lx.depth >= 3;
+            continue;
+        }
+        seen = 1;
+        if (lex_token(&lx, &i, &x) < 0)
+            return -1;
+    }
+    if (!seen)
+        return seterr(err, errlen, "empty body");
+    if (x != X_END)
+        return lex_truncated(&lx);
+    *ws_in_records = lx.ws_in_records;
+    return 0;
+}
+
+/* ---- 2. tokenizing ---- */
 
 static int toks_grow(ns_page *pg, size_t want)
 {
@@ -207,195 +405,6 @@ static int page_tokenize(ns_page *pg, const char *body, size_t len,
     return 0;
 }
 
-/* ---- 2. strict checks ---- */
-
-/* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-static int number_ok(const char *p, size_t n)
-{
-    size_t i = (n && p[0] == '-'), d;
-    if (i < n && p[i] == '0')
-        i++;
-    else if (i < n && is_digit(p[i]))
-        while (i < n && is_digit(p[i]))
-            i++;
-    else
-        return 0;
-    if (i < n && p[i] == '.') {
-        for (d = ++i; i < n && is_digit(p[i]); i++)
-            ;
-        if (i == d)
-            return 0;
-    }
-    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
-        if (i < n && (p[i] == '+' || p[i] == '-'))
-            i++;
-        for (d = i; i < n && is_digit(p[i]); i++)
-            ;
-        if (i == d)
-            return 0;
-    }
-    return i == n;
-}
-
-static int primitive_ok(const char *p, size_t n)
-{
-    switch (p[0]) {
-    case 't': return n == 4 && memcmp(p, "true", 4) == 0;
-    case 'f': return n == 5 && memcmp(p, "false", 5) == 0;
-    case 'n': return n == 4 && memcmp(p, "null", 4) == 0;
-    default:  return number_ok(p, n);
-    }
-}
-
-/* Check that js[from, to) is whitespace around exactly one sep (or only
- * whitespace when sep is 0). Returns NO_ERROR or the offending offset. */
-static size_t gap_check(const char *js, size_t from, size_t to, char sep)
-{
-    int seen = !sep;
-    for (; from < to; from++) {
-        char c = js[from];
-        if (is_ws(c))
-            continue;
-        if (c != sep || seen)
-            return from;
-        seen = 1;
-    }
-    return seen ? NO_ERROR : to;
-}
-
-struct frame {
-    size_t close;          /* offset of the closing bracket */
-    int remaining;         /* children (keys for objects) still to come */
-    unsigned char obj, want_value, first;
-};
-
-typedef struct walk {
-    const char *js;
-    size_t len, pos;       /* pos: first byte not yet checked */
-    const tok *t;
-    unsigned n, i;         /* tokens, next token */
-    int depth;
-    struct frame st[RECORDS_MAX_DEPTH];
-    char *err;
-    size_t errlen;
-} walk;
-
-static int walk_bad(walk *w, size_t at)
-{
-    return seterr(w->err, w->errlen, "invalid JSON at byte %zu", at);
-}
-
-/* The separator expected before the next token of frame f. */
-static char walk_sep(const struct frame *f)
-{
-    if (!f)
-        return 0;
-    if (f->obj && f->want_value)
-        return ':';
-    return f->first ? 0 : ',';
-}
-
-static void frame_advance(struct frame *f, int is_key)
-{
-    if (is_key) {
-        f->want_value = 1;
-        return;
-    }
-    f->want_value = 0;
-    f->first = 0;
-    f->remaining--;
-}
-
-/* Control characters were rejected by page_scan(), escapes by jsmn. */
-static int walk_string(walk *w, const tok *t)
-{
-    w->pos = span_end(t);
-    return 0;
-}
-
-static int walk_primitive(walk *w, const tok *t)
-{
-    const char *p = w->js + t->start;
-    size_t n = (size_t)(t->end - t->start);
-    if (!primitive_ok(p, n))
-        return seterr(w->err, w->errlen, "invalid JSON value '%.*s' at byte %d",
-                    n > 24 ? 24 : (int)n, p, t->start);
-    w->pos = (size_t)t->end;
-    return 0;
-}
-
-static int walk_push(walk *w, const tok *t)
-{
-    if (w->depth == RECORDS_MAX_DEPTH)
-        return seterr(w->err, w->errlen,
-                    "JSON nested deeper than %d levels at byte %d",
-                    RECORDS_MAX_DEPTH, t->start);
-    struct frame *f = &w->st[w->depth++];
-    f->close = (size_t)t->end - 1;
-    f->remaining = t->size;
-    f->obj = t->type == JSMN_OBJECT;
-    f->want_value = 0;
-    f->first = 1;
-    w->pos = (size_t)t->start + 1;
-    return 0;
-}
-
-/* Check the next token against its container and the bytes before it. */
-static int walk_token(walk *w)
-{
-    struct frame *f = w->depth ? &w->st[w->depth - 1] : NULL;
-    int is_key = f && f->obj && !f->want_value;
-    if (w->i >= w->n)
-        return walk_bad(w, w->pos);
-    const tok *t = &w->t[w->i++];
-    size_t s = span_start(t), at;
-    if (s < w->pos || (f && span_end(t) > f->close))
-        return walk_bad(w, w->pos);
-    if ((at = gap_check(w->js, w->pos, s, walk_sep(f))) != NO_ERROR)
-        return walk_bad(w, at);
-    if (is_key ? (t->type != JSMN_STRING || t->size != 1)
-               : (t->type >= JSMN_STRING && t->size != 0))
-        return walk_bad(w, s);
-    if (f)
-        frame_advance(f, is_key);
-    switch (t->type) {
-    case JSMN_STRING:    return walk_string(w, t);
-    case JSMN_PRIMITIVE: return walk_primitive(w, t);
-    case JSMN_OBJECT:
-    case JSMN_ARRAY:     return walk_push(w, t);
-    default:             return walk_bad(w, s);
-    }
-}
-
-static int walk_close(walk *w)
-{
-    struct frame *f = &w->st[w->depth - 1];
-    size_t at = gap_check(w->js, w->pos, f->close, 0);
-    if (at != NO_ERROR)
-        return walk_bad(w, at);
-    w->pos = f->close + 1;
-    w->depth--;
-    return 0;
-}
-
-/* Everything jsmn leaves unchecked; see the top of this file. */
-static int page_check(walk *w)
-{
-    do {
-        struct frame *f = w->depth ? &w->st[w->depth - 1] : NULL;
-        int rc = (f && f->remaining <= 0 && !f->want_value) ? walk_close(w)
-                                                            : walk_token(w);
-        if (rc < 0)
-            return -1;
-    } while (w->depth > 0);
-    size_t at = gap_check(w->js, w->pos, w->len, 0);
-    if (at != NO_ERROR || w->i != w->n)
-        return seterr(w->err, w->errlen, "trailing data after JSON at byte %zu",
-                    at != NO_ERROR ? at : w->pos);
-    return 0;
-}
-
 /* ---- 3. the envelope ---- */
 
 /* The index of the token after t[i] and everything inside it. */
@@ -410,7 +419,8 @@ static unsigned tok_next(const tok *t, unsigned n, unsigned i)
 
 static int key_is(const char *js, const tok *t, const char *name, size_t n)
 {
-    return (size_t)(t->end - t->start) == n && memcmp(js + t->start, name, n) == 0;
+    return (size_t)(t->end - t->start) == n && js[t->start] == name[0] &&
+           memcmp(js + t->start, name, n) == 0;
 }
 
 #define KEY_IS(js, t, lit) key_is((js), (t), (lit), sizeof(lit) - 1)
@@ -645,18 +655,12 @@ static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
                       size_t errlen)
 {
     unsigned ntoks = 0, res = 0;
-    int copy;
+    int copy = 0;
     if (len > INT_MAX)
         return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    if (page_scan(body, len, &copy, err, errlen) < 0)
+    if (page_validate(body, len, &copy, err, errlen) < 0)
         return -1;
     if (page_tokenize(pg, body, len, &ntoks, err, errlen) < 0)
-        return -1;
-    if (ntoks == 0)
-        return seterr(err, errlen, "empty body");
-    walk w = { .js = body, .len = len, .t = pg->toks, .n = ntoks,
-               .err = err, .errlen = errlen };
-    if (page_check(&w) < 0)
         return -1;
     if (page_envelope(pg, body, pg->toks, ntoks, &res, err, errlen) < 0)
         return -1;

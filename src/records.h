@@ -1,8 +1,8 @@
 /* records.h - turn one Netskope API page into NDJSON-ready records.
  *
  * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...}, possibly
- * pretty-printed. ns_page_parse() tokenizes it once with jsmn (strict mode),
- * checks its shape, and copies every element of "result" into pg->out with
+ * pretty-printed. ns_page_parse() reads it once as strict JSON, tokenizes
+ * it with jsmn, checks its shape, and yields every element of "result" with
  * insignificant whitespace removed and nothing else changed: numbers such as
  * 9007199254740993 or 46.949800000000003 and escapes such as "\/" or
  * "\u00e9" stay byte for byte as received. Each record gets its dedupe key:
