@@ -1,6 +1,7 @@
 /* fetch.c - see fetch.h. */
 #include "fetch.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,30 @@
 #define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
 #define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
 
+/* The next page's request, sent by a short-lived thread while this one
+ * stores the page before it: the receiving overlaps the commit instead of
+ * following it. It is only started when the sequential code would send
+ * the same request next (the page was full, no wait_time), so requests,
+ * their order and their pacing are unchanged; the job waits for it before
+ * it uses the reply or leaves the slice. */
+typedef struct prefetch {
+    pthread_t thread;
+    int active;                /* a thread was started and not yet joined */
+    int stopped;               /* pacing_wait saw a shutdown: nothing sent */
+    ns_client *http;
+    ns_query q;
+    ns_reply rep;
+    int64_t tenant_id, gap_us;
+} prefetch;
+
 struct fetcher {
     const nsc_config *cfg;
     const secret_key *key;
     sqlite3 *db;
     outbox *ob;
-    ns_client *http;
+    ns_client *http[2];        /* two, so a page's body stays while the next arrives */
+    int cur;                   /* the client holding the page being stored */
+    prefetch next;
     ns_page page;
     outbox_batch batch;
 };
@@ -68,7 +87,7 @@ fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_ke
     f->db = db_open(db_path, 0, err, errlen);
     if (!f->db || !(f->ob = outbox_open(f->db, err, errlen)))
         goto fail;
-    if (!(f->http = ns_client_new(&opts))) {
+    if (!(f->http[0] = ns_client_new(&opts)) || !(f->http[1] = ns_client_new(&opts))) {
         snprintf(err, errlen, "cannot start the HTTP client");
         goto fail;
     }
@@ -82,7 +101,8 @@ void fetcher_free(fetcher *f)
 {
     if (!f)
         return;
-    ns_client_free(f->http);
+    ns_client_free(f->http[0]);
+    ns_client_free(f->http[1]);
     outbox_free(f->ob);
     db_close(f->db);
     ns_page_release(&f->page);
@@ -176,21 +196,76 @@ static int retry_wait_s(const ns_reply *rep, int attempt)
     return 1 << (attempt < 6 ? attempt : 6);
 }
 
-/* Fetch one page, waiting and retrying briefly on 429/5xx. 0 with the
- * page parsed into f->page, 1 when the job must stop, -1 on failure. */
-static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
+static void *prefetch_main(void *arg)
+{
+    prefetch *p = arg;
+    p->stopped = pacing_wait(p->tenant_id, p->gap_us);
+    if (!p->stopped)
+        ns_fetch_page(p->http, &p->q, &p->rep);
+    return NULL;
+}
+
+/* Send q from another thread on the client not holding the current page.
+ * When no thread can be started the page is simply fetched in line. */
+static void prefetch_start(fetcher *f, job *j, const ns_query *q)
+{
+    prefetch *p = &f->next;
+    p->http = f->http[!f->cur];
+    p->q = *q;
+    p->tenant_id = j->t.id;
+    p->gap_us = 1000000 / f->cfg->requests_per_s;
+    p->stopped = 0;
+    p->active = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+    j->slice_pages += p->active;
+}
+
+/* Wait for the request in flight, if any. 1 when it brought a reply
+ * (then on f->http[f->cur]), 0 when there was none to wait for, -1 when
+ * a shutdown stopped it before it was sent. */
+static int prefetch_join(fetcher *f)
+{
+    prefetch *p = &f->next;
+    if (!p->active)
+        return 0;
+    pthread_join(p->thread, NULL);
+    p->active = 0;
+    if (p->stopped)
+        return -1;
+    f->cur = !f->cur;
+    return 1;
+}
+
+static ns_query page_query(const job *j, const window *w, int64_t offset)
 {
     ns_query q = {
         .base_url = j->t.url, .token = j->t.token, .window_event = j->t.window_event,
         .start = w->start, .end = w->end, .limit = j->t.page_size, .offset = offset,
     };
+    return q;
+}
+
+/* Fetch one page (its first try may already be in flight, from
+ * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
+ * page parsed into f->page, 1 when the job must stop, -1 on failure. */
+static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
+{
+    ns_query q = page_query(j, w, offset);
     ns_reply rep;
     char why[256];
+    int sent = prefetch_join(f);
+    if (sent < 0)
+        return 1;
     for (int attempt = 0;; attempt++) {
-        j->slice_pages++;
-        if (pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s))
-            return 1;
-        ns_status st = ns_fetch_page(f->http, &q, &rep);
+        ns_status st;
+        if (attempt == 0 && sent) {
+            rep = f->next.rep;       /* counted in slice_pages when it was sent */
+            st = rep.status;
+        } else {
+            j->slice_pages++;
+            if (pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s))
+                return 1;
+            st = ns_fetch_page(f->http[f->cur], &q, &rep);
+        }
         if (shutdown_requested())
             return 1;                /* cut short by SIGTERM: not the tenant's failure */
         if (st == NS_OK) {
@@ -237,27 +312,42 @@ static int honour_wait_time(fetcher *f, job *j)
     return shutdown_sleep_ms((long)wt * 1000L);
 }
 
-/* One slice: every page of window w, then the commit that moves the
- * cursor to w->end. 0 done, 1 stopping, -1 failed (res says why). */
-static int fetch_slice(fetcher *f, job *j, const window *w)
+/* The pages of window w. A full page without wait_time means the next
+ * request is certain: it is sent (prefetch_start) before this page is
+ * stored. 0 done, 1 stopping, -1 failed. */
+static int slice_pages(fetcher *f, job *j, const window *w)
 {
     int64_t offset = 0;
-    outbox_batch_reset(&f->batch);
     for (;;) {
         int rc = get_page(f, j, w, offset);
         if (rc != 0)
             return rc;
+        size_t n = f->page.nrecs;
+        int full = n >= (size_t)j->t.page_size;
         j->pages++;
-        j->fetched += (int64_t)f->page.nrecs;
+        j->fetched += (int64_t)n;
+        if (full && f->page.wait_time <= 0 && !shutdown_requested()) {
+            ns_query next = page_query(j, w, offset + (int64_t)n);
+            prefetch_start(f, j, &next);
+        }
         if (take_records(f, j) < 0)
             return -1;
-        if (f->page.nrecs < (size_t)j->t.page_size)
-            break;                                   /* a short page ends the window */
-        offset += (int64_t)f->page.nrecs;
+        if (!full)
+            return 0;                                /* a short page ends the window */
+        offset += (int64_t)n;
         if ((rc = honour_wait_time(f, j)) != 0)
             return rc;
     }
-    return commit(f, j, w->end);
+}
+
+/* One slice: every page of window w, then the commit that moves the
+ * cursor to w->end. 0 done, 1 stopping, -1 failed (res says why). */
+static int fetch_slice(fetcher *f, job *j, const window *w)
+{
+    outbox_batch_reset(&f->batch);
+    int rc = slice_pages(f, j, w);
+    prefetch_join(f);                  /* a reply nobody will read: only wait for it */
+    return rc != 0 ? rc : commit(f, j, w->end);
 }
 
 /* A backfill or catch-up of several slices reports how far it got, what it

@@ -183,6 +183,11 @@ def test_fault_500():
     fault_case({"kind": "status", "code": 500}, 1, ["500"])
 
 
+def test_fault_500_on_second_page():
+    # the second page's first try is sent while the first page is stored
+    fault_case({"kind": "status", "code": 500}, 1, ["500"], after=1)
+
+
 def test_fault_429_short_wait_is_sat_out():
     # Netskope says "wait 1 s": the pass waits and completes (exit 0).
     fault_case({"kind": "status", "code": 429, "retry_after": 1}, 0, [])
@@ -459,6 +464,34 @@ def test_sigterm_does_not_wait_for_a_hanging_server():
         assert cursor(ws, "acme") is None, "an abandoned window must not move the cursor"
         assert db_value(ws, "SELECT fail_count FROM tenant") == 0, \
             "a shutdown is not the tenant's failure"
+        assert db_value(ws, "SELECT status FROM run") == "abandoned"
+
+
+def test_sigterm_while_the_next_page_hangs():
+    # The second page's request hangs while the first page is being stored:
+    # the shutdown does not wait for it either, and the half-read slice
+    # moves no cursor.
+    cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--page-size", 20))
+        fake.generate(token("acme"), 50, insertion_start=now - 500, insertion_end=now - 1, seed=41)
+        fake.faults(token("acme"), [{"kind": "hang", "after": 1}])
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: any(r["fault"] == "hang" for r in
+                                   fake.served(token("acme"))["requests"]),
+                       timeout=30, what="the daemon waiting on the hanging second page")
+            t0 = time.time()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            assert time.time() - t0 < 5, "SIGTERM waited %.1f s for the server" % (time.time() - t0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        offsets = [r["offset"] for r in fake.served(token("acme"))["requests"]]
+        assert offsets == [0, 20], "requests sent: offsets %s" % offsets
+        assert cursor(ws, "acme") is None, "an abandoned window must not move the cursor"
         assert db_value(ws, "SELECT status FROM run") == "abandoned"
 
 
