@@ -21,19 +21,22 @@
 #define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
 #define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
 
-/* The next page's request, sent by a short-lived thread while this one
- * stores the page before it: the receiving overlaps the commit instead of
- * following it. It is only started when the sequential code would send
- * the same request next (the page was full, no wait_time), so requests,
- * their order and their pacing are unchanged; the job waits for it before
- * it uses the reply or leaves the slice. */
+/* The next page, fetched and parsed by a short-lived thread while this
+ * one stores the page before it: on two cores, receiving and parsing
+ * overlap storing instead of following it. It is only started when the
+ * sequential code would send the same request next (the page was full, no
+ * wait_time), so requests, their order and their pacing are unchanged; the
+ * job waits for it before it uses the page or leaves the slice. */
 typedef struct prefetch {
     pthread_t thread;
     int active;                /* a thread was started and not yet joined */
     int stopped;               /* pacing_wait saw a shutdown: nothing sent */
-    ns_client *http;
+    ns_client *http;           /* the client and page not holding the */
+    ns_page *page;             /* page being stored */
     ns_query q;
     ns_reply rep;
+    int parsed;                /* 1 not parsed, else ns_page_parse()'s result */
+    char why[256];             /* its error */
     int64_t tenant_id, gap_us;
 } prefetch;
 
@@ -42,10 +45,10 @@ struct fetcher {
     const secret_key *key;
     sqlite3 *db;
     outbox *ob;
-    ns_client *http[2];        /* two, so a page's body stays while the next arrives */
-    int cur;                   /* the client holding the page being stored */
+    ns_client *http[2];        /* two of each, so that a page and its body stay */
+    ns_page page[2];           /* while the next one arrives */
+    int cur;                   /* the client and page being stored */
     prefetch next;
-    ns_page page;
     outbox_batch batch;
 };
 
@@ -73,7 +76,8 @@ fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_ke
     }
     f->cfg = cfg;
     f->key = key;
-    ns_page_init(&f->page, 0);
+    ns_page_init(&f->page[0], 0);
+    ns_page_init(&f->page[1], 0);
     outbox_batch_init(&f->batch, (size_t)cfg->batch_max_bytes);
     ns_http_opts opts = {
         .connect_timeout_s = cfg->connect_timeout_s,
@@ -105,7 +109,8 @@ void fetcher_free(fetcher *f)
     ns_client_free(f->http[1]);
     outbox_free(f->ob);
     db_close(f->db);
-    ns_page_release(&f->page);
+    ns_page_release(&f->page[0]);
+    ns_page_release(&f->page[1]);
     outbox_batch_release(&f->batch);
     free(f);
 }
@@ -168,7 +173,7 @@ static int commit(fetcher *f, job *j, int64_t cursor)
  * move) whenever the batch fills up. */
 static int take_records(fetcher *f, job *j)
 {
-    const ns_page *pg = &f->page;
+    const ns_page *pg = &f->page[f->cur];
     for (size_t i = 0; i < pg->nrecs; i++) {
         const ns_record *r = &pg->recs[i];
         /* -1 when the record lacks the time: kept, never pruned (outbox.h) */
@@ -200,8 +205,9 @@ static void *prefetch_main(void *arg)
 {
     prefetch *p = arg;
     p->stopped = pacing_wait(p->tenant_id, p->gap_us);
-    if (!p->stopped)
-        ns_fetch_page(p->http, &p->q, &p->rep);
+    if (p->stopped || ns_fetch_page(p->http, &p->q, &p->rep) != NS_OK)
+        return NULL;
+    p->parsed = ns_page_parse(p->page, p->rep.body, p->rep.body_len, p->why, sizeof p->why);
     return NULL;
 }
 
@@ -211,17 +217,20 @@ static void prefetch_start(fetcher *f, job *j, const ns_query *q)
 {
     prefetch *p = &f->next;
     p->http = f->http[!f->cur];
+    p->page = &f->page[!f->cur];
     p->q = *q;
     p->tenant_id = j->t.id;
     p->gap_us = 1000000 / f->cfg->requests_per_s;
     p->stopped = 0;
+    p->parsed = 1;
     p->active = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
     j->slice_pages += p->active;
 }
 
 /* Wait for the request in flight, if any. 1 when it brought a reply
- * (then on f->http[f->cur]), 0 when there was none to wait for, -1 when
- * a shutdown stopped it before it was sent. */
+ * (then on f->http[f->cur], parsed into f->page[f->cur] when NS_OK), 0
+ * when there was none to wait for, -1 when a shutdown stopped it before
+ * it was sent. */
 static int prefetch_join(fetcher *f)
 {
     prefetch *p = &f->next;
@@ -246,7 +255,8 @@ static ns_query page_query(const job *j, const window *w, int64_t offset)
 
 /* Fetch one page (its first try may already be in flight, from
  * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
- * page parsed into f->page, 1 when the job must stop, -1 on failure. */
+ * page parsed into f->page[f->cur], 1 when the job must stop, -1 on
+ * failure. */
 static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
 {
     ns_query q = page_query(j, w, offset);
@@ -257,9 +267,12 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         return 1;
     for (int attempt = 0;; attempt++) {
         ns_status st;
+        int parsed = 1;
         if (attempt == 0 && sent) {
             rep = f->next.rep;       /* counted in slice_pages when it was sent */
             st = rep.status;
+            parsed = f->next.parsed;
+            memcpy(why, f->next.why, sizeof why);
         } else {
             j->slice_pages++;
             if (pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s))
@@ -269,7 +282,10 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         if (shutdown_requested())
             return 1;                /* cut short by SIGTERM: not the tenant's failure */
         if (st == NS_OK) {
-            if (ns_page_parse(&f->page, rep.body, rep.body_len, why, sizeof why) == 0)
+            if (parsed > 0)
+                parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why,
+                                       sizeof why);
+            if (parsed == 0)
                 return 0;
             set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
                        (long long)offset, why);
@@ -300,7 +316,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
  * -1 when the wait is too long to hold a worker (the job yields). */
 static int honour_wait_time(fetcher *f, job *j)
 {
-    int64_t wt = f->page.wait_time;
+    int64_t wt = f->page[f->cur].wait_time;
     if (wt <= 0)
         return 0;
     if (wt > f->cfg->retry_wait_max_s) {
@@ -322,11 +338,12 @@ static int slice_pages(fetcher *f, job *j, const window *w)
         int rc = get_page(f, j, w, offset);
         if (rc != 0)
             return rc;
-        size_t n = f->page.nrecs;
+        const ns_page *pg = &f->page[f->cur];
+        size_t n = pg->nrecs;
         int full = n >= (size_t)j->t.page_size;
         j->pages++;
         j->fetched += (int64_t)n;
-        if (full && f->page.wait_time <= 0 && !shutdown_requested()) {
+        if (full && pg->wait_time <= 0 && !shutdown_requested()) {
             ns_query next = page_query(j, w, offset + (int64_t)n);
             prefetch_start(f, j, &next);
         }

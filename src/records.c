@@ -1,21 +1,21 @@
 /* records.c - see records.h.
  *
- * One page goes through four steps, each linear in the body:
- *   1. page_validate() reads it once as strict JSON (RFC 8259: every
- *      separator, every number and literal, every escape) and rejects what
- *      NDJSON or jsmn cannot take: NUL bytes, raw control characters in
- *      strings (they would split a line), nesting deeper than
- *      RECORDS_MAX_DEPTH (jsmn's cost per closing bracket is the depth).
- *      jsmn's strict mode alone accepts [1 2], {"a":1,}, tru and 01.
- *   2. jsmn tokenizes the now valid page (parent links, so that closing a
- *      container is O(depth), not O(tokens)); the token array grows on
- *      JSMN_ERROR_NOMEM and jsmn resumes where it stopped.
- *   3. page_envelope() finds "result" and "wait_time" among the tokens.
- *   4. page_records() yields each element of "result" without its
- *      whitespace and computes its dedupe key. When page_validate() saw no
- *      whitespace inside any record (Netskope's pages are compact), a
- *      record's bytes in the body are already minified and are used where
- *      they are; otherwise each record is copied into pg->out without it.
+ * One page goes through two steps:
+ *   1. page_validate() reads it once, byte by byte, as strict JSON (RFC
+ *      8259: every separator, every number and literal, every escape) and
+ *      rejects what NDJSON cannot take: NUL bytes, raw control characters
+ *      in strings (they would split a line), nesting deeper than
+ *      RECORDS_MAX_DEPTH, more tokens than the page's cap. On the way it
+ *      notes the envelope ("result", "wait_time") and where each element
+ *      of "result" begins and ends.
+ *   2. page_records() gives each element, now known to be valid JSON, to
+ *      jsmn (strict, parent links) and takes from its tokens the record's
+ *      "_id", times and, when needed, its minified copy. One record's
+ *      tokens at a time: the token array stays the size of the largest
+ *      record, not of the page, and in cache.
+ * When no whitespace was seen inside a record (Netskope's pages are
+ * compact), a record's bytes in the body are already minified and are used
+ * where they are; otherwise each record is copied into pg->out without it.
  */
 #include "records.h"
 #include "util.h"
@@ -64,6 +64,8 @@ static size_t span_end(const tok *t)
     return (size_t)t->end + (t->type == JSMN_STRING);
 }
 
+static int recs_reserve(ns_page *pg, size_t need);
+
 /* ---- 1. validating ---- */
 
 /* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -105,6 +107,92 @@ static int primitive_ok(const char *p, size_t n)
     }
 }
 
+/* ---- the envelope's values ---- */
+
+static int key_is(const char *js, const tok *t, const char *name, size_t n)
+{
+    return (size_t)(t->end - t->start) == n && js[t->start] == name[0] &&
+           memcmp(js + t->start, name, n) == 0;
+}
+
+#define KEY_IS(js, t, lit) key_is((js), (t), (lit), sizeof(lit) - 1)
+
+/* An integer primitive that fits int64_t: 0 and *out, else -1. */
+static int int_parse(const char *js, const tok *t, int64_t *out)
+{
+    if (t->type != JSMN_PRIMITIVE)
+        return -1;
+    const char *p = js + t->start, *e = js + t->end;
+    int neg = *p == '-';
+    uint64_t v = 0;
+    p += neg;
+    if (p == e)
+        return -1;
+    for (; p < e; p++) {
+        if (!is_digit(*p) || v > ((uint64_t)INT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return 0;
+}
+
+static int64_t int_value(const char *js, const tok *t)
+{
+    int64_t v;
+    return int_parse(js, t, &v) == 0 ? v : -1;
+}
+
+/* "wait_time": a number's integer part, clamped to [0, INT64_MAX]; -1 if
+ * it is not a number. */
+static int64_t wait_value(const char *js, const tok *t)
+{
+    char tmp[64];
+    size_t n = (size_t)(t->end - t->start);
+    int64_t v;
+    if (t->type != JSMN_PRIMITIVE || !(js[t->start] == '-' || is_digit(js[t->start])))
+        return -1;
+    if (int_parse(js, t, &v) == 0)
+        return v < 0 ? 0 : v;
+    if (n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, js + t->start, n);
+    tmp[n] = '\0';
+    double d = strtod(tmp, NULL);
+    if (!(d > 0))
+        return 0;
+    return d >= 9.2e18 ? INT64_MAX : (int64_t)d;
+}
+
+static int toks_grow(ns_page *pg, size_t want)
+{
+    if (want > pg->max_tokens)
+        want = pg->max_tokens;
+    if (want <= pg->ntoks_cap)
+        return 0;
+    tok *t = realloc(pg->toks, want * sizeof(tok));
+    if (!t)
+        return -1;
+    pg->toks = t;
+    pg->ntoks_cap = (unsigned)want;
+    return 0;
+}
+
+static int recs_reserve(ns_page *pg, size_t need)
+{
+    if (need <= pg->recs_cap)
+        return 0;
+    size_t cap = pg->recs_cap ? pg->recs_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    ns_record *r = realloc(pg->recs, cap * sizeof(*r));
+    if (!r)
+        return -1;
+    pg->recs = r;
+    pg->recs_cap = cap;
+    return 0;
+}
+
 /* What may come next. */
 enum expect {
     X_VALUE,            /* after ':' or ',' in an array, and at the start */
@@ -116,12 +204,25 @@ enum expect {
     X_END               /* after the top-level value: only whitespace */
 };
 
+/* The top-level keys that matter, as the lexer meets them. */
+enum envelope_key { K_OTHER, K_RESULT, K_WAIT_TIME };
+
 typedef struct lexer {
     const char *js;
     size_t len;
+    ns_page *pg;
     int depth;
     unsigned char in_object[RECORDS_MAX_DEPTH];
-    int ws_in_records;  /* whitespace outside strings at depth >= 3 */
+    unsigned ntoks;            /* tokens so far, counted as jsmn counts them */
+    /* the envelope */
+    int top_is_object;
+    enum envelope_key key;     /* the top-level key whose value comes next */
+    int results;               /* "result" keys seen */
+    int result_is_array;       /* the first one's value */
+    int in_result;             /* inside that array: its elements are at depth 2 */
+    long not_object;           /* index of the first element that is not an object, or -1 */
+    size_t elements;
+    int ws_in_records;         /* whitespace outside strings inside an element */
     char *err;
     size_t errlen;
 } lexer;
@@ -230,7 +331,7 @@ static const unsigned char primitive_end[256] = {
 
 /* A literal or number at *i, left at its last byte. At the end of the
  * body inside a container it may be cut short: truncated, not invalid. */
-static int lex_primitive(const lexer *lx, size_t *i)
+static int lex_primitive(lexer *lx, size_t *i)
 {
     size_t s = *i, e = s + 1;
     while (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])
@@ -240,6 +341,10 @@ static int lex_primitive(const lexer *lx, size_t *i)
     if (!primitive_ok(lx->js + s, e - s))
         return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
                       e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
+    if (lx->depth == 1 && lx->key == K_WAIT_TIME) {
+        tok t = { .type = JSMN_PRIMITIVE, .start = (int)s, .end = (int)e };
+        lx->pg->wait_time = wait_value(lx->js, &t);
+    }
     *i = e - 1;
     return 0;
 }
@@ -249,19 +354,68 @@ static enum expect after_value(const lexer *lx)
     return lx->depth ? X_COMMA_OR_CLOSE : X_END;
 }
 
+/* Count a token against the page's cap. */
+static int lex_count(lexer *lx)
+{
+    if (++lx->ntoks > lx->pg->max_tokens)
+        return seterr(lx->err, lx->errlen, "page has more than %u JSON tokens",
+                      lx->pg->max_tokens);
+    return 0;
+}
+
+/* A top-level key: which one it is decides what its value is for. */
+static void lex_key(lexer *lx, size_t open_quote, size_t close_quote)
+{
+    const char *k = lx->js + open_quote + 1;
+    size_t n = close_quote - open_quote - 1;
+    if (n == 6 && memcmp(k, "result", 6) == 0)
+        lx->key = K_RESULT;
+    else if (n == 9 && memcmp(k, "wait_time", 9) == 0)
+        lx->key = K_WAIT_TIME;
+    else
+        lx->key = K_OTHER;
+}
+
+/* A value begins at byte i: note what the envelope needs. */
+static int lex_value(lexer *lx, size_t i)
+{
+    char c = lx->js[i];
+    if (lx->ntoks == 1)
+        lx->top_is_object = c == '{';
+    if (lx->depth == 1 && lx->key == K_RESULT && ++lx->results == 1)
+        lx->result_is_array = c == '[';
+    else if (lx->depth == 1 && lx->key == K_WAIT_TIME)
+        lx->pg->wait_time = -1;          /* a primitive sets it in lex_primitive */
+    if (lx->depth != 2 || !lx->in_result)
+        return 0;
+    if (c != '{') {
+        if (lx->not_object < 0)
+            lx->not_object = (long)lx->elements;
+    } else {
+        if (recs_reserve(lx->pg, lx->pg->nrecs + 1) < 0)
+            return seterr(lx->err, lx->errlen, "out of memory for %zu records",
+                          lx->pg->nrecs + 1);
+        lx->pg->recs[lx->pg->nrecs].data = lx->js + i;
+    }
+    lx->elements++;
+    return 0;
+}
+
 static int lex_open(lexer *lx, size_t i, enum expect *x)
 {
     if (lx->depth == RECORDS_MAX_DEPTH)
         return seterr(lx->err, lx->errlen, "JSON nested deeper than %d levels at byte %zu",
                       RECORDS_MAX_DEPTH, i);
     int obj = lx->js[i] == '{';
+    if (lx->depth == 1 && lx->key == K_RESULT && lx->results == 1 && !obj)
+        lx->in_result = 1;
     lx->in_object[lx->depth++] = (unsigned char)obj;
     *x = obj ? X_KEY_OR_CLOSE : X_VALUE_OR_CLOSE;
     return 0;
 }
 
 /* A closing bracket is allowed right after its opening one or after a
- * value, and must match. */
+ * value, and must match. Closing an element of "result" ends a record. */
 static int lex_close(lexer *lx, size_t i, enum expect *x)
 {
     int obj = lx->js[i] == '}';
@@ -270,6 +424,11 @@ static int lex_close(lexer *lx, size_t i, enum expect *x)
         !(empty || *x == X_COMMA_OR_CLOSE))
         return lex_bad(lx, i);
     lx->depth--;
+    if (lx->in_result && lx->depth == 2 && obj) {
+        ns_record *r = &lx->pg->recs[lx->pg->nrecs++];
+        r->len = (size_t)(lx->js + i + 1 - r->data);
+    } else if (lx->in_result && lx->depth == 1)
+        lx->in_result = 0;
     *x = after_value(lx);
     return 0;
 }
@@ -290,18 +449,26 @@ static int lex_token(lexer *lx, size_t *i, enum expect *x)
 {
     char c = lx->js[*i];
     int want_value = *x == X_VALUE || *x == X_VALUE_OR_CLOSE;
+    size_t at = *i;
     if (*x == X_END)
         return lex_trailing(lx, *i);
     switch (c) {
     case '"':
         if (!want_value && *x != X_KEY && *x != X_KEY_OR_CLOSE)
             return lex_bad(lx, *i);
-        if (lex_string(lx, i) < 0)
+        if (lex_count(lx) < 0 || (want_value && lex_value(lx, at) < 0) ||
+            lex_string(lx, i) < 0)
             return -1;
+        if (!want_value && lx->depth == 1)
+            lex_key(lx, at, *i);
         *x = want_value ? after_value(lx) : X_COLON;
         return 0;
     case '{': case '[':
-        return want_value ? lex_open(lx, *i, x) : lex_bad(lx, *i);
+        if (!want_value)
+            return lex_bad(lx, *i);
+        if (lex_count(lx) < 0 || lex_value(lx, at) < 0)
+            return -1;
+        return lex_open(lx, *i, x);
     case '}': case ']':
         return lex_close(lx, *i, x);
     case ':':
@@ -319,7 +486,7 @@ static int lex_token(lexer *lx, size_t *i, enum expect *x)
     case '5': case '6': case '7': case '8': case '9':
         if (!want_value)
             return lex_bad(lx, *i);
-        if (lex_primitive(lx, i) < 0)
+        if (lex_count(lx) < 0 || lex_value(lx, at) < 0 || lex_primitive(lx, i) < 0)
             return -1;
         *x = after_value(lx);
         return 0;
@@ -330,189 +497,45 @@ static int lex_token(lexer *lx, size_t *i, enum expect *x)
     }
 }
 
-/* Step 1. *ws_in_records: whitespace outside strings inside an element of
- * "result" (or as deep elsewhere in the envelope, which only costs the
- * copies). */
-static int page_validate(const char *js, size_t len, int *ws_in_records, char *err,
-                         size_t errlen)
+/* What a valid page must also be: an object with one "result", an array
+ * of objects. */
+static int envelope_check(const lexer *lx)
 {
-    lexer lx = { .js = js, .len = len, .err = err, .errlen = errlen };
+    if (!lx->top_is_object)
+        return seterr(lx->err, lx->errlen, "top level is not an object");
+    if (lx->results > 1)
+        return seterr(lx->err, lx->errlen, "\"result\" appears twice");
+    if (!lx->results)
+        return seterr(lx->err, lx->errlen, "\"result\" is missing");
+    if (!lx->result_is_array)
+        return seterr(lx->err, lx->errlen, "\"result\" is not an array");
+    if (lx->not_object >= 0)
+        return seterr(lx->err, lx->errlen, "result[%ld] is not an object", lx->not_object);
+    return 0;
+}
+
+/* Step 1: fills pg->recs with the elements' spans and pg->wait_time.
+ * *ws_in_records: whitespace outside strings inside an element. */
+static int page_validate(ns_page *pg, const char *js, size_t len, int *ws_in_records,
+                         char *err, size_t errlen)
+{
+    lexer lx = { .js = js, .len = len, .pg = pg, .not_object = -1, .err = err,
+                 .errlen = errlen };
     enum expect x = X_VALUE;
-    int seen = 0;
     for (size_t i = 0; i < len; i++) {
         if (is_ws(js[i])) {
-            lx.ws_in_records |= lx.depth >= 3;
+            lx.ws_in_records |= lx.in_result && lx.depth >= 3;
             continue;
         }
-        seen = 1;
         if (lex_token(&lx, &i, &x) < 0)
             return -1;
     }
-    if (!seen)
+    if (!lx.ntoks)
         return seterr(err, errlen, "empty body");
     if (x != X_END)
         return lex_truncated(&lx);
     *ws_in_records = lx.ws_in_records;
-    return 0;
-}
-
-/* ---- 2. tokenizing ---- */
-
-static int toks_grow(ns_page *pg, size_t want)
-{
-    if (want > pg->max_tokens)
-        want = pg->max_tokens;
-    if (want <= pg->ntoks_cap)
-        return 0;
-    tok *t = realloc(pg->toks, want * sizeof(tok));
-    if (!t)
-        return -1;
-    pg->toks = t;
-    pg->ntoks_cap = (unsigned)want;
-    return 0;
-}
-
-static int tokenize_error(int r, const jsmn_parser *p, size_t len, char *err,
-                          size_t errlen)
-{
-    if (r == JSMN_ERROR_PART)
-        return seterr(err, errlen, "truncated JSON at byte %zu", len);
-    return seterr(err, errlen, "invalid JSON at byte %u", p->pos);
-}
-
-/* Tokenize body into pg->toks; *ntoks gets the token count. */
-static int page_tokenize(ns_page *pg, const char *body, size_t len,
-                         unsigned *ntoks, char *err, size_t errlen)
-{
-    jsmn_parser p;
-    int r;
-    size_t guess = len / 16 > MIN_TOKENS ? len / 16 : MIN_TOKENS;
-    if (toks_grow(pg, guess) < 0)
-        return seterr(err, errlen, "out of memory for %zu JSON tokens", guess);
-    jsmn_init(&p);
-    while ((r = jsmn_parse(&p, body, len, pg->toks, pg->ntoks_cap)) ==
-           JSMN_ERROR_NOMEM) {
-        if (pg->ntoks_cap >= pg->max_tokens)
-            return seterr(err, errlen, "page has more than %u JSON tokens",
-                        pg->max_tokens);
-        if (toks_grow(pg, (size_t)pg->ntoks_cap * 2) < 0)
-            return seterr(err, errlen, "out of memory for %u JSON tokens",
-                        pg->ntoks_cap);
-    }
-    if (r < 0)
-        return tokenize_error(r, &p, len, err, errlen);
-    *ntoks = p.toknext;
-    return 0;
-}
-
-/* ---- 3. the envelope ---- */
-
-/* The index of the token after t[i] and everything inside it. */
-static unsigned tok_next(const tok *t, unsigned n, unsigned i)
-{
-    unsigned j = i + 1;
-    if (t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY)
-        while (j < n && t[j].start < t[i].end)
-            j++;
-    return j;
-}
-
-static int key_is(const char *js, const tok *t, const char *name, size_t n)
-{
-    return (size_t)(t->end - t->start) == n && js[t->start] == name[0] &&
-           memcmp(js + t->start, name, n) == 0;
-}
-
-#define KEY_IS(js, t, lit) key_is((js), (t), (lit), sizeof(lit) - 1)
-
-/* An integer primitive that fits int64_t: 0 and *out, else -1. */
-static int int_parse(const char *js, const tok *t, int64_t *out)
-{
-    if (t->type != JSMN_PRIMITIVE)
-        return -1;
-    const char *p = js + t->start, *e = js + t->end;
-    int neg = *p == '-';
-    uint64_t v = 0;
-    p += neg;
-    if (p == e)
-        return -1;
-    for (; p < e; p++) {
-        if (!is_digit(*p) || v > ((uint64_t)INT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *out = neg ? -(int64_t)v : (int64_t)v;
-    return 0;
-}
-
-static int64_t int_value(const char *js, const tok *t)
-{
-    int64_t v;
-    return int_parse(js, t, &v) == 0 ? v : -1;
-}
-
-/* "wait_time": a number's integer part, clamped to [0, INT64_MAX]; -1 if
- * it is not a number. */
-static int64_t wait_value(const char *js, const tok *t)
-{
-    char tmp[64];
-    size_t n = (size_t)(t->end - t->start);
-    int64_t v;
-    if (t->type != JSMN_PRIMITIVE || !(js[t->start] == '-' || is_digit(js[t->start])))
-        return -1;
-    if (int_parse(js, t, &v) == 0)
-        return v < 0 ? 0 : v;
-    if (n >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, js + t->start, n);
-    tmp[n] = '\0';
-    double d = strtod(tmp, NULL);
-    if (!(d > 0))
-        return 0;
-    return d >= 9.2e18 ? INT64_MAX : (int64_t)d;
-}
-
-/* Find "result" (returned in *res) and "wait_time" in the top object. */
-static int page_envelope(ns_page *pg, const char *js, const tok *t, unsigned n,
-                         unsigned *res, char *err, size_t errlen)
-{
-    unsigned j = 1;
-    *res = 0;
-    if (t[0].type != JSMN_OBJECT)
-        return seterr(err, errlen, "top level is not an object");
-    for (int k = 0; k < t[0].size; k++) {
-        unsigned v = j + 1;
-        if (KEY_IS(js, &t[j], "result")) {
-            if (*res)
-                return seterr(err, errlen, "\"result\" appears twice");
-            *res = v;
-        } else if (KEY_IS(js, &t[j], "wait_time")) {
-            pg->wait_time = wait_value(js, &t[v]);
-        }
-        j = tok_next(t, n, v);
-    }
-    if (!*res)
-        return seterr(err, errlen, "\"result\" is missing");
-    if (t[*res].type != JSMN_ARRAY)
-        return seterr(err, errlen, "\"result\" is not an array");
-    return 0;
-}
-
-/* ---- 4. records ---- */
-
-static int recs_reserve(ns_page *pg, size_t need)
-{
-    if (need <= pg->recs_cap)
-        return 0;
-    size_t cap = pg->recs_cap ? pg->recs_cap : 64;
-    while (cap < need)
-        cap *= 2;
-    ns_record *r = realloc(pg->recs, cap * sizeof(*r));
-    if (!r)
-        return -1;
-    pg->recs = r;
-    pg->recs_cap = cap;
-    return 0;
+    return envelope_check(&lx);
 }
 
 /* The dedupe key: of the "_id" value (t_id) when there is one, else of
@@ -572,59 +595,78 @@ static int record_copy(ns_page *pg, const char *js, const tok *t, unsigned i,
     return 0;
 }
 
-/* Add the object t[i] as a record, in place in the body when the page is
- * compact (copy 0), else as a copy appended to pg->out whose data pointer
- * page_records() sets once pg->out has stopped growing. *next gets the
- * token after it. */
-static int record_add(ns_page *pg, const char *js, const tok *t, unsigned n,
-                      unsigned i, int copy, unsigned *next)
+/* ---- 2. records ---- */
+
+/* Tokenize one record (valid JSON: jsmn can only run out of tokens, and
+ * then resumes where it stopped once the array has grown). */
+static int record_tokenize(ns_page *pg, const char *rec, size_t len, unsigned *ntoks)
 {
-    const tok *id = NULL, *ts = NULL, *ins = NULL;
-    unsigned j = i + 1;
-    for (int k = 0; k < t[i].size; k++) {
-        const tok *key = &t[j], *val = &t[j + 1];
-        if (!id && KEY_IS(js, key, "_id"))
-            id = val;
-        else if (!ts && KEY_IS(js, key, "timestamp"))
-            ts = val;
-        else if (!ins && KEY_IS(js, key, "_insertion_epoch_timestamp"))
-            ins = val;
-        j = tok_next(t, n, j + 1);
-    }
-    *next = j;
-    ns_record *r = &pg->recs[pg->nrecs];
-    const char *rec = js + t[i].start;
-    r->data = NULL;
-    r->len = (size_t)(t[i].end - t[i].start);
-    if (copy) {
-        size_t off = pg->out.len;
-        if (record_copy(pg, js, t, i, j) < 0)
-            return -1;
-        rec = pg->out.data + off;
-        r->len = pg->out.len - off;
-    } else
-        r->data = rec;
-    r->event_time = ts ? int_value(js, ts) : -1;
-    r->insertion_time = ins ? int_value(js, ins) : -1;
-    if (record_key(pg, js, id, rec, r) < 0)
+    jsmn_parser p;
+    int r;
+    if (toks_grow(pg, MIN_TOKENS) < 0)
         return -1;
-    pg->nrecs++;
+    jsmn_init(&p);
+    while ((r = jsmn_parse(&p, rec, len, pg->toks, pg->ntoks_cap)) == JSMN_ERROR_NOMEM)
+        if (pg->ntoks_cap >= pg->max_tokens || toks_grow(pg, (size_t)pg->ntoks_cap * 2) < 0)
+            return -1;
+    if (r < 1)
+        return -1;
+    *ntoks = p.toknext;
     return 0;
 }
 
-static int page_records(ns_page *pg, const char *js, const tok *t, unsigned n,
-                        unsigned res, int copy, char *err, size_t errlen)
+/* The index of the token after t[i] and everything inside it. */
+static unsigned tok_next(const tok *t, unsigned n, unsigned i)
 {
-    const tok *a = &t[res];
-    unsigned j = res + 1;
-    if (recs_reserve(pg, (size_t)a->size) < 0 ||
-        (copy && buf_reserve(&pg->out, (size_t)(a->end - a->start)) < 0))
-        return seterr(err, errlen, "out of memory for %d records", a->size);
-    for (int k = 0; k < a->size; k++) {
-        if (t[j].type != JSMN_OBJECT)
-            return seterr(err, errlen, "result[%d] is not an object", k);
-        if (record_add(pg, js, t, n, j, copy, &j) < 0)
-            return seterr(err, errlen, "out of memory at result[%d]", k);
+    unsigned j = i + 1;
+    if (t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY)
+        while (j < n && t[j].start < t[i].end)
+            j++;
+    return j;
+}
+
+/* Record r, whose bytes are rec[0, r->len) in the body, tokenized in t:
+ * its times, its key, and its minified copy when the page needs copies
+ * (r->data is then set by page_records(), once pg->out has stopped
+ * growing). */
+static int record_take(ns_page *pg, ns_record *r, const tok *t, unsigned n, int copy)
+{
+    const char *rec = r->data;
+    const tok *id = NULL, *ts = NULL, *ins = NULL;
+    unsigned j = 1;
+    for (int k = 0; k < t[0].size; k++) {
+        const tok *key = &t[j], *val = &t[j + 1];
+        if (!id && KEY_IS(rec, key, "_id"))
+            id = val;
+        else if (!ts && KEY_IS(rec, key, "timestamp"))
+            ts = val;
+        else if (!ins && KEY_IS(rec, key, "_insertion_epoch_timestamp"))
+            ins = val;
+        j = tok_next(t, n, j + 1);
+    }
+    const char *min = rec;
+    if (copy) {
+        size_t off = pg->out.len;
+        if (record_copy(pg, rec, t, 0, n) < 0)
+            return -1;
+        min = pg->out.data + off;
+        r->len = pg->out.len - off;
+        r->data = NULL;
+    }
+    r->event_time = ts ? int_value(rec, ts) : -1;
+    r->insertion_time = ins ? int_value(rec, ins) : -1;
+    return record_key(pg, rec, id, min, r);
+}
+
+static int page_records(ns_page *pg, int copy, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < pg->nrecs; k++) {
+        ns_record *r = &pg->recs[k];
+        unsigned n;
+        if (record_tokenize(pg, r->data, r->len, &n) < 0)
+            return seterr(err, errlen, "cannot tokenize result[%zu] (out of memory?)", k);
+        if (record_take(pg, r, pg->toks, n, copy) < 0)
+            return seterr(err, errlen, "out of memory at result[%zu]", k);
     }
     for (size_t k = 0, at = 0; copy && k < pg->nrecs; k++) {
         pg->recs[k].data = pg->out.data + at;        /* copies lie back to back */
@@ -654,17 +696,14 @@ void ns_page_release(ns_page *pg)
 static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
                       size_t errlen)
 {
-    unsigned ntoks = 0, res = 0;
     int copy = 0;
     if (len > INT_MAX)
         return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    if (page_validate(body, len, &copy, err, errlen) < 0)
+    if (page_validate(pg, body, len, &copy, err, errlen) < 0)
         return -1;
-    if (page_tokenize(pg, body, len, &ntoks, err, errlen) < 0)
-        return -1;
-    if (page_envelope(pg, body, pg->toks, ntoks, &res, err, errlen) < 0)
-        return -1;
-    return page_records(pg, body, pg->toks, ntoks, res, copy, err, errlen);
+    if (copy && buf_reserve(&pg->out, len) < 0)
+        return seterr(err, errlen, "out of memory for a copy of %zu bytes", len);
+    return page_records(pg, copy, err, errlen);
 }
 
 int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen)

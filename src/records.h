@@ -1,8 +1,8 @@
 /* records.h - turn one Netskope API page into NDJSON-ready records.
  *
  * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...}, possibly
- * pretty-printed. ns_page_parse() reads it once as strict JSON, tokenizes
- * it with jsmn, checks its shape, and yields every element of "result" with
+ * pretty-printed. ns_page_parse() reads it once as strict JSON, checks its
+ * shape, tokenizes each element of "result" with jsmn, and yields it with
  * insignificant whitespace removed and nothing else changed: numbers such as
  * 9007199254740993 or 46.949800000000003 and escapes such as "\/" or
  * "\u00e9" stay byte for byte as received. Each record gets its dedupe key:
@@ -40,7 +40,7 @@ typedef struct ns_page {
                               the body passed to it is unchanged */
     size_t nrecs, recs_cap;
     int64_t wait_time;     /* body's "wait_time" in seconds, or -1 when absent */
-    void *toks;            /* jsmn token scratch, reused between pages */
+    void *toks;            /* jsmn token scratch for one record, reused */
     unsigned ntoks_cap;
     unsigned max_tokens;   /* cap on tokens per page (hostile input) */
 } ns_page;
