@@ -84,6 +84,7 @@ static const struct key keys[] = {
     INT("fetch.prune_margin", prune_margin_s, 3600, 0, 7 * DAY),
     INT("fetch.job_budget", job_budget_s, 10, 1, 3600),
     INT("fetch.requests_per_second", requests_per_s, 4, 1, 1000),
+    BOOL("fetch.prefetch", prefetch, 0),
 
     INT("http.connect_timeout", connect_timeout_s, 10, 1, 300),
     INT("http.low_speed_time", low_speed_time_s, 30, 1, 3600),

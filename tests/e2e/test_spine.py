@@ -134,11 +134,11 @@ def test_runs_with_nothing_new_store_nothing():
         assert db_value(ws, "SELECT stored FROM run ORDER BY id DESC LIMIT 1") == 0
 
 
-def fault_case(fault, expect_rc, error_words, after=0):
+def fault_case(fault, expect_rc, error_words, after=0, config=FAST):
     """One tenant, a first clean run, new alerts, then a run with fault:
     the failing run moves no cursor and stores nothing; the next run
     completes; everything exactly once."""
-    with FakeNetskope() as fake, Workspace(config_extra=FAST) as ws:
+    with FakeNetskope() as fake, Workspace(config_extra=config) as ws:
         now = int(time.time())
         add_tenants(fake, ws, ["acme"], extra=("--page-size", 100))
         fake.generate(token("acme"), 250, insertion_start=now - 2000, insertion_end=now - 1, seed=7)
@@ -183,9 +183,43 @@ def test_fault_500():
     fault_case({"kind": "status", "code": 500}, 1, ["500"])
 
 
+PREFETCH = "fetch = { retry_wait_max = 0; prefetch = true; };\n"
+
+
 def test_fault_500_on_second_page():
-    # the second page's first try is sent while the first page is stored
     fault_case({"kind": "status", "code": 500}, 1, ["500"], after=1)
+
+
+def test_fault_500_on_prefetched_page():
+    # the second page's first try was sent while the first page was stored
+    fault_case({"kind": "status", "code": 500}, 1, ["500"], after=1, config=PREFETCH)
+
+
+def test_fault_malformed_prefetched_page():
+    # ... and parsed on that other thread
+    fault_case({"kind": "malformed"}, 1, ["malformed"], after=1, config=PREFETCH)
+
+
+def test_prefetch_sends_the_next_request_before_storing_the_page():
+    # Page 1 is full, so page 2 will be needed: with fetch.prefetch its
+    # request goes out before page 1 is stored, which here fails (a record
+    # larger than a batch). Without it, page 2 is never asked for.
+    now = int(time.time())
+    small = lambda i, t: {"_id": "s%d" % i, "_insertion_epoch_timestamp": t, "timestamp": t}
+    big = dict(small(2, now - 99), blob="x" * 70000)
+    for prefetch, want in (("true", [0, 2]), ("false", [0])):
+        cfg = "fetch = { batch_max_bytes = 65536; prefetch = %s; };\n" % prefetch
+        with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+            add_tenants(fake, ws, ["acme"], extra=("--page-size", 2))
+            fake.add_raw(token("acme"), [small(1, now - 100), big, small(3, now - 98),
+                                         small(4, now - 97)])
+            run_once(ws, expect=1)
+            offsets = [r["offset"] for r in fake.served(token("acme"))["requests"]]
+            assert offsets == want, "prefetch=%s: offsets %s, want %s" % (prefetch, offsets, want)
+            err = db_value(ws, "SELECT last_error FROM tenant WHERE name = 'acme'")
+            assert "larger than fetch.batch_max_bytes" in err, err
+            assert cursor(ws, "acme") is None, "a failed slice moved the cursor"
+            assert [json.loads(l)["_id"] for l in ws.lines()] == ["s1"], ws.lines()
 
 
 def test_fault_429_short_wait_is_sat_out():
@@ -471,7 +505,8 @@ def test_sigterm_while_the_next_page_hangs():
     # The second page's request hangs while the first page is being stored:
     # the shutdown does not wait for it either, and the half-read slice
     # moves no cursor.
-    cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"
+    cfg = ("http = { low_speed_time = 600; total_timeout = 3600; };\n"
+           "fetch = { prefetch = true; };\n")
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
         add_tenants(fake, ws, ["acme"], extra=("--page-size", 20))
