@@ -623,7 +623,7 @@ def notes(R):
     if B:
         out.append("- Backlog: the backlog is the tenant's unread window (records waiting at "
                    "the API). Peak RSS is the fetch worker's fixed buffers (one page, one "
-                   "record's tokens, one batch) plus SQLite's page cache (2 MiB per connection), which "
+                   "record's tokens, one batch) plus SQLite's page cache (1 MiB per connection), which "
                    "fills as the dedupe table grows, hence the few MiB from 10,000 to "
                    "100,000; batches of 1 MiB and more are spooled to files and a file sink "
                    "links them, so upload workers hold no copy. The second run of the dedupe "
