@@ -476,6 +476,22 @@ def test_missing_spool_file_is_named():
         assert ws.query("SELECT count(*) FROM outbox") == 1
 
 
+def sigterm_during_hang(fake, ws, what):
+    """Start the daemon, SIGTERM it once acme's hanging request is out: it
+    must exit 0 within 5 s, not wait for the server."""
+    proc = ws.spawn(["run"])
+    try:
+        wait_until(lambda: any(r["fault"] == "hang" for r in
+                               fake.served(token("acme"))["requests"]), timeout=30, what=what)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.time() - t0 < 5, "SIGTERM waited %.1f s for the server" % (time.time() - t0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_sigterm_does_not_wait_for_a_hanging_server():
     cfg = "http = { low_speed_time = 600; total_timeout = 3600; };\n"   # the hang would last
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
@@ -483,18 +499,7 @@ def test_sigterm_does_not_wait_for_a_hanging_server():
         add_tenants(fake, ws, ["acme"])
         fake.generate(token("acme"), 50, insertion_start=now - 500, insertion_end=now - 1, seed=40)
         fake.faults(token("acme"), [{"kind": "hang"}])
-        proc = ws.spawn(["run"])
-        try:
-            wait_until(lambda: any(r["fault"] == "hang" for r in
-                                   fake.served(token("acme"))["requests"]),
-                       timeout=30, what="the daemon waiting on a hanging request")
-            t0 = time.time()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-            assert time.time() - t0 < 5, "SIGTERM waited %.1f s for the server" % (time.time() - t0)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        sigterm_during_hang(fake, ws, "the daemon waiting on a hanging request")
         assert cursor(ws, "acme") is None, "an abandoned window must not move the cursor"
         assert db_value(ws, "SELECT fail_count FROM tenant") == 0, \
             "a shutdown is not the tenant's failure"
@@ -512,18 +517,7 @@ def test_sigterm_while_the_next_page_hangs():
         add_tenants(fake, ws, ["acme"], extra=("--page-size", 20))
         fake.generate(token("acme"), 50, insertion_start=now - 500, insertion_end=now - 1, seed=41)
         fake.faults(token("acme"), [{"kind": "hang", "after": 1}])
-        proc = ws.spawn(["run"])
-        try:
-            wait_until(lambda: any(r["fault"] == "hang" for r in
-                                   fake.served(token("acme"))["requests"]),
-                       timeout=30, what="the daemon waiting on the hanging second page")
-            t0 = time.time()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0
-            assert time.time() - t0 < 5, "SIGTERM waited %.1f s for the server" % (time.time() - t0)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        sigterm_during_hang(fake, ws, "the daemon waiting on the hanging second page")
         offsets = [r["offset"] for r in fake.served(token("acme"))["requests"]]
         assert offsets == [0, 20], "requests sent: offsets %s" % offsets
         assert cursor(ws, "acme") is None, "an abandoned window must not move the cursor"
