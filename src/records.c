@@ -329,18 +329,51 @@ static const unsigned char primitive_end[256] = {
     [':'] = 1, ['"'] = 1, ['['] = 1, ['{'] = 1, [0] = 1,
 };
 
+/* The end of the number at s (RFC 8259's grammar), or s when there is
+ * none; what follows is the caller's to check. */
+static size_t number_end(const char *p, size_t s, size_t len)
+{
+    size_t i = s + (p[s] == '-'), d;
+    if (i < len && p[i] == '0')
+        i++;
+    else if (i < len && is_digit(p[i]))
+        while (++i < len && is_digit(p[i]))
+            ;
+    else
+        return s;
+    if (i < len && p[i] == '.') {
+        for (d = ++i; i < len && is_digit(p[i]); i++)
+            ;
+        if (i == d)
+            return s;
+    }
+    if (i < len && (p[i] == 'e' || p[i] == 'E')) {
+        if (++i < len && (p[i] == '+' || p[i] == '-'))
+            i++;
+        for (d = i; i < len && is_digit(p[i]); i++)
+            ;
+        if (i == d)
+            return s;
+    }
+    return i;
+}
+
 /* A literal or number at *i, left at its last byte. At the end of the
  * body inside a container it may be cut short: truncated, not invalid. */
 static int lex_primitive(lexer *lx, size_t *i)
 {
-    size_t s = *i, e = s + 1;
-    while (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])
-        e++;
-    if (e == lx->len && lx->depth > 0)
+    size_t s = *i, e = lx->js[s] == '-' || is_digit(lx->js[s]) ? number_end(lx->js, s, lx->len) : s;
+    if (e == s || (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])) {
+        e = s + 1;                      /* not a number: a literal, or junk */
+        while (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])
+            e++;
+        if (e == lx->len && lx->depth > 0)
+            return lex_truncated(lx);
+        if (!primitive_ok(lx->js + s, e - s))
+            return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
+                          e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
+    } else if (e == lx->len && lx->depth > 0)
         return lex_truncated(lx);
-    if (!primitive_ok(lx->js + s, e - s))
-        return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
-                      e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
     if (lx->depth == 1 && lx->key == K_WAIT_TIME) {
         tok t = { .type = JSMN_PRIMITIVE, .start = (int)s, .end = (int)e };
         lx->pg->wait_time = wait_value(lx->js, &t);
@@ -380,6 +413,8 @@ static void lex_key(lexer *lx, size_t open_quote, size_t close_quote)
 static int lex_value(lexer *lx, size_t i)
 {
     char c = lx->js[i];
+    if (lx->depth > 2)
+        return 0;                        /* inside a record: most values */
     if (lx->ntoks == 1)
         lx->top_is_object = c == '{';
     if (lx->depth == 1 && lx->key == K_RESULT && ++lx->results == 1)
