@@ -64,9 +64,7 @@ static size_t span_end(const tok *t)
     return (size_t)t->end + (t->type == JSMN_STRING);
 }
 
-static int recs_reserve(ns_page *pg, size_t need);
-
-/* ---- 1. validating ---- */
+/* ---- JSON values ---- */
 
 /* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int number_ok(const char *p, size_t n)
@@ -106,8 +104,6 @@ static int primitive_ok(const char *p, size_t n)
     default:  return number_ok(p, n);
     }
 }
-
-/* ---- the envelope's values ---- */
 
 static int key_is(const char *js, const tok *t, const char *name, size_t n)
 {
@@ -164,6 +160,8 @@ static int64_t wait_value(const char *js, const tok *t)
     return d >= 9.2e18 ? INT64_MAX : (int64_t)d;
 }
 
+/* ---- buffers that grow and are reused ---- */
+
 static int toks_grow(ns_page *pg, size_t want)
 {
     if (want > pg->max_tokens)
@@ -192,6 +190,8 @@ static int recs_reserve(ns_page *pg, size_t need)
     pg->recs_cap = cap;
     return 0;
 }
+
+/* ---- 1. validating ---- */
 
 /* What may come next. */
 enum expect {
@@ -573,6 +573,36 @@ static int page_validate(ns_page *pg, const char *js, size_t len, int *ws_in_rec
     return envelope_check(&lx);
 }
 
+/* ---- 2. records ---- */
+
+/* Tokenize one record (valid JSON: jsmn can only run out of tokens, and
+ * then resumes where it stopped once the array has grown). */
+static int record_tokenize(ns_page *pg, const char *rec, size_t len, unsigned *ntoks)
+{
+    jsmn_parser p;
+    int r;
+    if (toks_grow(pg, MIN_TOKENS) < 0)
+        return -1;
+    jsmn_init(&p);
+    while ((r = jsmn_parse(&p, rec, len, pg->toks, pg->ntoks_cap)) == JSMN_ERROR_NOMEM)
+        if (pg->ntoks_cap >= pg->max_tokens || toks_grow(pg, (size_t)pg->ntoks_cap * 2) < 0)
+            return -1;
+    if (r < 1)
+        return -1;
+    *ntoks = p.toknext;
+    return 0;
+}
+
+/* The index of the token after t[i] and everything inside it. */
+static unsigned tok_next(const tok *t, unsigned n, unsigned i)
+{
+    unsigned j = i + 1;
+    if (t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY)
+        while (j < n && t[j].start < t[i].end)
+            j++;
+    return j;
+}
+
 /* The dedupe key: of the "_id" value (t_id) when there is one, else of
  * the minified record. A container _id is minified past the end of
  * pg->out and then dropped again. */
@@ -628,36 +658,6 @@ static int record_copy(ns_page *pg, const char *js, const tok *t, unsigned i,
     pg->out.len = (size_t)(d - pg->out.data);
     pg->out.data[pg->out.len] = '\0';
     return 0;
-}
-
-/* ---- 2. records ---- */
-
-/* Tokenize one record (valid JSON: jsmn can only run out of tokens, and
- * then resumes where it stopped once the array has grown). */
-static int record_tokenize(ns_page *pg, const char *rec, size_t len, unsigned *ntoks)
-{
-    jsmn_parser p;
-    int r;
-    if (toks_grow(pg, MIN_TOKENS) < 0)
-        return -1;
-    jsmn_init(&p);
-    while ((r = jsmn_parse(&p, rec, len, pg->toks, pg->ntoks_cap)) == JSMN_ERROR_NOMEM)
-        if (pg->ntoks_cap >= pg->max_tokens || toks_grow(pg, (size_t)pg->ntoks_cap * 2) < 0)
-            return -1;
-    if (r < 1)
-        return -1;
-    *ntoks = p.toknext;
-    return 0;
-}
-
-/* The index of the token after t[i] and everything inside it. */
-static unsigned tok_next(const tok *t, unsigned n, unsigned i)
-{
-    unsigned j = i + 1;
-    if (t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY)
-        while (j < n && t[j].start < t[i].end)
-            j++;
-    return j;
 }
 
 /* Record r, whose bytes are rec[0, r->len) in the body, tokenized in t:
