@@ -66,33 +66,39 @@ static size_t span_end(const tok *t)
 
 /* ---- JSON values ---- */
 
-/* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+/* The end of the JSON number at p[s] (RFC 8259:
+ * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), or s when there is none;
+ * what follows it is the caller's to check. */
+static size_t number_end(const char *p, size_t s, size_t len)
+{
+    size_t i = s + (p[s] == '-'), d;
+    if (i < len && p[i] == '0')
+        i++;
+    else if (i < len && is_digit(p[i]))
+        while (++i < len && is_digit(p[i]))
+            ;
+    else
+        return s;
+    if (i < len && p[i] == '.') {
+        for (d = ++i; i < len && is_digit(p[i]); i++)
+            ;
+        if (i == d)
+            return s;
+    }
+    if (i < len && (p[i] == 'e' || p[i] == 'E')) {
+        if (++i < len && (p[i] == '+' || p[i] == '-'))
+            i++;
+        for (d = i; i < len && is_digit(p[i]); i++)
+            ;
+        if (i == d)
+            return s;
+    }
+    return i;
+}
+
 static int number_ok(const char *p, size_t n)
 {
-    size_t i = (n && p[0] == '-'), d;
-    if (i < n && p[i] == '0')
-        i++;
-    else if (i < n && is_digit(p[i]))
-        while (i < n && is_digit(p[i]))
-            i++;
-    else
-        return 0;
-    if (i < n && p[i] == '.') {
-        for (d = ++i; i < n && is_digit(p[i]); i++)
-            ;
-        if (i == d)
-            return 0;
-    }
-    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
-        if (i < n && (p[i] == '+' || p[i] == '-'))
-            i++;
-        for (d = i; i < n && is_digit(p[i]); i++)
-            ;
-        if (i == d)
-            return 0;
-    }
-    return i == n;
+    return n > 0 && number_end(p, 0, n) == n;
 }
 
 static int primitive_ok(const char *p, size_t n)
@@ -328,35 +334,6 @@ static const unsigned char primitive_end[256] = {
     [' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1, [','] = 1, [']'] = 1, ['}'] = 1,
     [':'] = 1, ['"'] = 1, ['['] = 1, ['{'] = 1, [0] = 1,
 };
-
-/* The end of the number at s (RFC 8259's grammar), or s when there is
- * none; what follows is the caller's to check. */
-static size_t number_end(const char *p, size_t s, size_t len)
-{
-    size_t i = s + (p[s] == '-'), d;
-    if (i < len && p[i] == '0')
-        i++;
-    else if (i < len && is_digit(p[i]))
-        while (++i < len && is_digit(p[i]))
-            ;
-    else
-        return s;
-    if (i < len && p[i] == '.') {
-        for (d = ++i; i < len && is_digit(p[i]); i++)
-            ;
-        if (i == d)
-            return s;
-    }
-    if (i < len && (p[i] == 'e' || p[i] == 'E')) {
-        if (++i < len && (p[i] == '+' || p[i] == '-'))
-            i++;
-        for (d = i; i < len && is_digit(p[i]); i++)
-            ;
-        if (i == d)
-            return s;
-    }
-    return i;
-}
 
 /* A literal or number at *i, left at its last byte. At the end of the
  * body inside a container it may be cut short: truncated, not invalid. */
