@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/file.h>
 #include <stdlib.h>
 #include <time.h>
@@ -72,6 +73,9 @@ fail:
 
 void db_close(sqlite3 *db)
 {
+    sqlite3_stmt *st;
+    while (db && (st = sqlite3_next_stmt(db, NULL)) != NULL)
+        sqlite3_finalize(st);               /* db_stmt()'s, kept until now */
     sqlite3_close_v2(db);
 }
 
@@ -95,17 +99,32 @@ sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return st;
 }
 
+sqlite3_stmt *db_stmt(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st))
+        if (!sqlite3_stmt_busy(st) && strcmp(sqlite3_sql(st), sql) == 0)
+            return st;
+    return db_prepare(db, sql, err, errlen);
+}
+
+void db_stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
 int64_t db_int(sqlite3 *db, const char *sql, int64_t param, int64_t dflt)
 {
-    sqlite3_stmt *st = NULL;
+    char err[256];
     int64_t v = dflt;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db_stmt(db, sql, err, sizeof err);
+    if (!st)
         return dflt;
     if (sqlite3_bind_parameter_count(st) > 0)
         sqlite3_bind_int64(st, 1, param);
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    db_stmt_done(st);
     return v;
 }
 

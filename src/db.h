@@ -35,6 +35,13 @@ void db_rollback(sqlite3 *db);
 int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* Prepare, or NULL with err. The statement belongs to the caller. */
 sqlite3_stmt *db_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* A statement for sql that stays prepared on db: one db prepared before
+ * for the same text and is not running (SQLite lists a connection's
+ * statements), else a new one; NULL with err. For queries run once per
+ * job or batch. Give it back with db_stmt_done(), never finalize it:
+ * db_close() finalizes what is left. */
+sqlite3_stmt *db_stmt(sqlite3 *db, const char *sql, char *err, size_t errlen);
+void db_stmt_done(sqlite3_stmt *st);
 /* Run a single-integer query with one optional int64 parameter;
  * returns dflt when there is no row. */
 int64_t db_int(sqlite3 *db, const char *sql, int64_t param, int64_t dflt);

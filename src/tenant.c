@@ -85,7 +85,7 @@ static int tenant_select(sqlite3 *db, const char *where, const char *name, int64
 {
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT " TENANT_COLUMNS " FROM tenant WHERE %s", where);
-    sqlite3_stmt *st = db_prepare(db, sql, err, errlen);
+    sqlite3_stmt *st = db_stmt(db, sql, err, errlen);
     if (!st)
         return -1;
     if (name)
@@ -106,7 +106,7 @@ static int tenant_select(sqlite3 *db, const char *where, const char *name, int64
         snprintf(err, errlen, "cannot read tenant: %s", sqlite3_errmsg(db));
         rc = -1;
     }
-    sqlite3_finalize(st);
+    db_stmt_done(st);
     return rc;
 }
 
@@ -260,7 +260,7 @@ int tenant_load_token(sqlite3 *db, const secret_key *key, tenant *t, char *err, 
     char why[256];
     int rc = -1;
     tenant_release(t);
-    sqlite3_stmt *st = db_prepare(db, "SELECT token FROM tenant WHERE id = ?1", err, errlen);
+    sqlite3_stmt *st = db_stmt(db, "SELECT token FROM tenant WHERE id = ?1", err, errlen);
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, t->id);
@@ -275,7 +275,7 @@ int tenant_load_token(sqlite3 *db, const secret_key *key, tenant *t, char *err, 
     }
     rc = 0;
 out:
-    sqlite3_finalize(st);
+    db_stmt_done(st);
     return rc;
 }
 
