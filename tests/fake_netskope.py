@@ -40,8 +40,9 @@ GET  /_admin/served?token=T  {"requests":[{"window","start","end","offset","limi
                               "status","count","fault","t","peer"}...],
                               "ids":[_id of every record sent in a complete 200 reply]}
                              (fault: null, the fault kind, or "client_gone" when
-                             the client left before the reply; peer: the client's
-                             port, equal for requests on one kept-alive connection)
+                             the client left before the reply; t: when the request
+                             arrived; peer: the client's port, equal for requests
+                             on one kept-alive connection)
 GET  /_admin/alerts?token=T  {"records":["<raw json text>",...]} in served order
 
 Faults are consumed one per valid data request of that tenant, in order.
@@ -353,12 +354,15 @@ class Tenant:
                 return None
             return self.faults.popleft()
 
-    def log(self, q, status, count, fault, peer, ids=None):
+    def log(self, q, status, count, fault, peer, ids=None, t=None):
         """Record a request before its reply is sent (so a test that has
-        read the reply always finds it); returns the entry."""
+        read the reply always finds it); returns the entry. t: when the
+        request arrived (what pacing tests measure), not when its reply was
+        ready, which varies with the fake's own work."""
         entry = {"window": q["window"], "start": q["start"], "end": q["end"],
                  "offset": q["offset"], "limit": q["limit"], "status": status,
-                 "count": count, "fault": fault, "t": time.time(), "peer": peer}
+                 "count": count, "fault": fault, "t": t if t is not None else time.time(),
+                 "peer": peer}
         with self.lock:
             self.requests.append((entry, ids or []))
         return entry
@@ -491,6 +495,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- routing
 
     def do_GET(self):
+        self.arrived = time.time()
         url = urlsplit(self.path)
         if url.path.startswith("/_admin/"):
             return self.admin_get(url)
@@ -528,7 +533,7 @@ class Handler(BaseHTTPRequestHandler):
             body = page_pretty(recs, wait_time)
         else:
             body = page_compact(recs, wait_time)
-        entry = tenant.log(q, 200, len(recs), fault, self.peer(), [r.id for r in recs])
+        entry = tenant.log(q, 200, len(recs), fault, self.peer(), [r.id for r in recs], t=self.arrived)
         try:
             self.send_body(200, body, RATELIMIT_HEADERS)
         except OSError:             # the client gave up (a timeout): nothing was served
@@ -544,24 +549,24 @@ class Handler(BaseHTTPRequestHandler):
             headers.append(("Retry-After", str(f["retry_after"])))
         if "ratelimit_reset" in f:
             headers.append(("ratelimit-reset", str(f["ratelimit_reset"])))
-        tenant.log(q, code, 0, "status", self.peer())
+        tenant.log(q, code, 0, "status", self.peer(), t=self.arrived)
         self.send_json(code, {"status": code, "message": "injected fault"}, headers)
 
     def fault_malformed(self, tenant, q, f):
         recs = tenant.select(q)
         page = page_compact(recs, 0)
-        tenant.log(q, 200, 0, "malformed", self.peer())
+        tenant.log(q, 200, 0, "malformed", self.peer(), t=self.arrived)
         self.send_body(200, page[:len(page) // 2] + b"<html>502 Bad Gateway</html>", RATELIMIT_HEADERS)
 
     def fault_truncated(self, tenant, q, f):
         recs = tenant.select(q)
         page = page_compact(recs, 0)
-        tenant.log(q, 200, len(recs), "truncated", self.peer())
+        tenant.log(q, 200, len(recs), "truncated", self.peer(), t=self.arrived)
         self.close_connection = True
         self.send_body(200, page[:len(page) // 2], RATELIMIT_HEADERS, length=len(page))
 
     def fault_not_array(self, tenant, q, f):
-        tenant.log(q, 200, 0, "not_array", self.peer())
+        tenant.log(q, 200, 0, "not_array", self.peer(), t=self.arrived)
         self.send_body(200, page_compact([], 0, b'{"message":"result is not a list"}'), RATELIMIT_HEADERS)
 
     def fault_slow(self, tenant, q, f):
@@ -569,7 +574,7 @@ class Handler(BaseHTTPRequestHandler):
         self.serve_page(tenant, q, 0, "slow")
 
     def fault_hang(self, tenant, q, f):
-        tenant.log(q, None, 0, "hang", self.peer())
+        tenant.log(q, None, 0, "hang", self.peer(), t=self.arrived)
         self.server.state.stop.wait()
         self.close_connection = True
 
