@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "db.h"
 #include "log.h"
@@ -16,6 +15,7 @@
 #include "records.h"
 #include "shutdown.h"
 #include "tenant.h"
+#include "util.h"
 #include "window.h"
 
 #define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
@@ -62,7 +62,7 @@ typedef struct job {
     int64_t pages, fetched;   /* since the last commit */
     int64_t slice_pages;      /* requests made for the current slice */
     int64_t window_start;     /* where this job's first slice began */
-    struct timespec t0;       /* when the job began (monotonic) */
+    int64_t t0_ms;            /* when the job began (mono_ms) */
     long last_progress_ms;    /* when the last progress line was written */
     fetch_result *res;
 } job;
@@ -131,11 +131,9 @@ const char *fetch_status_name(fetch_status s)
     return names[s];
 }
 
-static long ms_since(const struct timespec *t)
+static long ms_since(int64_t t0_ms)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_nsec - t->tv_nsec) / 1000000L;
+    return (long)(mono_ms() - t0_ms);
 }
 
 static void set_result(job *j, fetch_status st, int64_t wait_until, const char *fmt, ...)
@@ -374,7 +372,7 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
  * stored, its rate and the time left, every few seconds. */
 static void progress(job *j, int64_t covered_to)
 {
-    long ms = ms_since(&j->t0);
+    long ms = ms_since(j->t0_ms);
     if (covered_to >= j->started || ms - j->last_progress_ms < PROGRESS_EVERY_MS)
         return;
     j->last_progress_ms = ms;
@@ -430,7 +428,7 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
             return;
         }
-        if (ms_since(&j->t0) >= f->cfg->job_budget_s * 1000L) {
+        if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
             set_result(j, FETCH_YIELD, 0, "%s", "");   /* back of the queue: others' turn */
             return;
         }
@@ -496,13 +494,13 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
         return;
     }
     j.started = db_now();
-    clock_gettime(CLOCK_MONOTONIC, &j.t0);
+    j.t0_ms = mono_ms();
     fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);
     log_info("tenant=%s run=%lld event=fetch_done status=%s window_start=%lld stored=%lld "
              "duration_ms=%ld%s%s%s", j.t.name, (long long)res->run_id,
              fetch_status_name(res->status), (long long)j.window_start, (long long)res->stored,
-             ms_since(&j.t0), res->error[0] ? " error=\"" : "", res->error,
+             ms_since(j.t0_ms), res->error[0] ? " error=\"" : "", res->error,
              res->error[0] ? "\"" : "");
 }

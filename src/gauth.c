@@ -59,7 +59,7 @@ struct gauth {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char token[GAUTH_TOKEN_MAX];   /* "" when none */
-    long long stale_at;            /* mono_ms() when a refresh is due */
+    int64_t stale_at;              /* mono_ms() when a refresh is due */
     int refreshing;
     unsigned long refresh_seq;     /* bumped when a refresh ends */
     gauth_result last_rc;
@@ -79,14 +79,6 @@ static void buf_wipe(buf *b)
     if (b->data)
         OPENSSL_cleanse(b->data, b->cap);
     buf_release(b);
-}
-
-/* CLOCK_MONOTONIC in milliseconds. */
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- JSON (jsmn) ---- */

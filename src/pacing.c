@@ -4,9 +4,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "shutdown.h"
+#include "util.h"
 
 typedef struct entry {
     int64_t id;             /* 0 = empty slot (tenant ids start at 1) */
@@ -17,13 +17,6 @@ typedef struct entry {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static entry *table;        /* open addressing, linear probing */
 static size_t cap, used;
-
-static int64_t now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
 
 static size_t slot_of(const entry *tab, size_t n, int64_t id)
 {
@@ -65,7 +58,7 @@ static entry *find(int64_t id)
 int pacing_wait(int64_t tenant_id, int64_t gap_us)
 {
     pthread_mutex_lock(&lock);
-    int64_t now = now_us(), wait = 0;
+    int64_t now = mono_us(), wait = 0;
     entry *e = find(tenant_id);
     if (e) {
         if (e->next_us > now)

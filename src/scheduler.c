@@ -16,6 +16,7 @@
 #include "outbox.h"
 #include "shutdown.h"
 #include "upload.h"
+#include "util.h"
 
 #define TICK_MS 1000
 #define ONCE_WAIT_MAX_S 120   /* in a one-shot pass, waits up to this are sat out */
@@ -153,13 +154,6 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
     }
     if (r->status != FETCH_STOPPED)
         p->failures++;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static void *fetch_worker(void *arg)

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -59,4 +60,16 @@ int fsync_parent(const char *path)
     }
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     return fsync_dir(dir);      /* "" for "/name": fsync_dir takes it as "/" */
+}
+
+int64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+int64_t mono_ms(void)
+{
+    return mono_us() / 1000;
 }

@@ -3,6 +3,7 @@
 #define NSC_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* printf into err (when err is not NULL) and return -1, so an error path
  * is one line: `return seterr(err, errlen, "cannot read '%s'", path);` */
@@ -18,5 +19,9 @@ int fsync_dir(const char *dir);
 /* fsync the directory that holds path ("." for a bare name), so a name
  * just made there survives a crash. 0 or -1 (errno). */
 int fsync_parent(const char *path);
+
+/* CLOCK_MONOTONIC: for intervals, deadlines and pacing (never wall time). */
+int64_t mono_us(void);
+int64_t mono_ms(void);
 
 #endif
