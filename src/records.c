@@ -340,17 +340,15 @@ static const unsigned char primitive_end[256] = {
 static int lex_primitive(lexer *lx, size_t *i)
 {
     size_t s = *i, e = lx->js[s] == '-' || is_digit(lx->js[s]) ? number_end(lx->js, s, lx->len) : s;
-    if (e == s || (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])) {
-        e = s + 1;                      /* not a number: a literal, or junk */
-        while (e < lx->len && !primitive_end[(unsigned char)lx->js[e]])
-            e++;
-        if (e == lx->len && lx->depth > 0)
-            return lex_truncated(lx);
-        if (!primitive_ok(lx->js + s, e - s))
-            return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
-                          e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
-    } else if (e == lx->len && lx->depth > 0)
+    int number = e > s && (e == lx->len || primitive_end[(unsigned char)lx->js[e]]);
+    if (!number)                        /* a literal, or junk: up to its end */
+        for (e = s + 1; e < lx->len && !primitive_end[(unsigned char)lx->js[e]]; e++)
+            ;
+    if (e == lx->len && lx->depth > 0)
         return lex_truncated(lx);
+    if (!number && !primitive_ok(lx->js + s, e - s))
+        return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
+                      e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
     if (lx->depth == 1 && lx->key == K_WAIT_TIME) {
         tok t = { .type = JSMN_PRIMITIVE, .start = (int)s, .end = (int)e };
         lx->pg->wait_time = wait_value(lx->js, &t);
@@ -376,14 +374,10 @@ static int lex_count(lexer *lx)
 /* A top-level key: which one it is decides what its value is for. */
 static void lex_key(lexer *lx, size_t open_quote, size_t close_quote)
 {
-    const char *k = lx->js + open_quote + 1;
-    size_t n = close_quote - open_quote - 1;
-    if (n == 6 && memcmp(k, "result", 6) == 0)
-        lx->key = K_RESULT;
-    else if (n == 9 && memcmp(k, "wait_time", 9) == 0)
-        lx->key = K_WAIT_TIME;
-    else
-        lx->key = K_OTHER;
+    tok k = { .type = JSMN_STRING, .start = (int)open_quote + 1, .end = (int)close_quote };
+    lx->key = KEY_IS(lx->js, &k, "result")      ? K_RESULT
+            : KEY_IS(lx->js, &k, "wait_time")   ? K_WAIT_TIME
+            : K_OTHER;
 }
 
 /* A value begins at byte i: note what the envelope needs. */
