@@ -1,21 +1,23 @@
 /* records.c - see records.h.
  *
- * One page goes through two steps:
- *   1. page_validate() reads it once, byte by byte, as strict JSON (RFC
- *      8259: every separator, every number and literal, every escape) and
- *      rejects what NDJSON cannot take: NUL bytes, raw control characters
- *      in strings (they would split a line), nesting deeper than
- *      RECORDS_MAX_DEPTH, more tokens than the page's cap. On the way it
- *      notes the envelope ("result", "wait_time") and where each element
- *      of "result" begins and ends.
- *   2. page_records() gives each element, now known to be valid JSON, to
- *      jsmn (strict, parent links) and takes from its tokens the record's
- *      "_id", times and, when needed, its minified copy. One record's
- *      tokens at a time: the token array stays the size of the largest
- *      record, not of the page, and in cache.
- * When no whitespace was seen inside a record (Netskope's pages are
- * compact), a record's bytes in the body are already minified and are used
- * where they are; otherwise each record is copied into pg->out without it.
+ * A page is read once, byte by byte, as strict JSON (RFC 8259: every
+ * separator, every number and literal, every escape), rejecting what NDJSON
+ * cannot take: NUL bytes, raw control characters in strings (they would
+ * split a line), nesting deeper than RECORDS_MAX_DEPTH, more tokens than the
+ * page's cap. On the way the lexer notes the envelope ("result",
+ * "wait_time") and, for each element of "result", where it begins and ends,
+ * whether it has whitespace outside strings, and where the values of its
+ * first "_id", "timestamp" and "_insertion_epoch_timestamp" keys are. When
+ * an element closes it becomes a record: its times, its dedupe key and,
+ * only if it had whitespace, a minified copy in pg->out. A compact record
+ * (Netskope's pages are compact) is used where it is in the body.
+ *
+ * jsmn is not used here. Its strict mode lets through what a record must
+ * not be ([1 2], {"a":1,}, tru, 01, NUL, raw newlines), so this lexer has to
+ * read every byte anyway; giving each record to jsmn afterwards only to find
+ * three keys tokenized every record a second time, a quarter of the
+ * daemon's CPU on a large backlog. jsmn reads the small documents elsewhere
+ * (gauth.c, cli_import.c) and is the unit tests' second opinion on records.
  */
 #include "records.h"
 #include "util.h"
@@ -33,15 +35,7 @@
 #include <emmintrin.h>
 #endif
 
-#define JSMN_STRICT
-#define JSMN_PARENT_LINKS
-#define JSMN_STATIC
-#include <jsmn.h>
-
 #define DEFAULT_MAX_TOKENS (16u * 1024 * 1024)
-#define MIN_TOKENS 256u
-
-typedef jsmntok_t tok;
 
 static inline int is_ws(char c)
 {
@@ -53,16 +47,12 @@ static inline int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* The bytes a token covers, quotes included for strings. */
-static size_t span_start(const tok *t)
+static int name_is(const char *p, size_t n, const char *name, size_t name_len)
 {
-    return (size_t)t->start - (t->type == JSMN_STRING);
+    return n == name_len && p[0] == name[0] && memcmp(p, name, n) == 0;
 }
 
-static size_t span_end(const tok *t)
-{
-    return (size_t)t->end + (t->type == JSMN_STRING);
-}
+#define NAME_IS(p, n, lit) name_is((p), (n), (lit), sizeof(lit) - 1)
 
 /* ---- JSON values ---- */
 
@@ -96,36 +86,17 @@ static size_t number_end(const char *p, size_t s, size_t len)
     return i;
 }
 
-static int number_ok(const char *p, size_t n)
+static int literal_ok(const char *p, size_t n)
 {
-    return n > 0 && number_end(p, 0, n) == n;
+    return NAME_IS(p, n, "true") || NAME_IS(p, n, "false") || NAME_IS(p, n, "null");
 }
 
-static int primitive_ok(const char *p, size_t n)
+/* The JSON number p[0, n) as an integer that fits int64_t: 0 and *out,
+ * else -1 (a fraction, an exponent, too large). */
+static int int_parse(const char *p, size_t n, int64_t *out)
 {
-    switch (p[0]) {
-    case 't': return n == 4 && memcmp(p, "true", 4) == 0;
-    case 'f': return n == 5 && memcmp(p, "false", 5) == 0;
-    case 'n': return n == 4 && memcmp(p, "null", 4) == 0;
-    default:  return number_ok(p, n);
-    }
-}
-
-static int key_is(const char *js, const tok *t, const char *name, size_t n)
-{
-    return (size_t)(t->end - t->start) == n && js[t->start] == name[0] &&
-           memcmp(js + t->start, name, n) == 0;
-}
-
-#define KEY_IS(js, t, lit) key_is((js), (t), (lit), sizeof(lit) - 1)
-
-/* An integer primitive that fits int64_t: 0 and *out, else -1. */
-static int int_parse(const char *js, const tok *t, int64_t *out)
-{
-    if (t->type != JSMN_PRIMITIVE)
-        return -1;
-    const char *p = js + t->start, *e = js + t->end;
-    int neg = *p == '-';
+    const char *e = p + n;
+    int neg = n > 0 && *p == '-';
     uint64_t v = 0;
     p += neg;
     if (p == e)
@@ -139,47 +110,22 @@ static int int_parse(const char *js, const tok *t, int64_t *out)
     return 0;
 }
 
-static int64_t int_value(const char *js, const tok *t)
-{
-    int64_t v;
-    return int_parse(js, t, &v) == 0 ? v : -1;
-}
-
-/* "wait_time": a number's integer part, clamped to [0, INT64_MAX]; -1 if
- * it is not a number. */
-static int64_t wait_value(const char *js, const tok *t)
+/* "wait_time", the valid JSON number p[0, n): its integer part, clamped
+ * to [0, INT64_MAX]. */
+static int64_t wait_value(const char *p, size_t n)
 {
     char tmp[64];
-    size_t n = (size_t)(t->end - t->start);
     int64_t v;
-    if (t->type != JSMN_PRIMITIVE || !(js[t->start] == '-' || is_digit(js[t->start])))
-        return -1;
-    if (int_parse(js, t, &v) == 0)
+    if (int_parse(p, n, &v) == 0)
         return v < 0 ? 0 : v;
     if (n >= sizeof(tmp))
         return -1;
-    memcpy(tmp, js + t->start, n);
+    memcpy(tmp, p, n);
     tmp[n] = '\0';
     double d = strtod(tmp, NULL);
     if (!(d > 0))
         return 0;
     return d >= 9.2e18 ? INT64_MAX : (int64_t)d;
-}
-
-/* ---- buffers that grow and are reused ---- */
-
-static int toks_grow(ns_page *pg, size_t want)
-{
-    if (want > pg->max_tokens)
-        want = pg->max_tokens;
-    if (want <= pg->ntoks_cap)
-        return 0;
-    tok *t = realloc(pg->toks, want * sizeof(tok));
-    if (!t)
-        return -1;
-    pg->toks = t;
-    pg->ntoks_cap = (unsigned)want;
-    return 0;
 }
 
 static int recs_reserve(ns_page *pg, size_t need)
@@ -197,7 +143,7 @@ static int recs_reserve(ns_page *pg, size_t need)
     return 0;
 }
 
-/* ---- 1. validating ---- */
+/* ---- the lexer ---- */
 
 /* What may come next. */
 enum expect {
@@ -213,22 +159,39 @@ enum expect {
 /* The top-level keys that matter, as the lexer meets them. */
 enum envelope_key { K_OTHER, K_RESULT, K_WAIT_TIME };
 
+/* The keys of a record that matter. */
+enum field { F_ID, F_TIMESTAMP, F_INSERTION, F_COUNT, F_NONE = F_COUNT };
+
+/* Where a field's value is in the body: [s, e), quotes included for a
+ * string; s == 0 while absent (no value starts at byte 0 of a record). */
+typedef struct span {
+    size_t s, e;
+} span;
+
+/* Depths (containers open) inside the page {"result":[{...}]}. */
+#define RESULT_DEPTH 2       /* inside "result": its elements begin here */
+#define RECORD_DEPTH 3       /* inside an element: a record's keys and values */
+
 typedef struct lexer {
     const char *js;
     size_t len;
     ns_page *pg;
     int depth;
     unsigned char in_object[RECORDS_MAX_DEPTH];
-    unsigned ntoks;            /* tokens so far, counted as jsmn counts them */
+    unsigned ntoks;            /* tokens so far: strings, primitives, containers */
     /* the envelope */
     int top_is_object;
     enum envelope_key key;     /* the top-level key whose value comes next */
     int results;               /* "result" keys seen */
     int result_is_array;       /* the first one's value */
-    int in_result;             /* inside that array: its elements are at depth 2 */
+    int in_result;             /* inside that array */
     long not_object;           /* index of the first element that is not an object, or -1 */
     size_t elements;
-    int ws_in_records;         /* whitespace outside strings inside an element */
+    /* the element of "result" being read */
+    int rec_ws;                /* whitespace outside strings inside it */
+    enum field field;          /* its key whose value comes next */
+    enum field pending;        /* its field whose value is being read */
+    span fields[F_COUNT];
     char *err;
     size_t errlen;
 } lexer;
@@ -346,20 +309,13 @@ static int lex_primitive(lexer *lx, size_t *i)
             ;
     if (e == lx->len && lx->depth > 0)
         return lex_truncated(lx);
-    if (!number && !primitive_ok(lx->js + s, e - s))
+    if (!number && !literal_ok(lx->js + s, e - s))
         return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
                       e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
-    if (lx->depth == 1 && lx->key == K_WAIT_TIME) {
-        tok t = { .type = JSMN_PRIMITIVE, .start = (int)s, .end = (int)e };
-        lx->pg->wait_time = wait_value(lx->js, &t);
-    }
+    if (number && lx->depth == 1 && lx->key == K_WAIT_TIME)
+        lx->pg->wait_time = wait_value(lx->js + s, e - s);
     *i = e - 1;
     return 0;
-}
-
-static enum expect after_value(const lexer *lx)
-{
-    return lx->depth ? X_COMMA_OR_CLOSE : X_END;
 }
 
 /* Count a token against the page's cap. */
@@ -371,40 +327,77 @@ static int lex_count(lexer *lx)
     return 0;
 }
 
-/* A top-level key: which one it is decides what its value is for. */
+/* A key, the string js[open_quote, close_quote]: at the top level and at a
+ * record's, which one it is decides what its value is for. */
 static void lex_key(lexer *lx, size_t open_quote, size_t close_quote)
 {
-    tok k = { .type = JSMN_STRING, .start = (int)open_quote + 1, .end = (int)close_quote };
-    lx->key = KEY_IS(lx->js, &k, "result")      ? K_RESULT
-            : KEY_IS(lx->js, &k, "wait_time")   ? K_WAIT_TIME
-            : K_OTHER;
+    const char *k = lx->js + open_quote + 1;
+    size_t n = close_quote - open_quote - 1;
+    if (lx->depth == 1)
+        lx->key = NAME_IS(k, n, "result")    ? K_RESULT
+                : NAME_IS(k, n, "wait_time") ? K_WAIT_TIME
+                : K_OTHER;
+    else if (lx->depth == RECORD_DEPTH && lx->in_result)
+        lx->field = NAME_IS(k, n, "_id")                        ? F_ID
+                  : NAME_IS(k, n, "timestamp")                  ? F_TIMESTAMP
+                  : NAME_IS(k, n, "_insertion_epoch_timestamp") ? F_INSERTION
+                  : F_NONE;
 }
 
-/* A value begins at byte i: note what the envelope needs. */
+/* An element of "result" begins at byte i. */
+static int element_begin(lexer *lx, size_t i)
+{
+    ns_page *pg = lx->pg;
+    if (lx->js[i] != '{') {
+        if (lx->not_object < 0)
+            lx->not_object = (long)lx->elements;
+    } else {
+        if (recs_reserve(pg, pg->nrecs + 1) < 0)
+            return seterr(lx->err, lx->errlen, "out of memory for %zu records", pg->nrecs + 1);
+        pg->recs[pg->nrecs].data = lx->js + i;
+    }
+    lx->elements++;
+    lx->rec_ws = 0;
+    lx->field = lx->pending = F_NONE;
+    memset(lx->fields, 0, sizeof(lx->fields));
+    return 0;
+}
+
+/* A value begins at byte i: note what the envelope and the record need. */
 static int lex_value(lexer *lx, size_t i)
 {
+    if (lx->depth == RECORD_DEPTH) {
+        if (lx->field != F_NONE && !lx->fields[lx->field].s) {
+            lx->fields[lx->field].s = i;       /* the first one counts */
+            lx->pending = lx->field;
+        }
+        lx->field = F_NONE;
+        return 0;
+    }
+    if (lx->depth > RECORD_DEPTH)
+        return 0;                              /* inside a record: most values */
     char c = lx->js[i];
-    if (lx->depth > 2)
-        return 0;                        /* inside a record: most values */
     if (lx->ntoks == 1)
         lx->top_is_object = c == '{';
     if (lx->depth == 1 && lx->key == K_RESULT && ++lx->results == 1)
         lx->result_is_array = c == '[';
     else if (lx->depth == 1 && lx->key == K_WAIT_TIME)
-        lx->pg->wait_time = -1;          /* a primitive sets it in lex_primitive */
-    if (lx->depth != 2 || !lx->in_result)
-        return 0;
-    if (c != '{') {
-        if (lx->not_object < 0)
-            lx->not_object = (long)lx->elements;
-    } else {
-        if (recs_reserve(lx->pg, lx->pg->nrecs + 1) < 0)
-            return seterr(lx->err, lx->errlen, "out of memory for %zu records",
-                          lx->pg->nrecs + 1);
-        lx->pg->recs[lx->pg->nrecs].data = lx->js + i;
-    }
-    lx->elements++;
+        lx->pg->wait_time = -1;                /* a number sets it in lex_primitive */
+    if (lx->depth == RESULT_DEPTH && lx->in_result)
+        return element_begin(lx, i);
     return 0;
+}
+
+static int record_end(lexer *lx, size_t last);
+
+/* A value ended at byte last: what may come next. */
+static enum expect value_end(lexer *lx, size_t last)
+{
+    if (lx->depth == RECORD_DEPTH && lx->pending != F_NONE) {
+        lx->fields[lx->pending].e = last + 1;
+        lx->pending = F_NONE;
+    }
+    return lx->depth ? X_COMMA_OR_CLOSE : X_END;
 }
 
 static int lex_open(lexer *lx, size_t i, enum expect *x)
@@ -430,12 +423,11 @@ static int lex_close(lexer *lx, size_t i, enum expect *x)
         !(empty || *x == X_COMMA_OR_CLOSE))
         return lex_bad(lx, i);
     lx->depth--;
-    if (lx->in_result && lx->depth == 2 && obj) {
-        ns_record *r = &lx->pg->recs[lx->pg->nrecs++];
-        r->len = (size_t)(lx->js + i + 1 - r->data);
-    } else if (lx->in_result && lx->depth == 1)
+    if (lx->in_result && lx->depth == RESULT_DEPTH && obj && record_end(lx, i) < 0)
+        return -1;
+    if (lx->in_result && lx->depth == 1)
         lx->in_result = 0;
-    *x = after_value(lx);
+    *x = value_end(lx, i);
     return 0;
 }
 
@@ -465,9 +457,9 @@ static int lex_token(lexer *lx, size_t *i, enum expect *x)
         if (lex_count(lx) < 0 || (want_value && lex_value(lx, at) < 0) ||
             lex_string(lx, i) < 0)
             return -1;
-        if (!want_value && lx->depth == 1)
+        if (!want_value && lx->depth <= RECORD_DEPTH)
             lex_key(lx, at, *i);
-        *x = want_value ? after_value(lx) : X_COLON;
+        *x = want_value ? value_end(lx, *i) : X_COLON;
         return 0;
     case '{': case '[':
         if (!want_value)
@@ -494,7 +486,7 @@ static int lex_token(lexer *lx, size_t *i, enum expect *x)
             return lex_bad(lx, *i);
         if (lex_count(lx) < 0 || lex_value(lx, at) < 0 || lex_primitive(lx, i) < 0)
             return -1;
-        *x = after_value(lx);
+        *x = value_end(lx, *i);
         return 0;
     case '\0':
         return lex_bad_byte(lx, *i);
@@ -520,17 +512,93 @@ static int envelope_check(const lexer *lx)
     return 0;
 }
 
-/* Step 1: fills pg->recs with the elements' spans and pg->wait_time.
- * *ws_in_records: whitespace outside strings inside an element. */
-static int page_validate(ns_page *pg, const char *js, size_t len, int *ws_in_records,
-                         char *err, size_t errlen)
+/* ---- records ---- */
+
+/* A time field: an integer that fits int64_t, else -1. */
+static int64_t field_time(const lexer *lx, enum field f)
+{
+    const span *v = &lx->fields[f];
+    int64_t t;
+    if (!v->s || int_parse(lx->js + v->s, v->e - v->s, &t) < 0)
+        return -1;
+    return t;
+}
+
+/* The dedupe key: of the "_id" value when there is one, else of the
+ * minified record (min[0, min_len)). A container _id in a record with
+ * whitespace is minified past the end of pg->out and dropped again. */
+static int record_key(lexer *lx, ns_record *r, const char *min, size_t min_len)
+{
+    const span *id = &lx->fields[F_ID];
+    const char *v = lx->js + id->s;
+    size_t n = id->e - id->s;
+    buf *out = &lx->pg->out;
+    if (!id->s) {
+        records_hash("rec", min, min_len, r->key);
+        return 0;
+    }
+    if (!lx->rec_ws || (v[0] != '{' && v[0] != '[')) {
+        records_hash("id", v, n, r->key);
+        return 0;
+    }
+    size_t mark = out->len;
+    if (records_minify(out, v, n) < 0)
+        return -1;
+    records_hash("id", out->data + mark, out->len - mark, r->key);
+    out->len = mark;
+    out->data[mark] = '\0';
+    return 0;
+}
+
+/* The element of "result" that began at r->data closed at byte last: a
+ * record. With whitespace inside it is copied, minified, to pg->out;
+ * r->data is set once pg->out has stopped growing (page_validate()). */
+static int record_end(lexer *lx, size_t last)
+{
+    ns_page *pg = lx->pg;
+    ns_record *r = &pg->recs[pg->nrecs++];
+    const char *min = r->data;
+    r->len = (size_t)(lx->js + last + 1 - r->data);
+    r->event_time = field_time(lx, F_TIMESTAMP);
+    r->insertion_time = field_time(lx, F_INSERTION);
+    if (lx->rec_ws) {
+        size_t mark = pg->out.len;
+        if (records_minify(&pg->out, r->data, r->len) < 0)
+            goto oom;
+        min = pg->out.data + mark;
+        r->len = pg->out.len - mark;
+        r->data = NULL;
+    }
+    if (record_key(lx, r, min, r->len) < 0)
+        goto oom;
+    return 0;
+oom:
+    return seterr(lx->err, lx->errlen, "out of memory at result[%zu]", pg->nrecs - 1);
+}
+
+/* Copied records lie back to back in pg->out, in order. */
+static void point_at_copies(ns_page *pg)
+{
+    size_t at = 0;
+    for (size_t k = 0; k < pg->nrecs; k++) {
+        if (pg->recs[k].data)
+            continue;
+        pg->recs[k].data = pg->out.data + at;
+        at += pg->recs[k].len;
+    }
+}
+
+/* Read the page: pg->recs and pg->wait_time, or an error. */
+static int page_read(ns_page *pg, const char *js, size_t len, char *err, size_t errlen)
 {
     lexer lx = { .js = js, .len = len, .pg = pg, .not_object = -1, .err = err,
-                 .errlen = errlen };
+                 .errlen = errlen, .field = F_NONE, .pending = F_NONE };
     enum expect x = X_VALUE;
+    if (len > INT_MAX)
+        return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
     for (size_t i = 0; i < len; i++) {
         if (is_ws(js[i])) {
-            lx.ws_in_records |= lx.in_result && lx.depth >= 3;
+            lx.rec_ws |= lx.in_result && lx.depth >= RECORD_DEPTH;
             continue;
         }
         if (lex_token(&lx, &i, &x) < 0)
@@ -540,144 +608,9 @@ static int page_validate(ns_page *pg, const char *js, size_t len, int *ws_in_rec
         return seterr(err, errlen, "empty body");
     if (x != X_END)
         return lex_truncated(&lx);
-    *ws_in_records = lx.ws_in_records;
-    return envelope_check(&lx);
-}
-
-/* ---- 2. records ---- */
-
-/* Tokenize one record (valid JSON: jsmn can only run out of tokens, and
- * then resumes where it stopped once the array has grown). */
-static int record_tokenize(ns_page *pg, const char *rec, size_t len, unsigned *ntoks)
-{
-    jsmn_parser p;
-    int r;
-    if (toks_grow(pg, MIN_TOKENS) < 0)
+    if (envelope_check(&lx) < 0)
         return -1;
-    jsmn_init(&p);
-    while ((r = jsmn_parse(&p, rec, len, pg->toks, pg->ntoks_cap)) == JSMN_ERROR_NOMEM)
-        if (pg->ntoks_cap >= pg->max_tokens || toks_grow(pg, (size_t)pg->ntoks_cap * 2) < 0)
-            return -1;
-    if (r < 1)
-        return -1;
-    *ntoks = p.toknext;
-    return 0;
-}
-
-/* The index of the token after t[i] and everything inside it. */
-static unsigned tok_next(const tok *t, unsigned n, unsigned i)
-{
-    unsigned j = i + 1;
-    if (t[i].type == JSMN_OBJECT || t[i].type == JSMN_ARRAY)
-        while (j < n && t[j].start < t[i].end)
-            j++;
-    return j;
-}
-
-/* The dedupe key: of the "_id" value (t_id) when there is one, else of
- * the minified record. A container _id is minified past the end of
- * pg->out and then dropped again. */
-static int record_key(ns_page *pg, const char *js, const tok *t_id, const char *rec,
-                      ns_record *r)
-{
-    if (!t_id) {
-        records_hash("rec", rec, r->len, r->key);
-        return 0;
-    }
-    size_t s = span_start(t_id), e = span_end(t_id), mark = pg->out.len;
-    if (t_id->type == JSMN_STRING || t_id->type == JSMN_PRIMITIVE) {
-        records_hash("id", js + s, e - s, r->key);
-        return 0;
-    }
-    if (records_minify(&pg->out, js + s, e - s) < 0)
-        return -1;
-    records_hash("id", pg->out.data + mark, pg->out.len - mark, r->key);
-    pg->out.len = mark;
-    pg->out.data[mark] = '\0';
-    return 0;
-}
-
-/* Copy the non-whitespace bytes of [p, e): the short gaps between tokens. */
-static char *copy_gap(char *d, const char *p, const char *e)
-{
-    for (; p < e; p++)
-        if (!is_ws(*p))
-            *d++ = *p;
-    return d;
-}
-
-/* Minify the checked record t[i] (tokens i to end-1) into pg->out:
- * strings and primitives are copied whole, only the gaps between them
- * (brackets, separators, whitespace) are looked at byte by byte. */
-static int record_copy(ns_page *pg, const char *js, const tok *t, unsigned i,
-                       unsigned end)
-{
-    size_t pos = (size_t)t[i].start;
-    if (buf_reserve(&pg->out, (size_t)t[i].end - pos) < 0)
-        return -1;
-    char *d = pg->out.data + pg->out.len;
-    for (unsigned j = i + 1; j < end; j++) {
-        if (t[j].type == JSMN_OBJECT || t[j].type == JSMN_ARRAY)
-            continue;
-        size_t s = span_start(&t[j]), e = span_end(&t[j]);
-        d = copy_gap(d, js + pos, js + s);
-        memcpy(d, js + s, e - s);
-        d += e - s;
-        pos = e;
-    }
-    d = copy_gap(d, js + pos, js + t[i].end);
-    pg->out.len = (size_t)(d - pg->out.data);
-    pg->out.data[pg->out.len] = '\0';
-    return 0;
-}
-
-/* Record r, whose bytes are rec[0, r->len) in the body, tokenized in t:
- * its times, its key, and its minified copy when the page needs copies
- * (r->data is then set by page_records(), once pg->out has stopped
- * growing). */
-static int record_take(ns_page *pg, ns_record *r, const tok *t, unsigned n, int copy)
-{
-    const char *rec = r->data;
-    const tok *id = NULL, *ts = NULL, *ins = NULL;
-    unsigned j = 1;
-    for (int k = 0; k < t[0].size; k++) {
-        const tok *key = &t[j], *val = &t[j + 1];
-        if (!id && KEY_IS(rec, key, "_id"))
-            id = val;
-        else if (!ts && KEY_IS(rec, key, "timestamp"))
-            ts = val;
-        else if (!ins && KEY_IS(rec, key, "_insertion_epoch_timestamp"))
-            ins = val;
-        j = tok_next(t, n, j + 1);
-    }
-    const char *min = rec;
-    if (copy) {
-        size_t off = pg->out.len;
-        if (record_copy(pg, rec, t, 0, n) < 0)
-            return -1;
-        min = pg->out.data + off;
-        r->len = pg->out.len - off;
-        r->data = NULL;
-    }
-    r->event_time = ts ? int_value(rec, ts) : -1;
-    r->insertion_time = ins ? int_value(rec, ins) : -1;
-    return record_key(pg, rec, id, min, r);
-}
-
-static int page_records(ns_page *pg, int copy, char *err, size_t errlen)
-{
-    for (size_t k = 0; k < pg->nrecs; k++) {
-        ns_record *r = &pg->recs[k];
-        unsigned n;
-        if (record_tokenize(pg, r->data, r->len, &n) < 0)
-            return seterr(err, errlen, "cannot tokenize result[%zu] (out of memory?)", k);
-        if (record_take(pg, r, pg->toks, n, copy) < 0)
-            return seterr(err, errlen, "out of memory at result[%zu]", k);
-    }
-    for (size_t k = 0, at = 0; copy && k < pg->nrecs; k++) {
-        pg->recs[k].data = pg->out.data + at;        /* copies lie back to back */
-        at += pg->recs[k].len;
-    }
+    point_at_copies(pg);
     return 0;
 }
 
@@ -695,21 +628,7 @@ void ns_page_release(ns_page *pg)
 {
     buf_release(&pg->out);
     free(pg->recs);
-    free(pg->toks);
     ns_page_init(pg, pg->max_tokens);
-}
-
-static int page_parse(ns_page *pg, const char *body, size_t len, char *err,
-                      size_t errlen)
-{
-    int copy = 0;
-    if (len > INT_MAX)
-        return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    if (page_validate(pg, body, len, &copy, err, errlen) < 0)
-        return -1;
-    if (copy && buf_reserve(&pg->out, len) < 0)
-        return seterr(err, errlen, "out of memory for a copy of %zu bytes", len);
-    return page_records(pg, copy, err, errlen);
 }
 
 int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen)
@@ -719,7 +638,7 @@ int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t e
     buf_reset(&pg->out);
     if (err && errlen)
         err[0] = '\0';
-    if (page_parse(pg, body, len, err, errlen) == 0)
+    if (page_read(pg, body, len, err, errlen) == 0)
         return 0;
     pg->nrecs = 0;
     pg->wait_time = -1;

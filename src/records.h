@@ -2,8 +2,8 @@
  *
  * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...}, possibly
  * pretty-printed. ns_page_parse() reads it once as strict JSON, checks its
- * shape, tokenizes each element of "result" with jsmn, and yields it with
- * insignificant whitespace removed and nothing else changed: numbers such as
+ * shape, and yields each element of "result" with insignificant whitespace
+ * removed and nothing else changed: numbers such as
  * 9007199254740993 or 46.949800000000003 and escapes such as "\/" or
  * "\u00e9" stay byte for byte as received. Each record gets its dedupe key:
  * the 128-bit hash (SHA-256, truncated) of its "_id" value's bytes, or of the
@@ -27,21 +27,19 @@
 
 typedef struct ns_record {
     const char *data;                     /* the minified record is data[0, len): in the */
-    size_t len;                           /* body itself when the page has no whitespace
-                                             inside records, else in pg->out */
+    size_t len;                           /* body itself when the record has no whitespace
+                                             outside strings, else in pg->out */
     unsigned char key[RECORDS_KEY_LEN];   /* dedupe key */
     int64_t event_time;                   /* "timestamp", or -1 when absent/not an integer */
     int64_t insertion_time;               /* "_insertion_epoch_timestamp", or -1 */
 } ns_record;
 
 typedef struct ns_page {
-    buf out;               /* minified copies, back to back, when the page needed them */
+    buf out;               /* minified copies, back to back, of the records that needed them */
     ns_record *recs;       /* nrecs entries, valid until the next parse and while
                               the body passed to it is unchanged */
     size_t nrecs, recs_cap;
     int64_t wait_time;     /* body's "wait_time" in seconds, or -1 when absent */
-    void *toks;            /* jsmn token scratch for one record, reused */
-    unsigned ntoks_cap;
     unsigned max_tokens;   /* cap on tokens per page (hostile input) */
 } ns_page;
 
@@ -54,7 +52,7 @@ void ns_page_release(ns_page *pg);
 int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen);
 
 /* Minify one JSON value: copy src[0, len) to out without whitespace outside
- * strings. The input must be valid JSON (as checked by the tokenizer). */
+ * strings. The input must be valid JSON (as ns_page_parse() checks it). */
 int records_minify(buf *out, const char *src, size_t len);
 
 /* The dedupe key of arbitrary bytes (domain-separated SHA-256, truncated). */
