@@ -22,11 +22,10 @@ import base64
 import gzip
 import json
 import os
-import sqlite3
 import subprocess
 from urllib.parse import urlencode
 
-from harness import REPO, FakeServer
+from harness import REPO, FakeServer, db_rows
 
 FAKE_GCS = os.path.join(REPO, "tests", "fake_gcs.py")
 PROJECT = "nscollect-test"
@@ -145,8 +144,4 @@ def object_lines(data, name):
 
 def db_query(db_path, sql, args=()):
     """Rows of a read-only query on the daemon's database."""
-    con = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+    return db_rows(db_path, sql, *args)

@@ -244,15 +244,21 @@ class FakeNetskope(FakeServer):
 
 # ---- the nscollect CLI ------------------------------------------------------
 
+def db_rows(db, sql, *args):
+    """The rows of sql on database file db, read only (as an operator's
+    sqlite3 would)."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
 def db_value(db, sql, *args):
     """The first column of the first row of sql on database file db, read
     only, or None without a row."""
-    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
-    try:
-        row = con.execute(sql, args).fetchone()
-        return row[0] if row else None
-    finally:
-        con.close()
+    rows = db_rows(db, sql, *args)
+    return rows[0][0] if rows else None
 
 
 def cli_env(env=None):
@@ -317,6 +323,10 @@ class Workspace:
         """The first column of the first row of sql on the database (read
         only, as an operator's sqlite3 would), or None without a row."""
         return db_value(self.db, sql, *args)
+
+    def query_rows(self, sql, *args):
+        """Every row of sql on the database, read only."""
+        return db_rows(self.db, sql, *args)
 
     def lines(self):
         """Every NDJSON line delivered to the default file sink."""

@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import signal
-import sqlite3
 import sys
 import time
 
@@ -71,12 +70,8 @@ def requests(fake, name):
 
 
 def runs_by_tenant(ws):
-    con = sqlite3.connect("file:%s?mode=ro" % ws.db, uri=True, timeout=30)
-    try:
-        rows = con.execute("SELECT t.name, r.status, r.stored FROM run r JOIN tenant t "
-                           "ON t.id = r.tenant_id ORDER BY r.id").fetchall()
-    finally:
-        con.close()
+    rows = ws.query_rows("SELECT t.name, r.status, r.stored FROM run r JOIN tenant t "
+                         "ON t.id = r.tenant_id ORDER BY r.id")
     out = collections.defaultdict(list)
     for name, status, stored in rows:
         out[name].append((status, stored))

@@ -414,7 +414,7 @@ def test_spooled_batches_are_linked_into_the_file_sink():
 
 def test_removing_a_tenant_removes_its_spool_files():
     """tenant remove --force drops the tenant's undelivered batches, and with
-    them their spool files; another tenant's stay."""
+    them their spool files and its dedupe keys; another tenant's stay."""
     cfg = "outbox = { spool_min_bytes = 0; };\n"
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
@@ -436,9 +436,15 @@ def test_removing_a_tenant_removes_its_spool_files():
             "ON t.id = o.tenant_id WHERE t.name = ? AND o.spooled", n).split(","))
         acme, globex = files("acme"), files("globex")
         assert sorted(os.listdir(ws.db + ".spool")) == sorted(acme + globex)
+        keys = lambda: dict(ws.query_rows(  # noqa: E731
+            "SELECT t.name, count(*) FROM seen s LEFT JOIN tenant t ON t.id = s.tenant_id "
+            "GROUP BY s.tenant_id"))
+        before = keys()
+        assert before.get("acme", 0) > 0 and before.get("globex", 0) > 0, before
         rc, out, err = ws.run_cli(["tenant", "remove", "acme", "--force"])
         assert rc == 0 and "with its undelivered batches" in out, (rc, out, err)
         assert sorted(os.listdir(ws.db + ".spool")) == globex, os.listdir(ws.db + ".spool")
+        assert keys() == {"globex": before["globex"]}, keys()
 
 
 def test_missing_spool_file_is_named():
