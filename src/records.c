@@ -444,6 +444,42 @@ static int lex_trailing(const lexer *lx, size_t i)
     return lex_bad(lx, i);
 }
 
+/* Compact members "key":value,"key":value of an object, the bulk of a
+ * record, read in one loop instead of one trip through lex_token() per
+ * token and separator. String and number values are taken here; anything
+ * else (whitespace, a container, a literal, the closing brace) goes back to
+ * lex_token() with *x saying what may come. *i is at a key's opening quote. */
+static int lex_members(lexer *lx, size_t *i, enum expect *x)
+{
+    const char *js = lx->js;
+    for (;;) {
+        size_t at = *i;
+        if (lex_count(lx) < 0 || lex_string(lx, i) < 0)
+            return -1;
+        if (lx->depth <= RECORD_DEPTH)
+            lex_key(lx, at, *i);
+        if (*i + 2 >= lx->len || js[*i + 1] != ':') {
+            *x = X_COLON;
+            return 0;
+        }
+        char c = js[*i + 2];
+        int str = c == '"';
+        if (!str && c != '-' && !is_digit(c)) {
+            ++*i;
+            *x = X_VALUE;
+            return 0;
+        }
+        *i += 2;
+        if (lex_count(lx) < 0 || lex_value(lx, *i) < 0 ||
+            (str ? lex_string(lx, i) : lex_primitive(lx, i)) < 0)
+            return -1;
+        *x = value_end(lx, *i);
+        if (*i + 2 >= lx->len || js[*i + 1] != ',' || js[*i + 2] != '"')
+            return 0;
+        *i += 2;
+    }
+}
+
 static int lex_token(lexer *lx, size_t *i, enum expect *x)
 {
     char c = lx->js[*i];
@@ -453,14 +489,13 @@ static int lex_token(lexer *lx, size_t *i, enum expect *x)
         return lex_trailing(lx, *i);
     switch (c) {
     case '"':
-        if (!want_value && *x != X_KEY && *x != X_KEY_OR_CLOSE)
+        if (*x == X_KEY || *x == X_KEY_OR_CLOSE)
+            return lex_members(lx, i, x);
+        if (!want_value)
             return lex_bad(lx, *i);
-        if (lex_count(lx) < 0 || (want_value && lex_value(lx, at) < 0) ||
-            lex_string(lx, i) < 0)
+        if (lex_count(lx) < 0 || lex_value(lx, at) < 0 || lex_string(lx, i) < 0)
             return -1;
-        if (!want_value && lx->depth <= RECORD_DEPTH)
-            lex_key(lx, at, *i);
-        *x = want_value ? value_end(lx, *i) : X_COLON;
+        *x = value_end(lx, *i);
         return 0;
     case '{': case '[':
         if (!want_value)
