@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
-/* The first byte of the body -> token cap of the page that parses it.
- * Caps below the parser's 256-token minimum and just above it. */
+/* The first byte of the body -> token cap of the page that parses it:
+ * caps that small pages reach, and the default. */
 static const struct { char lead; unsigned cap; } caps[] = {
     {' ', 8}, {'\t', 64}, {'\n', 257}, {'\r', 1024},
 };
