@@ -124,6 +124,35 @@ def test_upgrade_from_schema_1():
         out, _ = expect(ws, ["status", "--json"], 0, '"name":"old"', "newest_alert_age_s")
 
 
+def test_upgrade_keeps_dedupe_keys():
+    """Migration 005 rebuilds the dedupe table without its foreign key: the
+    keys a schema-4 database holds survive it (else the first run after the
+    upgrade would send its overlap again), and removing a tenant still
+    removes its keys."""
+    with Workspace() as ws:
+        con = sqlite3.connect(ws.db)
+        for n in ("001_initial.sql", "002_status_delivery.sql", "003_seen_by_time.sql",
+                  "004_spool.sql"):
+            with open(os.path.join(REPO, "migrations", n)) as f:
+                con.executescript(f.read())
+        for name in ("old", "other"):
+            con.execute("INSERT INTO tenant (name, url, token, token_fp, interval_s, lookback_s, "
+                        "overlap_s, page_size, max_records, window, created_at, updated_at) "
+                        "VALUES (?, 'https://old.goskope.com', x'00', 'sha256:x', 300, 3600, "
+                        "120, 1000, 0, 'insertion', 0, 0)", (name,))
+        con.executemany("INSERT INTO seen (tenant_id, at, key) VALUES (?, ?, randomblob(16))",
+                        [(t, 1700000000 + i) for t in (1, 2) for i in range(50)])
+        con.execute("PRAGMA user_version = 4")
+        con.commit()
+        before = con.execute("SELECT tenant_id, at, hex(key) FROM seen ORDER BY 1, 2").fetchall()
+        con.close()
+        expect(ws, ["init"], 0, "schema version 5")
+        assert ws.query_rows("SELECT tenant_id, at, hex(key) FROM seen ORDER BY 1, 2") == before
+        assert "REFERENCES" not in ws.query("SELECT sql FROM sqlite_master WHERE name = 'seen'")
+        expect(ws, ["tenant", "remove", "old"], 0, "removed")
+        assert ws.query_rows("SELECT DISTINCT tenant_id FROM seen") == [(2,)]
+
+
 def test_key_file_problems():
     with Workspace() as ws:
         init_with_tenant(ws)
