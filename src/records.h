@@ -3,11 +3,11 @@
  * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...}, possibly
  * pretty-printed. ns_page_parse() reads it once as strict JSON, checks its
  * shape, and yields each element of "result" with insignificant whitespace
- * removed and nothing else changed: numbers such as
- * 9007199254740993 or 46.949800000000003 and escapes such as "\/" or
- * "\u00e9" stay byte for byte as received. Each record gets its dedupe key:
- * the 128-bit hash (SHA-256, truncated) of its "_id" value's bytes, or of the
- * whole minified record when it has no "_id".
+ * removed and nothing else changed: numbers such as 9007199254740993 or
+ * 46.949800000000003 and escapes such as "\/" or "\u00e9" stay byte for
+ * byte as received. Each record gets its dedupe key: the 128-bit hash
+ * (SHA-256, truncated) of its "_id" value's bytes, or of the whole minified
+ * record when it has no "_id".
  *
  * Errors (the page is then unusable; the caller must not move a cursor):
  * not JSON, truncated, "result" missing or not an array, an element that is
