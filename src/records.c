@@ -591,7 +591,7 @@ static int record_key(lexer *lx, ns_record *r, const char *min, size_t min_len)
 
 /* The element of "result" that began at r->data closed at byte last: a
  * record. With whitespace inside it is copied, minified, to pg->out;
- * r->data is set once pg->out has stopped growing (page_validate()). */
+ * r->data is set once pg->out has stopped growing (point_at_copies()). */
 static int record_end(lexer *lx, size_t last)
 {
     ns_page *pg = lx->pg;
