@@ -565,8 +565,8 @@ static long long oracle_time(const char *js, const jsmntok_t *t)
 {
     char tmp[32], *end;
     size_t n = (size_t)(t->end - t->start);
-    if (t->type != JSMN_PRIMITIVE || n >= sizeof(tmp) ||
-        strcspn(js + t->start, ".eE") < n || !(js[t->start] == '-' || isdigit((unsigned char)js[t->start])))
+    if (t->type != JSMN_PRIMITIVE || n >= sizeof(tmp) || strcspn(js + t->start, ".eE") < n ||
+        !(js[t->start] == '-' || isdigit((unsigned char)js[t->start])))
         return -1;
     memcpy(tmp, js + t->start, n);
     tmp[n] = '\0';
@@ -589,7 +589,8 @@ static int oracle_record(const ns_record *r)
         otoks_cap *= 2;
         otoks = realloc(otoks, otoks_cap * sizeof(*otoks));
     }
-    if (n < 1 || otoks[0].type != JSMN_OBJECT || otoks[0].start != 0 || (size_t)otoks[0].end != r->len)
+    if (n < 1 || otoks[0].type != JSMN_OBJECT || otoks[0].start != 0 ||
+        (size_t)otoks[0].end != r->len)
         return 1;
     const jsmntok_t *id = NULL, *ts = NULL, *ins = NULL;
     for (int j = 1; j < n; j++) {
@@ -625,27 +626,49 @@ static int oracle_disagrees(const ns_page *p)
     return 0;
 }
 
-/* A dense page and its pretty-printed twin: every record as jsmn sees it. */
+/* 20,000 records, with sp (whitespace or "") between their tokens: the
+ * page's body into b, the records minified and joined by '\n' into want. */
+static void dense_page(buf *b, buf *want, const char *sp)
+{
+    buf_reset(b);
+    buf_reset(want);
+    buf_append_str(b, "{\"result\":[");
+    for (int i = 0; i < 20000; i++) {
+        static const char *fmt = "{\"_id\":%s\"%d\",%s\"a\":[{\"b\":[%d,%s-1.5e3]}],"
+                                 "\"timestamp\":%s%d,\"x\":{\"_id\":1,\"timestamp\":2},"
+                                 "\"_insertion_epoch_timestamp\":%d%s}";
+        int ins = i % 3 ? i : -i;
+        buf_append_str(b, i ? "," : "");
+        buf_printf(b, fmt, sp, i, sp, i, sp, sp, i * 7, ins, sp);
+        buf_append_str(want, i ? "\n" : "");
+        buf_printf(want, fmt, "", i, "", i, "", "", i * 7, ins, "");
+    }
+    buf_append_str(b, "]}");
+}
+
+/* A dense page and its pretty-printed twin: the same records, and each of
+ * them as jsmn sees it. */
 static void test_dense(void)
 {
     ns_page p;
-    buf b;
+    buf b, want;
+    unsigned char k[RECORDS_KEY_LEN];
     ns_page_init(&p, 0);
     buf_init(&b, 0);
+    buf_init(&want, 0);
     for (int pretty = 0; pretty < 2; pretty++) {
-        const char *sp = pretty ? " \n\t" : "";
-        buf_reset(&b);
-        buf_append_str(&b, "{\"result\":[");
-        for (int i = 0; i < 20000; i++)
-            buf_printf(&b, "%s{\"_id\":%s\"%d\",%s\"a\":[{\"b\":[%d,%s-1.5e3]}],\"timestamp\":%s%d,"
-                       "\"x\":{\"_id\":1,\"timestamp\":2},\"_insertion_epoch_timestamp\":%d%s}",
-                       i ? "," : "", sp, i, sp, i, sp, sp, i * 7, i % 3 ? i : -i, sp);
-        buf_append_str(&b, "]}");
+        dense_page(&b, &want, pretty ? " \n\t" : "");
         CHECK_INT(ns_page_parse(&p, b.data, b.len, err, sizeof(err)), 0);
         CHECK_INT(p.nrecs, 20000);
+        buf_reset(&joined);
+        for (size_t i = 0; i < p.nrecs; i++) {
+            buf_append(&joined, i ? "\n" : "", i ? 1 : 0);
+            buf_append(&joined, p.recs[i].data, p.recs[i].len);
+        }
+        CHECK_MEM(joined.data, joined.len, want.data);
         CHECK_INT(p.recs[19999].event_time, 19999 * 7);
         CHECK_INT(p.recs[19998].insertion_time, -19998);
-        CHECK_INT(p.out.len, pretty ? b.len - 13 - 20000 * 15 - 19999 : 0);
+        CHECK_INT(p.out.len, pretty ? want.len - 19999 : 0);    /* copies only when needed */
         CHECK(!oracle_disagrees(&p));
     }
     p.recs[5].key[0] ^= 1;                          /* the oracle can disagree */
@@ -662,9 +685,12 @@ static void test_dense(void)
     CHECK_INT(ns_page_parse(&p, b.data, b.len, err, sizeof(err)), 0);
     CHECK_INT(p.nrecs, 1);
     CHECK(p.recs[0].len == b.len - 13 && memcmp(p.recs[0].data, b.data + 11, b.len - 13) == 0);
+    records_hash("id", "\"x\"", 3, k);
+    CHECK(memcmp(p.recs[0].key, k, RECORDS_KEY_LEN) == 0);
     CHECK(!oracle_disagrees(&p));
     ns_page_release(&p);
     buf_release(&b);
+    buf_release(&want);
 }
 
 /* records_hash() from several threads at once (one digest context each). */
