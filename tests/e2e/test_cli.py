@@ -103,24 +103,38 @@ def test_bad_config_and_database():
         expect(ws, ["status"], 2, "newer than this nscollect")
 
 
+def migrations():
+    """The migration files, in the order they apply."""
+    d = os.path.join(REPO, "migrations")
+    return [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".sql")]
+
+
+def old_database(path, version, tenants):
+    """A database as an older nscollect left it: migrations up to version,
+    and a tenant row for each name (ids 1, 2, ... in order). Returns the
+    open connection for the caller to add rows, commit and close."""
+    con = sqlite3.connect(path)
+    for f in migrations()[:version]:
+        with open(f) as sql:
+            con.executescript(sql.read())
+    for name in tenants:
+        con.execute("INSERT INTO tenant (name, url, token, token_fp, interval_s, lookback_s, "
+                    "overlap_s, page_size, max_records, window, created_at, updated_at) "
+                    "VALUES (?, 'https://old.goskope.com', x'00', 'sha256:x', 300, 3600, "
+                    "120, 1000, 0, 'insertion', 0, 0)", (name,))
+    con.execute("PRAGMA user_version = %d" % version)
+    return con
+
+
 def test_upgrade_from_schema_1():
     """A database made by the first schema is refused until `init`
     migrates it, in place, keeping its tenants."""
     with Workspace() as ws:
-        con = sqlite3.connect(ws.db)
-        with open(os.path.join(REPO, "migrations", "001_initial.sql")) as f:
-            con.executescript(f.read())
-        con.execute("INSERT INTO tenant (name, url, token, token_fp, interval_s, lookback_s, "
-                    "overlap_s, page_size, max_records, window, created_at, updated_at) VALUES "
-                    "('old', 'https://old.goskope.com', x'00', 'sha256:x', 300, 3600, 120, "
-                    "1000, 0, 'insertion', 0, 0)")
-        con.execute("PRAGMA user_version = 1")
+        con = old_database(ws.db, 1, ["old"])
         con.commit()
         con.close()
         expect(ws, ["status"], 2, "schema version 1", "init")
-        latest = len([f for f in os.listdir(os.path.join(REPO, "migrations"))
-                      if f.endswith(".sql")])
-        expect(ws, ["init"], 0, "schema version %d" % latest)
+        expect(ws, ["init"], 0, "schema version %d" % len(migrations()))
         out, _ = expect(ws, ["status", "--json"], 0, '"name":"old"', "newest_alert_age_s")
 
 
@@ -130,23 +144,13 @@ def test_upgrade_keeps_dedupe_keys():
     upgrade would send its overlap again), and removing a tenant still
     removes its keys."""
     with Workspace() as ws:
-        con = sqlite3.connect(ws.db)
-        for n in ("001_initial.sql", "002_status_delivery.sql", "003_seen_by_time.sql",
-                  "004_spool.sql"):
-            with open(os.path.join(REPO, "migrations", n)) as f:
-                con.executescript(f.read())
-        for name in ("old", "other"):
-            con.execute("INSERT INTO tenant (name, url, token, token_fp, interval_s, lookback_s, "
-                        "overlap_s, page_size, max_records, window, created_at, updated_at) "
-                        "VALUES (?, 'https://old.goskope.com', x'00', 'sha256:x', 300, 3600, "
-                        "120, 1000, 0, 'insertion', 0, 0)", (name,))
+        con = old_database(ws.db, 4, ["old", "other"])
         con.executemany("INSERT INTO seen (tenant_id, at, key) VALUES (?, ?, randomblob(16))",
                         [(t, 1700000000 + i) for t in (1, 2) for i in range(50)])
-        con.execute("PRAGMA user_version = 4")
         con.commit()
         before = con.execute("SELECT tenant_id, at, hex(key) FROM seen ORDER BY 1, 2").fetchall()
         con.close()
-        expect(ws, ["init"], 0, "schema version 5")
+        expect(ws, ["init"], 0, "schema version %d" % len(migrations()))
         assert ws.query_rows("SELECT tenant_id, at, hex(key) FROM seen ORDER BY 1, 2") == before
         assert "REFERENCES" not in ws.query("SELECT sql FROM sqlite_master WHERE name = 'seen'")
         expect(ws, ["tenant", "remove", "old"], 0, "removed")
