@@ -22,10 +22,10 @@ typedef struct nsc_config {
     int log_level;                    /* "log.level": enum log_level, default info */
     int log_format;                   /* "log.format": "kv" | "json" */
 
-    int fetch_workers;                /* "workers.fetch", default 4 */
+    int fetch_workers;                /* "workers.fetch": jobs working at once, default 4 */
     int upload_workers;               /* "workers.upload", default 2 */
-    int fetch_spare;                  /* "workers.fetch_spare": extra fetch threads while jobs
-                                         hold theirs past fetch.job_budget, default 4 */
+    int fetch_spare;                  /* "workers.fetch_spare": extra fetch threads for jobs
+                                         waiting on the network, default 4 */
 
     /* Defaults for new tenants ("tenant_defaults.*"). */
     int interval_s;                   /* interval, default 300 */

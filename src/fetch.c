@@ -53,6 +53,7 @@ struct fetcher {
     int cur;                   /* the client and page being stored */
     prefetch next;
     outbox_batch batch;
+    fetch_waits waits;
 };
 
 /* State of one job while it runs. */
@@ -122,6 +123,32 @@ void fetcher_reconfigure(fetcher *f, const nsc_config *cfg)
 {
     f->cfg = cfg;
     f->batch.data.max = (size_t)cfg->batch_max_bytes;
+}
+
+void fetcher_set_waits(fetcher *f, const fetch_waits *w)
+{
+    f->waits = *w;
+}
+
+static void wait_begin(fetcher *f)
+{
+    if (f->waits.begin)
+        f->waits.begin(f->waits.arg);
+}
+
+static void wait_end(fetcher *f)
+{
+    if (f->waits.end)
+        f->waits.end(f->waits.arg);
+}
+
+/* Sleep with the worker lent out. 1 when a shutdown cut it short. */
+static int idle_ms(fetcher *f, long ms)
+{
+    wait_begin(f);
+    int stopped = shutdown_sleep_ms(ms);
+    wait_end(f);
+    return stopped;
 }
 
 const char *fetch_status_name(fetch_status s)
@@ -237,7 +264,9 @@ static int prefetch_join(fetcher *f)
     prefetch *p = &f->next;
     if (!p->active)
         return 0;
+    wait_begin(f);
     pthread_join(p->thread, NULL);
+    wait_end(f);
     p->active = 0;
     if (p->stopped)
         return -1;
@@ -276,9 +305,12 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
             memcpy(why, f->next.why, sizeof why);
         } else {
             j->slice_pages++;
-            if (pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s))
+            wait_begin(f);
+            int stopped = pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s);
+            st = stopped ? NS_FAIL : ns_fetch_page(f->http[f->cur], &q, &rep);
+            wait_end(f);
+            if (stopped)
                 return 1;
-            st = ns_fetch_page(f->http[f->cur], &q, &rep);
         }
         if (shutdown_requested())
             return 1;                /* cut short by SIGTERM: not the tenant's failure */
@@ -308,7 +340,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         }
         log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
                  j->t.name, attempt + 1, wait, rep.err);
-        if (shutdown_sleep_ms(wait * 1000L))
+        if (idle_ms(f, wait * 1000L))
             return 1;
     }
 }
@@ -326,7 +358,7 @@ static int honour_wait_time(fetcher *f, job *j)
         j->res->told_to_wait = 1;
         return -1;
     }
-    return shutdown_sleep_ms((long)wt * 1000L);
+    return idle_ms(f, (long)wt * 1000L);
 }
 
 /* The pages of window w. A full page without wait_time means the next

@@ -49,6 +49,18 @@ void fetcher_free(fetcher *f);
  * HTTP settings stay those the fetcher was made with. */
 void fetcher_reconfigure(fetcher *f, const nsc_config *cfg);
 
+/* How a fetcher lends its worker out while the job waits (for a request,
+ * its pacing slot, a retry's or wait_time's sleep): begin() before each
+ * wait, end() after it, both on the job's thread. end() may block until a
+ * worker is free again. Without them (the default) a job keeps its worker. */
+typedef struct fetch_waits {
+    void (*begin)(void *arg);
+    void (*end)(void *arg);
+    void *arg;
+} fetch_waits;
+
+void fetcher_set_waits(fetcher *f, const fetch_waits *w);
+
 /* Run one job for tenant_id and record its outcome (run row, tenant
  * health and schedule). Fills *res. */
 void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res);

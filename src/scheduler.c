@@ -29,13 +29,12 @@ typedef struct waiting {
 
 struct pool;
 
-/* One fetch thread's place. A spare thread (see add_spare) uses a free
+/* One fetch thread's place. A spare thread (see worker_lend) uses a free
  * slot and gives it back when it retires; the scheduler joins it then. */
 typedef struct fetch_slot {
     struct pool *p;
     pthread_t thread;
     enum { SLOT_FREE, SLOT_LIVE, SLOT_DONE } state;
-    int64_t job_since_ms;            /* when its current job began; 0 when idle */
 } fetch_slot;
 
 /* The work queue and everything the threads share, under one mutex. */
@@ -53,14 +52,17 @@ typedef struct pool {
     size_t nbusy, busy_cap;
     waiting *waits;                  /* once mode: tenants to retry later in the pass */
     size_t nwaits, waits_cap;
-    int running;                     /* fetch jobs in flight */
+    int running;                     /* fetch jobs in flight (working or waiting) */
+    int working;                     /* jobs holding a worker: at most nfetch */
+    int reclaiming;                  /* jobs whose wait is over, waiting for a worker */
+    int closing;                     /* the scheduler is joining threads: no new ones */
     int fetch_done;                  /* once mode: no more fetch jobs will come */
     int failures;                    /* tenants or batches that did not make it */
     upload_queue *uploads;
     http_share *share;               /* DNS, TLS sessions, connections */
     fetch_slot slots[MAX_FETCH];
     int nlive;                       /* fetch threads running */
-    int nfetch;                      /* fetch threads wanted (--fetch-workers) */
+    int nfetch;                      /* workers (--fetch-workers) */
 } pool;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -156,6 +158,48 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
         p->failures++;
 }
 
+static int fetch_thread_start(pool *p);
+
+/* A worker is the right to work on a job (parse, store, send a request),
+ * not a thread: a job lends its worker out while it waits (on Netskope,
+ * its pacing slot, a retry), so a tenant whose server hangs holds a thread
+ * but no worker. The tenants queued behind it are served by the free
+ * worker, on an idle thread or a spare one started here, up to
+ * workers.fetch_spare spares: fetch + fetch_spare threads is the cap on
+ * concurrent Netskope requests. Spares retire when the queue is empty. */
+static void worker_lend(void *arg)
+{
+    pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->working--;
+    if (p->head != p->tail && p->nlive == p->running && !p->closing &&
+        p->nlive < p->nfetch + p->cfg.fetch_spare && fetch_thread_start(p) == 0)
+        log_debug("event=spare_worker fetch_threads=%d waiting=%d queued=%zu", p->nlive,
+                  p->running - p->working, p->tail - p->head);
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The wait is over: take a worker back before going on, ahead of any new
+ * job (this one already holds a tenant and maybe a page). */
+static void worker_reclaim(void *arg)
+{
+    pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->reclaiming++;
+    while (p->working >= p->nfetch && !shutdown_requested())
+        pthread_cond_wait(&p->changed, &p->lock);
+    p->reclaiming--;
+    p->working++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A thread may start the next job: one is queued and a worker is free. */
+static int job_ready(const pool *p)
+{
+    return p->head != p->tail && p->working < p->nfetch && p->reclaiming == 0;
+}
+
 static void *fetch_worker(void *arg)
 {
     fetch_slot *slot = arg;
@@ -170,21 +214,23 @@ static void *fetch_worker(void *arg)
     if (!f) {
         log_error("event=fetch_worker_failed error=\"%s\"", err);
         shutdown_request();
+    } else {
+        fetcher_set_waits(f, &(fetch_waits){worker_lend, worker_reclaim, p});
     }
     pthread_mutex_lock(&p->lock);
     while (f) {
-        /* A spare retires once nothing waits: the pool shrinks back. */
-        while (p->head == p->tail && !shutdown_requested() && !p->fetch_done &&
-               p->nlive <= p->nfetch)
+        /* A spare retires once nothing is queued: the pool shrinks back. */
+        while (!job_ready(p) && !shutdown_requested() && !p->fetch_done &&
+               !(p->head == p->tail && p->nlive > p->nfetch))
             pthread_cond_wait(&p->changed, &p->lock);
         if (p->head == p->tail || shutdown_requested()) {
             if (p->head == p->tail && !shutdown_requested() && !p->fetch_done)
-                log_info("event=spare_retired fetch_workers=%d", p->nlive - 1);
+                log_debug("event=spare_retired fetch_threads=%d", p->nlive - 1);
             break;
         }
         int64_t id = p->queue[p->head++];
         p->running++;
-        slot->job_since_ms = mono_ms();
+        p->working++;
         job_cfg = p->cfg;
         pthread_mutex_unlock(&p->lock);
         fetcher_reconfigure(f, &job_cfg);
@@ -193,8 +239,8 @@ static void *fetch_worker(void *arg)
         fetcher_run(f, id, &r);
 
         pthread_mutex_lock(&p->lock);
-        slot->job_since_ms = 0;
         p->running--;
+        p->working--;
         unbusy(p, id);
         if (p->once)
             account_once(p, id, &r);
@@ -217,7 +263,6 @@ static int fetch_thread_start(pool *p)
         if (s->state != SLOT_FREE)
             continue;
         s->p = p;
-        s->job_since_ms = 0;
         s->state = SLOT_LIVE;
         if (pthread_create(&s->thread, NULL, fetch_worker, s) != 0) {
             s->state = SLOT_FREE;
@@ -245,27 +290,6 @@ static void fetch_threads_reap(pool *p, int all)
         s->state = SLOT_FREE;
         pthread_mutex_unlock(&p->lock);
     }
-}
-
-/* A job that holds its worker past fetch.job_budget (a tenant that hangs
- * until http.low_speed_time, a dense tenant's first slice) must not hold up
- * the tenants queued behind it: while some wait and no worker is free, each
- * held worker gets one spare thread, up to workers.fetch_spare. Spares
- * retire when the queue is empty. Lock held. */
-static void add_spare(pool *p)
-{
-    if (p->head == p->tail || p->running < p->nlive ||
-        p->nlive >= p->nfetch + p->cfg.fetch_spare)
-        return;
-    int64_t now = mono_ms(), budget_ms = p->cfg.job_budget_s * 1000L;
-    int held = 0;
-    for (int i = 0; i < MAX_FETCH; i++)
-        if (p->slots[i].state == SLOT_LIVE && p->slots[i].job_since_ms &&
-            now - p->slots[i].job_since_ms > budget_ms)
-            held++;
-    if (held > p->nlive - p->nfetch && fetch_thread_start(p) == 0)
-        log_info("event=spare_worker fetch_workers=%d held=%d queued=%zu", p->nlive, held,
-                 p->tail - p->head);
 }
 
 static void *upload_worker(void *arg)
@@ -414,7 +438,6 @@ static void schedule(pool *p, sqlite3 *db)
             pthread_mutex_unlock(&p->lock);
             return;
         }
-        add_spare(p);
         pthread_cond_timedwait(&p->changed, &p->lock, &until);
         pthread_mutex_unlock(&p->lock);
         fetch_threads_reap(p, 0);
@@ -486,6 +509,9 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     pthread_mutex_unlock(&p.lock);
     nu = start_threads(&p, uploaders, opts->upload_workers, upload_worker);
     schedule(&p, db);
+    pthread_mutex_lock(&p.lock);
+    p.closing = 1;                               /* no spare starts behind the reaper */
+    pthread_mutex_unlock(&p.lock);
     fetch_threads_reap(&p, 1);
     join_threads(uploaders, nu);
     pthread_kill(sig, SIGUSR1);

@@ -54,7 +54,8 @@ Faults are consumed one per valid data request of that tenant, in order.
     {"kind":"truncated"}         Content-Length of the full page, half of it, close
     {"kind":"not_array"}         200 with "result" an object
     {"kind":"slow","seconds":S}  sleep S, then the normal page
-    {"kind":"hang"}              never answer (until the server stops)
+    {"kind":"hang"}              never answer; the served entry gets "ended" (the
+                                 time) when the client hangs up
     {"kind":"wait_time","seconds":S}  the normal page with "wait_time":S
 """
 
@@ -65,6 +66,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import sys
 import threading
@@ -574,8 +576,14 @@ class Handler(BaseHTTPRequestHandler):
         self.serve_page(tenant, q, 0, "slow")
 
     def fault_hang(self, tenant, q, f):
-        tenant.log(q, None, 0, "hang", self.peer(), t=self.arrived)
-        self.server.state.stop.wait()
+        entry = tenant.log(q, None, 0, "hang", self.peer(), t=self.arrived)
+        # The client sent its whole request: the socket turns readable
+        # only when it hangs up (EOF or reset).
+        while not self.server.state.stop.is_set():
+            if select.select([self.connection], [], [], 0.05)[0]:
+                with tenant.lock:
+                    entry["ended"] = time.time()
+                break
         self.close_connection = True
 
     def fault_wait_time(self, tenant, q, f):

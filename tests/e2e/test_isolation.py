@@ -140,21 +140,26 @@ def test_isolation_429_and_hang():
         assert token("limited") not in out and token("hanging") not in out
 
 
-def test_hanging_tenant_gets_a_spare_worker():
-    """--fetch-workers 1 and the first tenant in line hangs (30 s before
-    low_speed_time gives up): once its job holds the only worker past
-    fetch.job_budget, a spare worker serves the 5 tenants queued behind it,
-    all of them well before the hang would have ended; the spare retires
-    when the queue is empty."""
+def test_hanging_tenants_lend_their_workers():
+    """--fetch-workers 1, and the first three tenants in line hang (30 s
+    before low_speed_time gives up). A job lends its worker out while it
+    waits on Netskope, so spare threads (workers.fetch_spare, 4) serve the
+    5 tenants queued behind the hangs: all are delivered while all three
+    hanging requests are still open (their runs still 'running'). The job
+    budget is an hour, so no job ran out of it; the spares retire when the
+    queue is empty."""
     cfg = ("http = { low_speed_time = 30; total_timeout = 60; };\n"
-           "fetch = { job_budget = 1; };\n")
+           "fetch = { job_budget = 3600; };\n"
+           "log = { level = \"debug\"; };\n")
+    hanging = ["hang%d" % i for i in range(3)]
     healthy = HEALTHY[:5]
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
         assert ws.run_cli(["init"])[0] == 0
-        add_tenant(fake, ws, "hanging", "--lookback", 3600, alerts=50, start=now - 3000,
-                   end=now - 1, seed=8)
-        fake.faults(token("hanging"), [{"kind": "hang"}] * 10)
+        for i, n in enumerate(hanging):
+            add_tenant(fake, ws, n, "--lookback", 3600, alerts=50, start=now - 3000,
+                       end=now - 1, seed=8 + i)
+            fake.faults(token(n), [{"kind": "hang"}] * 10)
         for i, n in enumerate(healthy):
             add_tenant(fake, ws, n, "--lookback", 3600, alerts=100, start=now - 3000,
                        end=now - 1, seed=200 + i)
@@ -162,14 +167,18 @@ def test_hanging_tenant_gets_a_spare_worker():
         try:
             wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
                                    len(ndjson_lines(os.path.join(ws.out, n))) == 100
-                                   for n in healthy), 20, 0.1,
-                       "the healthy tenants delivered while the hang lasts")
-            hang = requests(fake, "hanging")
-            assert len(hang) == 1 and hang[0]["fault"] == "hang", hang
-            assert hang[0]["t"] < min(r["t"] for n in healthy for r in requests(fake, n)), \
-                "the hanging tenant should have been first in line"
+                                   for n in healthy), 25, 0.1,
+                       "the healthy tenants delivered while the hangs last")
+            runs = runs_by_tenant(ws)
+            assert all(runs[n] == [("running", 0)] for n in hanging), (
+                "the hanging tenants' first requests should still be open", dict(runs))
+            first_healthy = min(r["t"] for n in healthy for r in requests(fake, n))
+            for n in hanging:
+                hang = requests(fake, n)
+                assert len(hang) == 1 and hang[0]["fault"] == "hang", (n, hang)
+                assert hang[0]["t"] < first_healthy, "%s should have been ahead in line" % n
             wait_until(lambda: "event=spare_retired" in read(proc.stderr_path), 10, 0.1,
-                       "the spare worker to retire")
+                       "the spare threads to retire")
         finally:
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=30)
@@ -177,6 +186,37 @@ def test_hanging_tenant_gets_a_spare_worker():
         assert rc == 0, (rc, err[-3000:])
         assert "event=spare_worker" in err, err[-3000:]
         assert_exactly_once(fake, ws, healthy)
+
+
+def test_concurrent_requests_capped():
+    """fetch + fetch_spare threads is the cap on requests open at once:
+    with 1 worker and 2 spares, five tenants whose first request hangs
+    (until low_speed_time, 2 s) get three requests out at once; the fourth
+    can only go when a hang has ended, and every tenant is delivered once
+    its retry succeeds."""
+    cfg = ("http = { low_speed_time = 2; total_timeout = 30; };\n"
+           "workers = { fetch_spare = 2; };\n")
+    names = ["cap%d" % i for i in range(5)]
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        for i, n in enumerate(names):
+            add_tenant(fake, ws, n, "--lookback", 3600, alerts=20, start=now - 3000,
+                       end=now - 1, seed=300 + i)
+            fake.faults(token(n), [{"kind": "hang"}])
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
+        assert rc == 0, err[-3000:]
+        assert_exactly_once(fake, ws, names)
+        hangs = [r for n in names for r in requests(fake, n) if r["fault"] == "hang"]
+        assert len(hangs) == 5 and all("ended" in r for r in hangs), hangs
+        # The most requests open at once, from the fake's own clock: when
+        # each hanging request arrived and when the client hung up on it.
+        edges = sorted([(r["t"], 1) for r in hangs] + [(r["ended"], -1) for r in hangs])
+        most = open_now = 0
+        for _, step in edges:
+            open_now += step
+            most = max(most, open_now)
+        assert most == 3, "%d requests open at once, fetch + fetch_spare is 3" % most
 
 
 def fairness_setup(fake, ws, big_extra):
@@ -209,7 +249,9 @@ def assert_small_not_starved(fake):
 
 def test_fairness_job_budget():
     # A 1 s budget: the big job yields at the first slice boundary after 1 s.
-    cfg = "fetch = { slice = 600; job_budget = 1; };\n"
+    # No spare threads: the big job lends its worker while it waits, but
+    # with one thread only a yield lets the small ones in.
+    cfg = "fetch = { slice = 600; job_budget = 1; };\nworkers = { fetch_spare = 0; };\n"
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         fairness_setup(fake, ws, [])
         rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
@@ -223,7 +265,7 @@ def test_fairness_job_budget():
 def test_fairness_max_records():
     # --max-records ends the big tenant's job after the slice that reaches
     # it; the small tenants run, and the next pass continues the backlog.
-    cfg = "fetch = { slice = 600; job_budget = 3600; };\n"
+    cfg = "fetch = { slice = 600; job_budget = 3600; };\nworkers = { fetch_spare = 0; };\n"
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         big = fairness_setup(fake, ws, ["--max-records", 3000])
         rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
