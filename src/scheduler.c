@@ -40,7 +40,9 @@ typedef struct fetch_slot {
 /* The work queue and everything the threads share, under one mutex. */
 typedef struct pool {
     pthread_mutex_t lock;
-    pthread_cond_t changed;          /* queue, in-flight or completion changed */
+    pthread_cond_t changed;          /* a job ended, a thread retired, the pass is over */
+    pthread_cond_t job_cv;           /* idle fetch threads: maybe a job to start */
+    pthread_cond_t worker_cv;        /* reclaiming jobs: maybe a worker free */
     nsc_config cfg;                  /* the live config; SIGHUP replaces parts of it */
     const char *db_path;
     const secret_key *key;
@@ -112,7 +114,7 @@ static void enqueue(pool *p, int64_t id)
         return;                                    /* out of memory: next tick retries */
     p->queue[p->tail++] = id;
     p->busy[p->nbusy++] = id;
-    pthread_cond_broadcast(&p->changed);
+    pthread_cond_signal(&p->job_cv);
 }
 
 /* Queue every tenant the database says is due. */
@@ -160,6 +162,26 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
 
 static int fetch_thread_start(pool *p);
 
+/* A thread may start the next job: one is queued and a worker is free. */
+static int job_ready(const pool *p)
+{
+    return p->head != p->tail && p->working < p->nfetch && p->reclaiming == 0;
+}
+
+/* Wake the one thread that can use a free worker, if any: a job coming
+ * back from its wait goes first. One at a time, so that a worker set free
+ * does not wake every thread in the pool; each woken thread passes it on
+ * (pass_on) when more is free. Lock held. */
+static void pass_on(pool *p)
+{
+    if (p->working >= p->nfetch)
+        return;
+    if (p->reclaiming > 0)
+        pthread_cond_signal(&p->worker_cv);
+    else if (p->head != p->tail)
+        pthread_cond_signal(&p->job_cv);
+}
+
 /* A worker is the right to work on a job (parse, store, send a request),
  * not a thread: a job lends its worker out while it waits (on Netskope,
  * its pacing slot, a retry), so a tenant whose server hangs holds a thread
@@ -176,7 +198,7 @@ static void worker_lend(void *arg)
         p->nlive < p->nfetch + p->cfg.fetch_spare && fetch_thread_start(p) == 0)
         log_debug("event=spare_worker fetch_threads=%d waiting=%d queued=%zu", p->nlive,
                   p->running - p->working, p->tail - p->head);
-    pthread_cond_broadcast(&p->changed);
+    pass_on(p);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -188,16 +210,19 @@ static void worker_reclaim(void *arg)
     pthread_mutex_lock(&p->lock);
     p->reclaiming++;
     while (p->working >= p->nfetch && !shutdown_requested())
-        pthread_cond_wait(&p->changed, &p->lock);
+        pthread_cond_wait(&p->worker_cv, &p->lock);
     p->reclaiming--;
     p->working++;
+    pass_on(p);
     pthread_mutex_unlock(&p->lock);
 }
 
-/* A thread may start the next job: one is queued and a worker is free. */
-static int job_ready(const pool *p)
+/* Everything that waits in the pool looks again (shutdown, end of pass). */
+static void wake_all(pool *p)
 {
-    return p->head != p->tail && p->working < p->nfetch && p->reclaiming == 0;
+    pthread_cond_broadcast(&p->changed);
+    pthread_cond_broadcast(&p->job_cv);
+    pthread_cond_broadcast(&p->worker_cv);
 }
 
 static void *fetch_worker(void *arg)
@@ -222,7 +247,7 @@ static void *fetch_worker(void *arg)
         /* A spare retires once nothing is queued: the pool shrinks back. */
         while (!job_ready(p) && !shutdown_requested() && !p->fetch_done &&
                !(p->head == p->tail && p->nlive > p->nfetch))
-            pthread_cond_wait(&p->changed, &p->lock);
+            pthread_cond_wait(&p->job_cv, &p->lock);
         if (p->head == p->tail || shutdown_requested()) {
             if (p->head == p->tail && !shutdown_requested() && !p->fetch_done)
                 log_debug("event=spare_retired fetch_threads=%d", p->nlive - 1);
@@ -231,6 +256,10 @@ static void *fetch_worker(void *arg)
         int64_t id = p->queue[p->head++];
         p->running++;
         p->working++;
+        if (p->head == p->tail && p->nlive > p->nfetch)
+            pthread_cond_broadcast(&p->job_cv);    /* idle spares: retire */
+        else
+            pass_on(p);
         job_cfg = p->cfg;
         pthread_mutex_unlock(&p->lock);
         fetcher_reconfigure(f, &job_cfg);
@@ -244,6 +273,7 @@ static void *fetch_worker(void *arg)
         unbusy(p, id);
         if (p->once)
             account_once(p, id, &r);
+        pass_on(p);
         pthread_cond_broadcast(&p->changed);
     }
     p->nlive--;
@@ -369,12 +399,13 @@ static void reload_config(pool *p)
     pthread_mutex_unlock(&p->lock);
     log_setup((enum log_level)fresh.log_level, (enum log_format)fresh.log_format);
     log_info("event=reload config=%s%s", fresh.source,
-             restart ? " note=\"database, key_file, output_dir, workers.*, http.* and gcs.* "
-                       "changes take effect at the next start\"" : "");
+             restart ? " note=\"database, key_file, output_dir, workers.fetch, "
+                       "workers.upload, http.* and gcs.* changes take effect at the next "
+                       "start\"" : "");
 }
 
-/* The one thread that receives SIGTERM, SIGINT (and SIGHUP, for now a
- * logged no-op) for the whole process; handlers never run. */
+/* The one thread that receives SIGTERM, SIGINT and SIGHUP (reload) for
+ * the whole process; handlers never run. */
 static void *signal_thread(void *arg)
 {
     pool *p = arg;
@@ -397,7 +428,7 @@ static void *signal_thread(void *arg)
         log_info("event=shutdown signal=%s", sig == SIGTERM ? "TERM" : "INT");
         shutdown_request();
         pthread_mutex_lock(&p->lock);
-        pthread_cond_broadcast(&p->changed);
+        wake_all(p);
         pthread_mutex_unlock(&p->lock);
         return NULL;
     }
@@ -434,7 +465,7 @@ static void schedule(pool *p, sqlite3 *db)
         pthread_mutex_lock(&p->lock);
         if (p->once && once_progress(p)) {
             p->fetch_done = 1;
-            pthread_cond_broadcast(&p->changed);
+            wake_all(p);
             pthread_mutex_unlock(&p->lock);
             return;
         }
@@ -488,6 +519,8 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     sweep_spool(db);
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.changed, NULL);
+    pthread_cond_init(&p.job_cv, NULL);
+    pthread_cond_init(&p.worker_cv, NULL);
     p.uploads = upload_queue_new(opts->once);
     p.share = http_share_new();
 
@@ -511,6 +544,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     schedule(&p, db);
     pthread_mutex_lock(&p.lock);
     p.closing = 1;                               /* no spare starts behind the reaper */
+    wake_all(&p);
     pthread_mutex_unlock(&p.lock);
     fetch_threads_reap(&p, 1);
     join_threads(uploaders, nu);
@@ -527,6 +561,8 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     free(p.busy);
     free(p.waits);
     pthread_cond_destroy(&p.changed);
+    pthread_cond_destroy(&p.job_cv);
+    pthread_cond_destroy(&p.worker_cv);
     pthread_mutex_destroy(&p.lock);
     db_unlock(lockfd);
 out_db:
