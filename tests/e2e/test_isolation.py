@@ -47,6 +47,16 @@ def add_tenant(fake, ws, name, *extra, alerts=0, start=None, end=None, seed=1):
     assert rc == 0, err
 
 
+def add_recent(fake, ws, name, alerts, seed, faults=None):
+    """A tenant with `alerts` alerts over the last 50 minutes, read back an
+    hour; faults, when given, are its first replies."""
+    now = int(time.time())
+    add_tenant(fake, ws, name, "--lookback", 3600, alerts=alerts, start=now - 3000,
+               end=now - 1, seed=seed)
+    if faults:
+        fake.faults(token(name), faults)
+
+
 def assert_exactly_once(fake, ws, names):
     """Each tenant's directory holds each of its alerts once, byte-exact,
     and nothing else."""
@@ -87,12 +97,9 @@ def test_isolation_429_and_hang():
         assert ws.run_cli(["init"])[0] == 0
         # Retry-After 600 is longer than a one-shot pass sits out (120 s):
         # the tenant must fail this pass at once, not hold anyone up.
-        add_tenant(fake, ws, "limited", "--lookback", 3600, alerts=50, start=now - 3000,
-                   end=now - 1, seed=7)
-        fake.faults(token("limited"), [{"kind": "status", "code": 429, "retry_after": 600}] * 50)
-        add_tenant(fake, ws, "hanging", "--lookback", 3600, alerts=50, start=now - 3000,
-                   end=now - 1, seed=8)
-        fake.faults(token("hanging"), [{"kind": "hang"}] * 10)
+        add_recent(fake, ws, "limited", 50, 7,
+                   [{"kind": "status", "code": 429, "retry_after": 600}] * 50)
+        add_recent(fake, ws, "hanging", 50, 8, [{"kind": "hang"}] * 10)
         for i, n in enumerate(HEALTHY):
             add_tenant(fake, ws, n, "--lookback", 3600, "--page-size", 100, alerts=150 + 10 * i,
                        start=now - 3000, end=now - 1, seed=100 + i)
@@ -154,15 +161,11 @@ def test_hanging_tenants_lend_their_workers():
     hanging = ["hang%d" % i for i in range(3)]
     healthy = HEALTHY[:5]
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
-        now = int(time.time())
         assert ws.run_cli(["init"])[0] == 0
         for i, n in enumerate(hanging):
-            add_tenant(fake, ws, n, "--lookback", 3600, alerts=50, start=now - 3000,
-                       end=now - 1, seed=8 + i)
-            fake.faults(token(n), [{"kind": "hang"}] * 10)
+            add_recent(fake, ws, n, 50, 8 + i, [{"kind": "hang"}] * 10)
         for i, n in enumerate(healthy):
-            add_tenant(fake, ws, n, "--lookback", 3600, alerts=100, start=now - 3000,
-                       end=now - 1, seed=200 + i)
+            add_recent(fake, ws, n, 100, 200 + i)
         proc = ws.spawn(["run", "--fetch-workers", 1])
         try:
             wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
@@ -198,12 +201,9 @@ def test_concurrent_requests_capped():
            "workers = { fetch_spare = 2; };\n")
     names = ["cap%d" % i for i in range(5)]
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
-        now = int(time.time())
         assert ws.run_cli(["init"])[0] == 0
         for i, n in enumerate(names):
-            add_tenant(fake, ws, n, "--lookback", 3600, alerts=20, start=now - 3000,
-                       end=now - 1, seed=300 + i)
-            fake.faults(token(n), [{"kind": "hang"}])
+            add_recent(fake, ws, n, 20, 300 + i, [{"kind": "hang"}])
         rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
         assert rc == 0, err[-3000:]
         assert_exactly_once(fake, ws, names)
