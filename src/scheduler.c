@@ -21,6 +21,7 @@
 #define TICK_MS 1000
 #define ONCE_WAIT_MAX_S 120   /* in a one-shot pass, waits up to this are sat out */
 
+#define SPARE_PAUSE_MS 10000 /* after a spare thread could not start */
 #define MAX_FETCH 128        /* workers.fetch (at most 64) + workers.fetch_spare (at most 64) */
 
 typedef struct waiting {
@@ -35,6 +36,7 @@ typedef struct fetch_slot {
     struct pool *p;
     pthread_t thread;
     enum { SLOT_FREE, SLOT_LIVE, SLOT_DONE } state;
+    int spare;                       /* started by worker_lend, not at start-up */
 } fetch_slot;
 
 /* The work queue and everything the threads share, under one mutex. */
@@ -58,6 +60,7 @@ typedef struct pool {
     int working;                     /* jobs holding a worker: at most nfetch */
     int reclaiming;                  /* jobs whose wait is over, waiting for a worker */
     int closing;                     /* the scheduler is joining threads: no new ones */
+    int64_t no_spare_until_ms;       /* a spare could not start: none before this (mono_ms) */
     int fetch_done;                  /* once mode: no more fetch jobs will come */
     int failures;                    /* tenants or batches that did not make it */
     upload_queue *uploads;
@@ -160,7 +163,7 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
         p->failures++;
 }
 
-static int fetch_thread_start(pool *p);
+static int fetch_thread_start(pool *p, int spare);
 
 /* A thread may start the next job: one is queued and a worker is free. */
 static int job_ready(const pool *p)
@@ -195,7 +198,8 @@ static void worker_lend(void *arg)
     pthread_mutex_lock(&p->lock);
     p->working--;
     if (p->head != p->tail && p->nlive == p->running && !p->closing &&
-        p->nlive < p->nfetch + p->cfg.fetch_spare && fetch_thread_start(p) == 0)
+        p->nlive < p->nfetch + p->cfg.fetch_spare && mono_ms() >= p->no_spare_until_ms &&
+        fetch_thread_start(p, 1) == 0)
         log_debug("event=spare_worker fetch_threads=%d waiting=%d queued=%zu", p->nlive,
                   p->running - p->working, p->tail - p->head);
     pass_on(p);
@@ -236,7 +240,13 @@ static void *fetch_worker(void *arg)
     pthread_mutex_unlock(&p->lock);
     fetcher *f = fetcher_new(&job_cfg, p->db_path, p->key, http_share_handle(p->share), err,
                             sizeof err);
-    if (!f) {
+    if (!f && slot->spare) {          /* the workers go on without it */
+        log_warn("event=spare_failed error=\"%s\" note=\"no spare threads for %d s\"", err,
+                 SPARE_PAUSE_MS / 1000);
+        pthread_mutex_lock(&p->lock);
+        p->no_spare_until_ms = mono_ms() + SPARE_PAUSE_MS;
+        pthread_mutex_unlock(&p->lock);
+    } else if (!f) {
         log_error("event=fetch_worker_failed error=\"%s\"", err);
         shutdown_request();
     } else {
@@ -286,13 +296,14 @@ static void *fetch_worker(void *arg)
 
 /* Start a fetch thread in a free slot. Lock held. 0, or -1 when none is
  * free or the thread cannot start. */
-static int fetch_thread_start(pool *p)
+static int fetch_thread_start(pool *p, int spare)
 {
     for (int i = 0; i < MAX_FETCH; i++) {
         fetch_slot *s = &p->slots[i];
         if (s->state != SLOT_FREE)
             continue;
         s->p = p;
+        s->spare = spare;
         s->state = SLOT_LIVE;
         if (pthread_create(&s->thread, NULL, fetch_worker, s) != 0) {
             s->state = SLOT_FREE;
@@ -538,7 +549,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     p.nfetch = opts->fetch_workers;
     pthread_mutex_lock(&p.lock);
     for (int i = 0; i < p.nfetch; i++)
-        fetch_thread_start(&p);
+        fetch_thread_start(&p, 0);
     pthread_mutex_unlock(&p.lock);
     nu = start_threads(&p, uploaders, opts->upload_workers, upload_worker);
     schedule(&p, db);
