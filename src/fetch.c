@@ -332,6 +332,13 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
             set_result(j, FETCH_FAILED, 0, "%s", rep.err);
             return -1;
         }
+        if (rep.timed_out) {
+            /* A server that did not answer in http.low_speed_time may well
+             * hang again: trying it again here would hold a thread for as
+             * long each time. The tenant backs off (record_outcome). */
+            set_result(j, FETCH_FAILED, 0, "%s; not retried in this job", rep.err);
+            return -1;
+        }
         int wait = retry_wait_s(&rep, attempt);
         if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
             set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep.err, wait);

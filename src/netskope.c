@@ -58,6 +58,7 @@ static void reply_init(ns_reply *r)
     r->status = NS_FAIL;
     r->http_code = 0;
     r->retry_after_s = -1;
+    r->timed_out = 0;
     r->body = NULL;
     r->body_len = 0;
     r->err[0] = '\0';
@@ -331,6 +332,7 @@ static void classify_curl(ns_client *c, CURLcode rc, ns_reply *r, const char *wh
         return;
     }
     r->status = curl_transient(rc) ? NS_RETRY : NS_FAIL;
+    r->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
     set_err(r, "cannot fetch %.*s: %s", wlen, where,
             c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
 }

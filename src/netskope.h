@@ -36,6 +36,8 @@ typedef struct ns_reply {
     ns_status status;
     long http_code;          /* 0 when no HTTP reply arrived */
     int retry_after_s;       /* from Retry-After or ratelimit-reset, else -1 */
+    int timed_out;           /* NS_RETRY because no reply came in time (http.low_speed_time,
+                                http.total_timeout): the server may hang again */
     const char *body;        /* NS_OK: the body, owned by the client, valid until the next call */
     size_t body_len;
     char err[256];           /* human-readable reason when status != NS_OK */

@@ -89,9 +89,9 @@ def runs_by_tenant(ws):
 
 
 def test_isolation_429_and_hang():
-    # The hang ends by low_speed_time (3 s without a byte); four attempts
-    # with 1, 2, 4 s between them, then the tenant fails for this pass.
-    cfg = "http = { low_speed_time = 3; total_timeout = 10; };\n"
+    # The hang ends by low_speed_time (10 s without a byte) and is not tried
+    # again in the job: the tenant fails for this pass and backs off.
+    cfg = "http = { low_speed_time = 10; total_timeout = 20; };\n"
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
         assert ws.run_cli(["init"])[0] == 0
@@ -119,15 +119,14 @@ def test_isolation_429_and_hang():
         assert not os.path.isdir(os.path.join(ws.out, "hanging"))
 
         # The hang did not hold the others up: every healthy tenant had
-        # been served completely before the hanging tenant's last attempt.
+        # been served completely before the hanging request was given up.
         hang = requests(fake, "hanging")
-        assert hang and all(r["fault"] == "hang" for r in hang), hang
-        assert 2 <= len(hang) <= 4, "%d attempts on the hanging tenant" % len(hang)
-        last_hang = max(r["t"] for r in hang)
+        assert len(hang) == 1 and hang[0]["fault"] == "hang", (
+            "one attempt on the hanging tenant, not retried in the job", hang)
         last_healthy = max(r["t"] for n in HEALTHY for r in requests(fake, n))
-        assert last_healthy < last_hang, (
-            "healthy tenants were still being fetched %.1f s after the hanging tenant's last "
-            "attempt" % (last_healthy - last_hang))
+        assert last_healthy < hang[0]["ended"], (
+            "healthy tenants were still being fetched %.1f s after the hanging request ended"
+            % (last_healthy - hang[0]["ended"]))
 
         # Not hammered: one request, answered 429, and no retry in this pass.
         limited = requests(fake, "limited")
@@ -141,7 +140,12 @@ def test_isolation_429_and_hang():
         assert "429" in lim["last_error"] and "rate limited" in lim["last_error"], lim
         assert lim["next_run_at"] >= now + 500, ("the 429 tenant's next run honours "
                                                  "Retry-After 600", lim["next_run_at"] - now)
-        assert doc["hanging"]["state"] == "failing", doc["hanging"]
+        hung = doc["hanging"]
+        assert hung["state"] == "failing", hung
+        assert "too slow" in hung["last_error"], hung               # curl's low-speed abort
+        assert hung["last_error"].endswith("; not retried in this job"), hung
+        assert hung["next_run_at"] >= now + 25, ("a hang backs off (30 s after a first "
+                                                 "failure)", hung["next_run_at"] - now)
         for n in HEALTHY:
             assert doc[n]["state"] == "ok" and doc[n]["fail_count"] == 0, doc[n]
         assert token("limited") not in out and token("hanging") not in out
@@ -195,8 +199,8 @@ def test_concurrent_requests_capped():
     """fetch + fetch_spare threads is the cap on requests open at once:
     with 1 worker and 2 spares, five tenants whose first request hangs
     (until low_speed_time, 2 s) get three requests out at once; the fourth
-    can only go when a hang has ended, and every tenant is delivered once
-    its retry succeeds."""
+    can only go when a hang has ended. Each hanging tenant fails its pass;
+    the next pass delivers them all."""
     cfg = ("http = { low_speed_time = 2; total_timeout = 30; };\n"
            "workers = { fetch_spare = 2; };\n")
     names = ["cap%d" % i for i in range(5)]
@@ -204,6 +208,8 @@ def test_concurrent_requests_capped():
         assert ws.run_cli(["init"])[0] == 0
         for i, n in enumerate(names):
             add_recent(fake, ws, n, 20, 300 + i, [{"kind": "hang"}])
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
+        assert rc == 1, "a timed-out request fails its tenant's pass\n" + err[-3000:]
         rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 1], timeout=120)
         assert rc == 0, err[-3000:]
         assert_exactly_once(fake, ws, names)

@@ -227,6 +227,7 @@ static void fetch_expect(ns_client *c, ns_query *q, ns_status want, long code, i
     CHECK_INT(r.status, want);
     CHECK_INT(r.http_code, code);
     CHECK_INT(r.retry_after_s, retry);
+    CHECK_INT(r.timed_out, 0);      /* a reply, or a transfer cut short: not a timeout */
     check_err_clean(&r);
 }
 
@@ -279,6 +280,7 @@ static void test_fetch_replies(canned *s, const char *url)
     time_t t0 = time(NULL);
     CHECK_INT(ns_fetch_page(big, &q, &r), NS_RETRY);
     CHECK_HAS(r.err, "timed out");
+    CHECK_INT(r.timed_out, 1);
     CHECK(time(NULL) - t0 <= 4);
 
     /* 3.7 event-time window; a trailing slash on the tenant URL */
