@@ -93,6 +93,7 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
             if (parse_workers(c == 'f' ? "fetch-workers" : "upload-workers", optarg,
                               c == 'f' ? &ro.fetch_workers : &ro.upload_workers) != 0)
                 return EXIT_USAGE;
+            ro.fetch_workers_set |= c == 'f';
         } else if (c == 'h') {
             puts(usage);
             return 0;

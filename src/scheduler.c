@@ -36,7 +36,7 @@ typedef struct fetch_slot {
     struct pool *p;
     pthread_t thread;
     enum { SLOT_FREE, SLOT_LIVE, SLOT_DONE } state;
-    int spare;                       /* started by worker_lend, not at start-up */
+    int late;                        /* a spare, or added by a reload: not at start-up */
 } fetch_slot;
 
 /* The work queue and everything the threads share, under one mutex. */
@@ -67,7 +67,8 @@ typedef struct pool {
     http_share *share;               /* DNS, TLS sessions, connections */
     fetch_slot slots[MAX_FETCH];
     int nlive;                       /* fetch threads running */
-    int nfetch;                      /* workers (--fetch-workers) */
+    int nfetch;                      /* workers (workers.fetch, --fetch-workers) */
+    int nfetch_pinned;               /* set by --fetch-workers: a reload keeps it */
 } pool;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -163,7 +164,7 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
         p->failures++;
 }
 
-static int fetch_thread_start(pool *p, int spare);
+static int fetch_thread_start(pool *p, int late);
 
 /* A thread may start the next job: one is queued and a worker is free. */
 static int job_ready(const pool *p)
@@ -240,9 +241,9 @@ static void *fetch_worker(void *arg)
     pthread_mutex_unlock(&p->lock);
     fetcher *f = fetcher_new(&job_cfg, p->db_path, p->key, http_share_handle(p->share), err,
                             sizeof err);
-    if (!f && slot->spare) {          /* the workers go on without it */
-        log_warn("event=spare_failed error=\"%s\" note=\"no spare threads for %d s\"", err,
-                 SPARE_PAUSE_MS / 1000);
+    if (!f && slot->late) {           /* the others go on without it */
+        log_warn("event=fetch_thread_failed error=\"%s\" note=\"no spare threads for %d s\"",
+                 err, SPARE_PAUSE_MS / 1000);
         pthread_mutex_lock(&p->lock);
         p->no_spare_until_ms = mono_ms() + SPARE_PAUSE_MS;
         pthread_mutex_unlock(&p->lock);
@@ -296,14 +297,14 @@ static void *fetch_worker(void *arg)
 
 /* Start a fetch thread in a free slot. Lock held. 0, or -1 when none is
  * free or the thread cannot start. */
-static int fetch_thread_start(pool *p, int spare)
+static int fetch_thread_start(pool *p, int late)
 {
     for (int i = 0; i < MAX_FETCH; i++) {
         fetch_slot *s = &p->slots[i];
         if (s->state != SLOT_FREE)
             continue;
         s->p = p;
-        s->spare = spare;
+        s->late = late;
         s->state = SLOT_LIVE;
         if (pthread_create(&s->thread, NULL, fetch_worker, s) != 0) {
             s->state = SLOT_FREE;
@@ -378,8 +379,7 @@ static void *upload_worker(void *arg)
 static int needs_restart(const nsc_config *a, const nsc_config *b)
 {
     return strcmp(a->database, b->database) || strcmp(a->key_file, b->key_file) ||
-           strcmp(a->output_dir, b->output_dir) || a->fetch_workers != b->fetch_workers ||
-           a->upload_workers != b->upload_workers ||
+           strcmp(a->output_dir, b->output_dir) || a->upload_workers != b->upload_workers ||
            a->connect_timeout_s != b->connect_timeout_s ||
            a->low_speed_time_s != b->low_speed_time_s ||
            a->total_timeout_s != b->total_timeout_s || a->max_body_bytes != b->max_body_bytes ||
@@ -388,9 +388,20 @@ static int needs_restart(const nsc_config *a, const nsc_config *b)
            strcmp(a->gcs_credentials, b->gcs_credentials) || a->gcs_gzip != b->gcs_gzip;
 }
 
+/* A reload's workers.fetch: more workers start threads at once, fewer
+ * take effect as jobs end (a job is never stopped for it). Lock held. */
+static void set_workers(pool *p, int n)
+{
+    p->nfetch = n;
+    while (p->nlive < n && !p->closing && fetch_thread_start(p, 1) == 0)
+        ;
+    pass_on(p);
+}
+
 /* SIGHUP: read the config file again. A bad file changes nothing; a good
  * one replaces log, tenant-default, fetch and outbox settings, picked up by
- * each job as it starts. */
+ * each job as it starts, and the number of workers unless --fetch-workers
+ * set it. */
 static void reload_config(pool *p)
 {
     char err[1024];
@@ -406,13 +417,18 @@ static void reload_config(pool *p)
     }
     pthread_mutex_lock(&p->lock);
     int restart = needs_restart(&p->cfg, &fresh);
+    int pinned = p->nfetch_pinned && fresh.fetch_workers != p->cfg.fetch_workers;
     p->cfg = fresh;
+    if (!p->nfetch_pinned && fresh.fetch_workers != p->nfetch)
+        set_workers(p, fresh.fetch_workers);
+    int workers = p->nfetch;
     pthread_mutex_unlock(&p->lock);
     log_setup((enum log_level)fresh.log_level, (enum log_format)fresh.log_format);
-    log_info("event=reload config=%s%s", fresh.source,
-             restart ? " note=\"database, key_file, output_dir, workers.fetch, "
-                       "workers.upload, http.* and gcs.* changes take effect at the next "
-                       "start\"" : "");
+    log_info("event=reload config=%s fetch_workers=%d%s%s", fresh.source, workers,
+             restart ? " note=\"database, key_file, output_dir, workers.upload, http.* and "
+                       "gcs.* changes take effect at the next start\"" : "",
+             pinned ? " fetch_workers_note=\"workers.fetch not applied: --fetch-workers "
+                      "was given\"" : "");
 }
 
 /* The one thread that receives SIGTERM, SIGINT and SIGHUP (reload) for
@@ -547,6 +563,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     log_info("event=start mode=%s fetch_workers=%d upload_workers=%d database=%s",
              opts->once ? "once" : "daemon", opts->fetch_workers, opts->upload_workers, db_path);
     p.nfetch = opts->fetch_workers;
+    p.nfetch_pinned = opts->fetch_workers_set;
     pthread_mutex_lock(&p.lock);
     for (int i = 0; i < p.nfetch; i++)
         fetch_thread_start(&p, 0);

@@ -5,6 +5,7 @@
  * tenant with a backlog takes its turn like everyone else). Fetch workers
  * run jobs (fetch.h); upload workers deliver outbox batches (upload.h).
  * Tenants added or changed with the CLI are seen at the next tick.
+ * SIGHUP re-reads the config file (see reload_config in scheduler.c).
  * SIGTERM/SIGINT stop the intake; work in flight finishes its current
  * page or upload and uncommitted work is abandoned; then it returns.
  */
@@ -17,6 +18,7 @@
 typedef struct run_opts {
     int once;             /* one pass over the enabled tenants, deliver, return */
     int fetch_workers;
+    int fetch_workers_set; /* given as --fetch-workers: a reload keeps it */
     int upload_workers;
 } run_opts;
 

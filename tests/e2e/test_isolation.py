@@ -195,6 +195,56 @@ def test_hanging_tenants_lend_their_workers():
         assert_exactly_once(fake, ws, healthy)
 
 
+def test_sighup_adds_workers():
+    """workers.fetch = 1 and no spares: a hanging tenant first in line
+    holds the only thread, and the 3 tenants behind it wait. SIGHUP with
+    workers.fetch = 2 starts a second thread at once, which serves them
+    while the hang goes on. A daemon started with --fetch-workers keeps
+    its number and says why."""
+    base = ("http = { low_speed_time = 60; total_timeout = 120; };\n"
+            "fetch = { job_budget = 3600; };\n")
+    healthy = HEALTHY[:3]
+    with FakeNetskope() as fake, Workspace(config_extra=base + "workers = { fetch = 1; "
+                                           "fetch_spare = 0; };\n") as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        add_recent(fake, ws, "hanging", 50, 8, [{"kind": "hang"}])
+        for i, n in enumerate(healthy):
+            add_recent(fake, ws, n, 100, 400 + i)
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: requests(fake, "hanging"), 15, 0.05, "the hanging request")
+            # One thread, held: the reload is what lets the others in.
+            assert not any(requests(fake, n) for n in healthy)
+            ws.write_config(base + "workers = { fetch = 2; fetch_spare = 0; };\n")
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
+                                   len(ndjson_lines(os.path.join(ws.out, n))) == 100
+                                   for n in healthy), 25, 0.1,
+                       "the queued tenants delivered by the second worker")
+            assert runs_by_tenant(ws)["hanging"] == [("running", 0)]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+        err = read(proc.stderr_path)
+        assert rc == 0, (rc, err[-3000:])
+        assert "event=reload" in err and "fetch_workers=2" in err, err[-3000:]
+        assert_exactly_once(fake, ws, healthy)
+
+        proc = ws.spawn(["run", "--fetch-workers", 1])
+        try:
+            wait_until(lambda: "event=start" in read(proc.stderr_path), 15, 0.05, "start")
+            ws.write_config(base + "workers = { fetch = 3; };\n")
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "event=reload" in read(proc.stderr_path), 15, 0.05, "reload")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+        err = read(proc.stderr_path)
+        assert rc == 0, (rc, err[-3000:])
+        assert ('fetch_workers=1 fetch_workers_note="workers.fetch not applied: '
+                '--fetch-workers was given"') in err, err[-3000:]
+
+
 def test_concurrent_requests_capped():
     """fetch + fetch_spare threads is the cap on requests open at once:
     with 1 worker and 2 spares, five tenants whose first request hangs
