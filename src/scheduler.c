@@ -69,6 +69,7 @@ typedef struct pool {
     int nlive;                       /* fetch threads running */
     int nfetch;                      /* workers (workers.fetch, --fetch-workers) */
     int nfetch_pinned;               /* set by --fetch-workers: a reload keeps it */
+    int starting;                    /* start-up threads not yet ready (see thread_ready) */
 } pool;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -166,6 +167,16 @@ static void account_once(pool *p, int64_t id, const fetch_result *r)
 
 static int fetch_thread_start(pool *p, int late);
 
+/* A start-up thread has its database connection and clients: the last one
+ * says the daemon is ready, with every file and socket it keeps open. */
+static void thread_ready(pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (--p->starting == 0)
+        log_info("event=ready");
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* A thread may start the next job: one is queued and a worker is free. */
 static int job_ready(const pool *p)
 {
@@ -252,6 +263,8 @@ static void *fetch_worker(void *arg)
         shutdown_request();
     } else {
         fetcher_set_waits(f, &(fetch_waits){worker_lend, worker_reclaim, p});
+        if (!slot->late)
+            thread_ready(p);
     }
     pthread_mutex_lock(&p->lock);
     while (f) {
@@ -348,6 +361,7 @@ static void *upload_worker(void *arg)
         shutdown_request();
         return NULL;
     }
+    thread_ready(p);
     while (!shutdown_requested()) {
         pthread_mutex_lock(&p->lock);
         int fetch_done = p->fetch_done;            /* read before looking for work */
@@ -564,6 +578,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
              opts->once ? "once" : "daemon", opts->fetch_workers, opts->upload_workers, db_path);
     p.nfetch = opts->fetch_workers;
     p.nfetch_pinned = opts->fetch_workers_set;
+    p.starting = p.nfetch + opts->upload_workers;
     pthread_mutex_lock(&p.lock);
     for (int i = 0; i < p.nfetch; i++)
         fetch_thread_start(&p, 0);

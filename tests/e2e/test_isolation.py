@@ -22,6 +22,7 @@ sleeps.
 import collections
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -243,6 +244,42 @@ def test_sighup_adds_workers():
         assert rc == 0, (rc, err[-3000:])
         assert ('fetch_workers=1 fetch_workers_note="workers.fetch not applied: '
                 '--fetch-workers was given"') in err, err[-3000:]
+
+
+def test_thread_that_cannot_start_is_not_fatal():
+    """A fetch thread started after start-up (a spare, or a reload's extra
+    worker) that cannot open the database logs fetch_thread_failed and the
+    daemon goes on. Made real with the daemon's own file limit: once it is
+    ready (every start-up thread has its files open), RLIMIT_NOFILE leaves
+    exactly one descriptor free, enough for SIGHUP to read the config file
+    but not for a new connection (database, then its WAL). With the limit
+    back, the daemon still fetches and delivers, and stops cleanly."""
+    with FakeNetskope() as fake, Workspace(config_extra="workers = { fetch = 1; };\n") as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: "event=ready" in read(proc.stderr_path), 15, 0.05, "ready")
+            fds = {int(x) for x in os.listdir("/proc/%d/fd" % proc.pid)}
+            free = [n for n in range(max(fds) + 3) if n not in fds]
+            limit = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (free[1], limit[1]))
+            ws.write_config("workers = { fetch = 3; };\n")
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: read(proc.stderr_path).count("event=fetch_thread_failed") == 2,
+                       15, 0.05, "both new threads to fail")
+            resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, limit)
+            assert proc.poll() is None, "a thread that cannot start must not stop the daemon"
+            add_recent(fake, ws, "after", 40, 77)
+            wait_until(lambda: os.path.isdir(os.path.join(ws.out, "after")) and
+                       len(ndjson_lines(os.path.join(ws.out, "after"))) == 40, 30, 0.1,
+                       "a tenant added afterwards delivered")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+        err = read(proc.stderr_path)
+        assert rc == 0, (rc, err[-3000:])
+        assert "cannot open database" in err or "cannot use database" in err, err[-3000:]
+        assert_exactly_once(fake, ws, ["after"])
 
 
 def test_concurrent_requests_capped():
