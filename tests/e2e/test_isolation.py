@@ -173,18 +173,22 @@ def test_hanging_tenants_lend_their_workers():
             add_recent(fake, ws, n, 100, 200 + i)
         proc = ws.spawn(["run", "--fetch-workers", 1])
         try:
+            wait_until(lambda: all(requests(fake, n) for n in hanging), 15, 0.05,
+                       "all three hanging requests sent")
             wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
                                    len(ndjson_lines(os.path.join(ws.out, n))) == 100
                                    for n in healthy), 25, 0.1,
                        "the healthy tenants delivered while the hangs last")
-            runs = runs_by_tenant(ws)
-            assert all(runs[n] == [("running", 0)] for n in hanging), (
-                "the hanging tenants' first requests should still be open", dict(runs))
-            first_healthy = min(r["t"] for n in healthy for r in requests(fake, n))
+            # All three hanging requests are still open (the fake has not
+            # seen the client hang up on any) and their runs still going.
+            # hang0 was first in line for the only worker, so without
+            # lending nothing else could have run before it timed out.
             for n in hanging:
                 hang = requests(fake, n)
                 assert len(hang) == 1 and hang[0]["fault"] == "hang", (n, hang)
-                assert hang[0]["t"] < first_healthy, "%s should have been ahead in line" % n
+                assert "ended" not in hang[0], "%s's request already ended" % n
+            runs = runs_by_tenant(ws)
+            assert all(runs[n] == [("running", 0)] for n in hanging), dict(runs)
             wait_until(lambda: "event=spare_retired" in read(proc.stderr_path), 10, 0.1,
                        "the spare threads to retire")
         finally:
@@ -285,10 +289,10 @@ def test_thread_that_cannot_start_is_not_fatal():
 def test_concurrent_requests_capped():
     """fetch + fetch_spare threads is the cap on requests open at once:
     with 1 worker and 2 spares, five tenants whose first request hangs
-    (until low_speed_time, 2 s) get three requests out at once; the fourth
+    (until low_speed_time, 3 s) get three requests out at once; the fourth
     can only go when a hang has ended. Each hanging tenant fails its pass;
     the next pass delivers them all."""
-    cfg = ("http = { low_speed_time = 2; total_timeout = 30; };\n"
+    cfg = ("http = { low_speed_time = 3; total_timeout = 30; };\n"
            "workers = { fetch_spare = 2; };\n")
     names = ["cap%d" % i for i in range(5)]
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
