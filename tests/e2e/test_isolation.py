@@ -58,6 +58,19 @@ def add_recent(fake, ws, name, alerts, seed, faults=None):
         fake.faults(token(name), faults)
 
 
+def delivered(ws, names, count):
+    """Each tenant's directory holds count lines."""
+    return all(os.path.isdir(os.path.join(ws.out, n)) and
+               len(ndjson_lines(os.path.join(ws.out, n))) == count for n in names)
+
+
+def stop(proc):
+    """SIGTERM the daemon; its exit status and its log."""
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=30)
+    return rc, read(proc.stderr_path)
+
+
 def assert_exactly_once(fake, ws, names):
     """Each tenant's directory holds each of its alerts once, byte-exact,
     and nothing else."""
@@ -175,9 +188,7 @@ def test_hanging_tenants_lend_their_workers():
         try:
             wait_until(lambda: all(requests(fake, n) for n in hanging), 15, 0.05,
                        "all three hanging requests sent")
-            wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
-                                   len(ndjson_lines(os.path.join(ws.out, n))) == 100
-                                   for n in healthy), 25, 0.1,
+            wait_until(lambda: delivered(ws, healthy, 100), 25, 0.1,
                        "the healthy tenants delivered while the hangs last")
             # All three hanging requests are still open (the fake has not
             # seen the client hang up on any) and their runs still going.
@@ -192,9 +203,7 @@ def test_hanging_tenants_lend_their_workers():
             wait_until(lambda: "event=spare_retired" in read(proc.stderr_path), 10, 0.1,
                        "the spare threads to retire")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=30)
-        err = read(proc.stderr_path)
+            rc, err = stop(proc)
         assert rc == 0, (rc, err[-3000:])
         assert "event=spare_worker" in err, err[-3000:]
         assert_exactly_once(fake, ws, healthy)
@@ -222,15 +231,11 @@ def test_sighup_adds_workers():
             assert not any(requests(fake, n) for n in healthy)
             ws.write_config(base + "workers = { fetch = 2; fetch_spare = 0; };\n")
             proc.send_signal(signal.SIGHUP)
-            wait_until(lambda: all(os.path.isdir(os.path.join(ws.out, n)) and
-                                   len(ndjson_lines(os.path.join(ws.out, n))) == 100
-                                   for n in healthy), 25, 0.1,
+            wait_until(lambda: delivered(ws, healthy, 100), 25, 0.1,
                        "the queued tenants delivered by the second worker")
             assert runs_by_tenant(ws)["hanging"] == [("running", 0)]
         finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=30)
-        err = read(proc.stderr_path)
+            rc, err = stop(proc)
         assert rc == 0, (rc, err[-3000:])
         assert "event=reload" in err and "fetch_workers=2" in err, err[-3000:]
         assert_exactly_once(fake, ws, healthy)
@@ -242,9 +247,7 @@ def test_sighup_adds_workers():
             proc.send_signal(signal.SIGHUP)
             wait_until(lambda: "event=reload" in read(proc.stderr_path), 15, 0.05, "reload")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=30)
-        err = read(proc.stderr_path)
+            rc, err = stop(proc)
         assert rc == 0, (rc, err[-3000:])
         assert ('fetch_workers=1 fetch_workers_note="workers.fetch not applied: '
                 '--fetch-workers was given"') in err, err[-3000:]
@@ -274,13 +277,10 @@ def test_thread_that_cannot_start_is_not_fatal():
             resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, limit)
             assert proc.poll() is None, "a thread that cannot start must not stop the daemon"
             add_recent(fake, ws, "after", 40, 77)
-            wait_until(lambda: os.path.isdir(os.path.join(ws.out, "after")) and
-                       len(ndjson_lines(os.path.join(ws.out, "after"))) == 40, 30, 0.1,
+            wait_until(lambda: delivered(ws, ["after"], 40), 30, 0.1,
                        "a tenant added afterwards delivered")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=30)
-        err = read(proc.stderr_path)
+            rc, err = stop(proc)
         assert rc == 0, (rc, err[-3000:])
         assert "cannot open database" in err or "cannot use database" in err, err[-3000:]
         assert_exactly_once(fake, ws, ["after"])
