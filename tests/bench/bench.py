@@ -54,6 +54,7 @@ GAP_S = 0.250                # fetch.c MIN_REQUEST_GAP_MS: 4 requests/s per tena
 TPUT_WORKERS = ["--fetch-workers", "1", "--upload-workers", "2"]
 MANY_WORKERS = ["--fetch-workers", "16", "--upload-workers", "4"]
 MIB = 1024 * 1024
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 FAILED = []                  # labels of runs that did not do what they should
@@ -124,6 +125,26 @@ def measure(argv, cwd=None, env=None, stdin_data=None, stdout=None, stderr=None)
     user, sys_, rss = lines[-1].split() if lines else ("nan", "nan", "0")
     return {"wall": wall, "user": float(user), "sys": float(sys_),
             "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024.0, "rc": rc}
+
+
+def proc_cpu(pid):
+    """A process's user + system CPU seconds so far, all its threads, from
+    /proc/PID/stat (utime and stime, fields 14 and 15); None off Linux."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_fake_cpu(fake, run):
+    """run() -> m, with m["fake_cpu"]: the CPU the fake spent meanwhile."""
+    before = proc_cpu(fake.proc.pid)
+    m = run()
+    after = proc_cpu(fake.proc.pid)
+    m["fake_cpu"] = after - before if before is not None and after is not None else None
+    return m
 
 
 def run_nscollect(ws, args, label):
@@ -237,7 +258,8 @@ def throughput(fake, res):
             curl_config(cfg, fake, token, t_end - lookback, t_end, pages)
             outp = os.path.join(tmp, "curl.out")
             with open(outp, "wb") as out:
-                m = measure(["curl", "--config", cfg], env=cli_env(), stdout=out)
+                m = with_fake_cpu(fake, lambda: measure(["curl", "--config", cfg],
+                                                        env=cli_env(), stdout=out))
             with open(outp) as f:
                 m["bytes"] = sum(int(x) for x in f.read().split())
             if m["rc"] != 0 or m["bytes"] < ALERTS * 500:
@@ -253,7 +275,8 @@ def throughput(fake, res):
                     cli(ws, ["init"])
                     cli(ws, ["tenant", "add", "tput", "--url", fake.url, "--page-size", PAGE,
                              "--lookback", lookback], stdin=token)
-                    m = run_nscollect(ws, ["run", "--once"] + TPUT_WORKERS, "run")
+                    m = with_fake_cpu(fake, lambda: run_nscollect(
+                        ws, ["run", "--once"] + TPUT_WORKERS, "run"))
                     m["lines"], m["bytes"], m["files"] = ndjson_stats(ws.out)
                     m.update(pacing_stats(fake, token))
                     if m["rc"] != 0 or m["lines"] != ALERTS:
@@ -477,6 +500,10 @@ def build_table(R):
         ratio_cpu = n_per_cpu / b_per_cpu if n_per_cpu and b_per_cpu else None
         ratio_wall = n_wall / c_wall if n_wall and c_wall else None
         floor = med(ns, "floor")
+        # The least wall time the unpaced run's work allows: its CPU and the
+        # fake's, spread perfectly over every core (each run's, then the median).
+        cpu_floor = median((r["cpu"] + r["fake_cpu"]) / CORES for r in up
+                           if not r.get("failed") and r.get("fake_cpu") is not None)
         name = "throughput (1 tenant, %s alerts)" % "{:,}".format(ALERTS)
         rows += [
             (name, "nscollect wall", fmt(n_wall, "%.1f s"), "", ""),
@@ -505,6 +532,14 @@ def build_table(R):
             (name, "fake serving rate (curl): alerts/s; MB/s", "%s; %s" % (
                 fmt(ALERTS / c_wall if c_wall else None, "%.0f"),
                 fmt(c_bytes / 1e6 / c_wall if c_wall and c_bytes else None, "%.0f")), "", ""),
+            (name, "fake's CPU while serving: curl; unpaced nscollect", "%s; %s" % (
+                fmt(med(cu, "fake_cpu"), "%.2f s"), fmt(med(up, "fake_cpu"), "%.2f s")), "", ""),
+            (name, "unpaced CPU floor: (nscollect + fake CPU) / %d cores; x curl wall" % CORES,
+             "%s; %s" % (fmt(cpu_floor, "%.2f s"),
+                         fmt(cpu_floor / c_wall if cpu_floor and c_wall else None, "%.2fx")),
+             "(informative)", ""),
+            (name, "unpaced wall / its CPU floor", fmt(
+                u_wall / cpu_floor if u_wall and cpu_floor else None, "%.2fx"), "(informative)", ""),
             (name, "baseline (%s) wall" % (bl[0].get("client", "?") if bl else "?"), fmt(b_wall, "%.1f s"), "", ""),
             (name, "baseline user + sys CPU", fmt(b_cpu, "%.1f s"), "", ""),
             (name, "baseline alerts per CPU second", fmt(b_per_cpu, "%.0f"), "", ""),
@@ -518,6 +553,9 @@ def build_table(R):
              verdict(ratio_wall <= 1.5 if ratio_wall else None)),
             (name, "wall, unpaced nscollect / curl", fmt(u_wall / c_wall if u_wall and c_wall else None, "%.1fx"),
              "<= 1.5x", verdict(u_wall / c_wall <= 1.5 if u_wall and c_wall else None)),
+            (name, "wall, unpaced / curl, run by run (curl's own wall varies)", ", ".join(
+                "%.2fx" % (u["wall"] / c["wall"]) for u, c in zip(up, cu)
+                if not u.get("failed") and not c.get("failed")), "(informative)", ""),
             (name, "wall, nscollect / max(curl, pacing floor)", fmt(
                 n_wall / max(c_wall, floor) if n_wall and c_wall and floor is not None else None,
                 "%.1fx"), "(informative)", ""),
@@ -615,6 +653,13 @@ def notes(R):
                    "time) competes with nscollect's two threads." % (ALERTS // PAGE + 1))
         out.append("- curl reads the same pages on one kept-alive connection; its wall time "
                    "is the fake's serving rate, the fetch limit on this machine.")
+        out.append("- CPU floor: the fake's CPU is read from /proc/PID/stat around each run. "
+                   "The unpaced run's user + system CPU plus the fake's, divided by the %d "
+                   "cores, is the least wall time that work could take if both processes "
+                   "kept every core busy all the time; a floor above 1.5x curl's wall means "
+                   "the wall target is out of reach on this machine without less CPU, "
+                   "whatever the pipelining. Its ratio to the unpaced wall is how much of "
+                   "the machine the run kept busy." % CORES)
         out.append("- The baseline does the recipe's per-page json.loads and per-record "
                    "json.dumps and writes NDJSON to a local file with no fsync, no "
                    "dedupe and no database; it rewrites records (json.dumps), which "
@@ -640,7 +685,7 @@ def notes(R):
 
 def details(R):
     out = ["## Each run", ""]
-    keys = ("wall", "user", "sys", "rss_mib", "rc")
+    keys = ("wall", "user", "sys", "fake_cpu", "rss_mib", "rc")
 
     def line(label, runs):
         for i, m in enumerate(runs):
