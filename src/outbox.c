@@ -29,6 +29,7 @@
                   "ON CONFLICT (tenant_id) DO UPDATE SET position = excluded.position, " \
                   "updated_at = excluded.updated_at") \
     X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
+    X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
     X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at >= 0 AND at < ?2") \
     X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
                "window_end = coalesce(?5, window_end) WHERE id = ?1") \
@@ -166,6 +167,32 @@ int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
     return 0;
 }
 
+/* After the commit or rollback of a begin_synced() transaction. */
+static void end_synced(outbox *o)
+{
+    db_exec(o->db, "PRAGMA synchronous=NORMAL", NULL, 0);
+}
+
+/* A commit that something outside the database acts on - a batch an
+ * upload worker may deliver at once, a delivery or a tenant's removal after
+ * which spool files are removed - is synced before it is seen: with
+ * synchronous=FULL SQLite syncs the WAL at the commit and only then shows
+ * it to other connections. Otherwise a power loss could take the commit
+ * back after its effect: a batch delivered, then fetched again into a new
+ * batch under a new object name (twice in the sink); a spool file gone
+ * while its row says it is still to be delivered. The daemon's other
+ * commits (run and tenant bookkeeping) stay NORMAL: db.c says why. */
+static int begin_synced(outbox *o, char *err, size_t errlen)
+{
+    /* Run, not kept prepared: SQLite applies this pragma when it compiles it. */
+    if (db_exec(o->db, "PRAGMA synchronous=FULL", err, errlen) < 0)
+        return -1;
+    if (db_begin(o->db, err, errlen) == 0)
+        return 0;
+    end_synced(o);
+    return -1;
+}
+
 /* Keep the records whose key is new: b->data is compacted in place to just
  * their lines (a record only ever moves towards the start, so memmove is
  * safe, and nothing is copied while every record is new, the usual case).
@@ -294,12 +321,32 @@ static void spool_remove(outbox *o, int64_t id)
         unlinkat(o->spool_fd, name, 0);
 }
 
+/* The spool file of batch id, whose commit failed. The rollback gave the
+ * id back and let go of the write lock: another connection may already
+ * have stored its own batch under that id, with a spool file of the same
+ * name. So look for the row while holding the write lock, and remove the
+ * file only when no row names it. When even that fails the file stays:
+ * the next batch with this id overwrites it, the start-up sweep removes it. */
+static void spool_abandon(outbox *o, int64_t id)
+{
+    char err[128];
+    if (db_begin(o->db, err, sizeof err) < 0)
+        return;
+    sqlite3_stmt *st = o->st[ST_batch_exists];
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        spool_remove(o, id);
+    db_rollback(o->db);
+}
+
 int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
 {
     int64_t *ids = NULL;
     size_t n = 0, cap = 0;
     int rc;
-    if (db_begin(o->db, err, errlen) < 0)
+    if (begin_synced(o, err, errlen) < 0)
         return -1;
     sqlite3_stmt *st = o->st[ST_tenant_spooled];
     sqlite3_bind_int64(st, 1, tenant_id);
@@ -322,12 +369,14 @@ int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
     }
     if (tenant_remove(o->db, tenant_id, err, errlen) < 0 || db_commit(o->db, err, errlen) < 0)
         goto fail;
+    end_synced(o);
     for (size_t i = 0; i < n; i++)
         spool_remove(o, ids[i]);
     free(ids);
     return 0;
 fail:
     db_rollback(o->db);
+    end_synced(o);
     free(ids);
     return -1;
 }
@@ -388,7 +437,7 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
     int64_t newest, id = 0;
     int spooled = 0;
     *stored = 0;
-    if (db_begin(o->db, err, errlen) < 0)
+    if (begin_synced(o, err, errlen) < 0)
         return -1;
     if (keep_new_records(o, b, a->tenant_id, stored, &newest) < 0)
         goto sql_fail;
@@ -403,6 +452,7 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
         goto sql_fail;
     if (db_commit(o->db, err, errlen) < 0)
         goto fail;
+    end_synced(o);
     outbox_batch_reset(b);
     return 0;
 sql_fail:
@@ -410,7 +460,8 @@ sql_fail:
 fail:
     db_rollback(o->db);
     if (spooled)
-        spool_remove(o, id);
+        spool_abandon(o, id);
+    end_synced(o);
     *stored = 0;
     return -1;
 }
@@ -503,18 +554,22 @@ int outbox_load(outbox *o, int64_t id, outbox_row *row)
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed)
 {
     char err[256];
-    if (db_begin(o->db, err, sizeof err) < 0)
+    int synced = row->spool_path[0] != '\0';     /* the file goes once this commits */
+    if ((synced ? begin_synced(o, err, sizeof err) : db_begin(o->db, err, sizeof err)) < 0)
         return -1;
     sqlite3_bind_int64(o->st[ST_deliver], 1, row->id);
     sqlite3_bind_text(o->st[ST_deliver], 2, location, -1, SQLITE_STATIC);
     sqlite3_bind_int64(o->st[ST_deliver], 3, db_now());
     sqlite3_bind_int(o->st[ST_deliver], 4, existed);
     sqlite3_bind_int64(o->st[ST_remove], 1, row->id);
-    if (step_done(o->st[ST_deliver]) < 0 || step_done(o->st[ST_remove]) < 0) {
+    int rc = step_done(o->st[ST_deliver]) < 0 || step_done(o->st[ST_remove]) < 0 ? -1 : 0;
+    if (rc < 0)
         db_rollback(o->db);
-        return -1;
-    }
-    if (db_commit(o->db, err, sizeof err) < 0)
+    else
+        rc = db_commit(o->db, err, sizeof err);
+    if (synced)
+        end_synced(o);
+    if (rc < 0)
         return -1;
     /* Killed before this, the file is an orphan: the next run sweeps it. */
     if (row->spool_path[0])

@@ -9,13 +9,16 @@ its own tenant's place."""
 import collections
 import json
 import os
+import re
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeNetskope, Workspace, minify, ndjson_lines, wait_until, run_tests  # noqa: E402
+from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_lines, wait_until,  # noqa: E402
+                     run_tests)
 
 TENANTS = {"acme": 1500, "globex": 1200, "initech": 800}
 FAST = "fetch = { retry_wait_max = 0; };\n"   # every retryable error ends the job at once
@@ -410,6 +413,92 @@ def test_spooled_batches_are_linked_into_the_file_sink():
         assert os.listdir(spool) == ["NOTES"], os.listdir(spool)
         assert db_value(ws, "SELECT count(*) FROM outbox") == 0
         assert db_value(ws, "SELECT count(*) FROM delivered WHERE existed") == 0
+
+
+def traced_syscalls(path):
+    """strace -f -y output as (index of the line where the call returned,
+    index where it began, name, its arguments' text, return value), in the
+    order the calls returned; a call cut by another thread's line is
+    joined with its "resumed" half."""
+    call = re.compile(r"^(\d+) +(\w+)\((.*)$")
+    resumed = re.compile(r"^(\d+) +<\.\.\. (\w+) resumed>(.*)$")
+    pending, calls = {}, []
+    with open(path) as f:
+        for i, line in enumerate(f):
+            m = resumed.match(line)
+            if m:
+                began, name, args = pending.pop((m.group(1), m.group(2)))
+                text = args + m.group(3)
+            else:
+                m = call.match(line)
+                if not m:
+                    continue                       # signals, exits
+                began, name, text = i, m.group(2), m.group(3)
+                if text.endswith("<unfinished ...>"):
+                    pending[(m.group(1), name)] = (i, name, text[:-len("<unfinished ...>")])
+                    continue
+            calls.append((i, began, name, text, text.rsplit("= ", 1)[-1].split()[0]))
+    return calls
+
+
+def test_a_batch_is_on_disk_before_it_is_delivered():
+    """Between the fsync of each batch's spool file (inside the batch's
+    transaction) and the link(2) that delivers it, the database's WAL is
+    synced: the commit that stores the batch and moves the cursor is
+    durable before anything leaves. Likewise between the link and the
+    unlink of the spool file: the commit that records the delivery is
+    durable before the file goes. With synchronous=NORMAL neither was: a
+    power loss after a delivery could drop the batch's commit, and the next
+    run fetched the records again into a new batch under a new object name,
+    delivering them twice; or drop the delivery's, leaving a row whose
+    spool file was gone. strace (-y: descriptors with their paths) records
+    the order of the calls."""
+    probe = subprocess.run(["strace", "-o", "/dev/null", "true"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    assert probe.returncode == 0, "strace cannot trace here (make deps installs it)"
+    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    names = ["acme", "globex", "initech"]
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, names)
+        for i, n in enumerate(names):
+            fake.generate(token(n), 300, insertion_start=now - 3000, insertion_end=now - 60,
+                          seed=70 + i)
+        trace = os.path.join(ws.dir, "strace.out")
+        p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
+                            "trace=fsync,fdatasync,link,linkat,unlink,unlinkat"] +
+                           ws.argv(["run", "--once"]),
+                           cwd=ws.dir, env=cli_env(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        assert p.returncode == 0, p.stderr.decode()[-3000:]
+        assert_exactly_once(fake, ws, names)
+        spool = re.escape(ws.db + ".spool/")
+        spool_synced, wal_syncs, delivered, removed = {}, [], {}, {}
+        for end, began, name, args, ret in traced_syscalls(trace):
+            if name in ("fsync", "fdatasync"):
+                m = re.match(r"\d+<%s(\d+)\.ndjson>" % spool, args)
+                if m:
+                    spool_synced[m.group(1)] = end
+                elif re.match(r"\d+<%s-wal>" % re.escape(ws.db), args):
+                    wal_syncs.append((began, end))
+            elif ret == "0":
+                m = re.search(r'"%s(\d+)\.ndjson"' % spool, args)
+                m = m or re.search(r'\d+<%s>, "(\d+)\.ndjson"' % spool[:-1], args)  # unlinkat
+                if m:
+                    (removed if name.startswith("unlink") else delivered)[m.group(1)] = end
+        batches = ws.query("SELECT count(*) FROM delivered")
+        assert batches >= len(names) and len(delivered) == batches, (batches, delivered)
+        assert sorted(removed) == sorted(delivered), (removed, delivered)
+        for batch, linked in sorted(delivered.items()):
+            assert any(linked < b and e < removed[batch] for b, e in wal_syncs), \
+                "batch %s's spool file was removed before the WAL was synced after its " \
+                "delivery (linked at line %d, removed at line %d; WAL syncs: %s)" % (
+                    batch, linked, removed[batch], wal_syncs[:10])
+            synced = spool_synced[batch]
+            assert any(synced < b and e < linked for b, e in wal_syncs), \
+                "batch %s was linked into the sink before the WAL was synced after its " \
+                "commit (spool file synced at line %d, linked at line %d; WAL syncs: %s)" % (
+                    batch, synced, linked, wal_syncs[:10])
 
 
 def test_removing_a_tenant_removes_its_spool_files():

@@ -1,0 +1,116 @@
+/* test_outbox.c - outbox_commit() when its commit fails. (That a batch is
+ * on disk before it is delivered is test_spine.py's: it needs the syscalls.) */
+#include "check.h"
+#include "db.h"
+#include "outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct racer {
+    outbox *other;            /* the second connection's outbox */
+    int64_t stored;
+    int rc, ran;
+} racer;
+
+static const outbox_commit_args args = {
+    .tenant_id = 1, .tenant_name = "t", .cursor = -1, .spool_min_bytes = 0,
+};
+
+static int commit_one(outbox *o, const char *rec, unsigned char tag, int64_t *stored)
+{
+    unsigned char key[RECORDS_KEY_LEN];
+    char err[256] = "";
+    outbox_batch b;
+    memset(key, tag, sizeof key);
+    outbox_batch_init(&b, 1 << 20);
+    outbox_batch_add(&b, rec, strlen(rec), key, 100, 100);
+    int rc = outbox_commit(o, &b, &args, stored, err, sizeof err);
+    outbox_batch_release(&b);
+    return rc;
+}
+
+static int refuse_commit(void *unused)
+{
+    (void)unused;
+    return 1;                 /* COMMIT becomes ROLLBACK */
+}
+
+/* Runs once the failed commit has rolled back (the write lock is free and
+ * the batch id is free again): the other connection stores its batch. */
+static void commit_meanwhile(void *arg)
+{
+    racer *r = arg;
+    if (r->ran++)
+        return;
+    r->rc = commit_one(r->other, "{\"b\":2}", 'b', &r->stored);
+}
+
+static char *read_file(const char *path)
+{
+    static char text[256];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* A commit that fails after writing its spool file must not remove the
+ * file of the batch that took its id meanwhile (it did: that batch was
+ * committed with no body, undeliverable, its cursor already moved). */
+static void test_failed_commit_keeps_the_next_batch_file(const char *path)
+{
+    char err[256] = "", spool[128];
+    sqlite3 *a = db_open(path, 0, err, sizeof err), *b = db_open(path, 0, err, sizeof err);
+    outbox *oa = a ? outbox_open(a, err, sizeof err) : NULL;
+    outbox *ob = b ? outbox_open(b, err, sizeof err) : NULL;
+    CHECK(oa && ob);
+    if (!oa || !ob) {
+        fprintf(stderr, "open: %s\n", err);
+        return;
+    }
+    racer r = {.other = ob};
+    sqlite3_commit_hook(a, refuse_commit, NULL);
+    sqlite3_rollback_hook(a, commit_meanwhile, &r);
+    int64_t stored = -1;
+    CHECK_INT(commit_one(oa, "{\"a\":1}", 'a', &stored), -1);
+    CHECK_INT(stored, 0);
+    CHECK(r.ran >= 1);          /* and again when the file's owner is looked up */
+    CHECK_INT(r.rc, 0);
+    CHECK_INT(r.stored, 1);
+    int64_t id = db_int(b, "SELECT id FROM outbox WHERE spooled", 0, -1);
+    CHECK_INT(db_int(b, "SELECT count(*) FROM outbox", 0, -1), 1);
+    snprintf(spool, sizeof spool, "%s.spool/%lld.ndjson", path, (long long)id);
+    const char *text = read_file(spool);
+    CHECK(text != NULL);
+    CHECK_STR(text ? text : "(no file)", "{\"b\":2}\n");
+    outbox_free(oa);
+    outbox_free(ob);
+    db_close(a);
+    db_close(b);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/nscollect-test-outbox-XXXXXX", path[64], err[256] = "";
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/t.db", dir);
+    sqlite3 *db = db_open(path, 1, err, sizeof err);
+    CHECK(db != NULL && db_migrate(db, path, err, sizeof err) == 0);
+    CHECK(db_exec(db, "INSERT INTO tenant (id, name, url, token, token_fp, interval_s, "
+                      "lookback_s, overlap_s, page_size, max_records, window, created_at, "
+                      "updated_at) VALUES (1, 't', 'http://127.0.0.1', x'00', 'fp', 60, 60, "
+                      "0, 100, 0, 'insertion', 0, 0)", err, sizeof err) == 0);
+    db_close(db);
+    test_failed_commit_keeps_the_next_batch_file(path);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+    CHECK_DONE();
+}
