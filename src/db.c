@@ -1,6 +1,7 @@
 /* db.c - see db.h. */
 #include "db.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -233,11 +234,18 @@ int64_t db_now(void)
 int db_lock(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(err, errlen, "another `nscollect run` is using database '%s': stop it first, "
-                 "or give this command another -d", path);
-        if (fd >= 0)
-            close(fd);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open database '%s' to lock it: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen, "another `nscollect run` is using database '%s': stop it "
+                     "first, or give this command another -d", path);
+        else
+            snprintf(err, errlen, "cannot lock database '%s': %s", path, strerror(e));
         return -1;
     }
     return fd;

@@ -70,6 +70,7 @@ typedef struct pool {
     int nfetch;                      /* workers (workers.fetch, --fetch-workers) */
     int nfetch_pinned;               /* set by --fetch-workers: a reload keeps it */
     int starting;                    /* start-up threads not yet ready (see thread_ready) */
+    char start_err[640];             /* why a start-up thread could not start, or "" */
 } pool;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -86,6 +87,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     *cap = n;
     return 0;
 }
+
+static void pass_on(pool *p);
 
 static int is_busy(const pool *p, int64_t id)
 {
@@ -119,7 +122,7 @@ static void enqueue(pool *p, int64_t id)
         return;                                    /* out of memory: next tick retries */
     p->queue[p->tail++] = id;
     p->busy[p->nbusy++] = id;
-    pthread_cond_signal(&p->job_cv);
+    pass_on(p);
 }
 
 /* Queue every tenant the database says is due. */
@@ -183,25 +186,49 @@ static int job_ready(const pool *p)
     return p->head != p->tail && p->working < p->nfetch && p->reclaiming == 0;
 }
 
+/* Start spare threads while queued jobs and free workers outnumber the
+ * threads that can take them (idle or still starting), up to fetch +
+ * fetch_spare threads: every thread may be lent out to a wait, and a job
+ * queued then must not wait for the wait to end. Lock held. */
+static void maybe_spare(pool *p)
+{
+    if (p->reclaiming > 0 || p->closing || shutdown_requested() ||
+        mono_ms() < p->no_spare_until_ms)
+        return;
+    for (;;) {
+        long queued = (long)(p->tail - p->head), free_workers = p->nfetch - p->working;
+        long need = queued < free_workers ? queued : free_workers;
+        if (p->nlive - p->running >= need || p->nlive >= p->nfetch + p->cfg.fetch_spare ||
+            fetch_thread_start(p, 1) < 0)
+            return;
+        log_debug("event=spare_worker fetch_threads=%d waiting=%d queued=%zu", p->nlive,
+                  p->running - p->working, p->tail - p->head);
+    }
+}
+
 /* Wake the one thread that can use a free worker, if any: a job coming
  * back from its wait goes first. One at a time, so that a worker set free
  * does not wake every thread in the pool; each woken thread passes it on
- * (pass_on) when more is free. Lock held. */
+ * (pass_on) when more is free. Called wherever a job or a free worker
+ * appears, so it also starts the spares nobody idle could stand in for.
+ * Lock held. */
 static void pass_on(pool *p)
 {
     if (p->working >= p->nfetch)
         return;
-    if (p->reclaiming > 0)
+    if (p->reclaiming > 0) {
         pthread_cond_signal(&p->worker_cv);
-    else if (p->head != p->tail)
+    } else if (p->head != p->tail) {
         pthread_cond_signal(&p->job_cv);
+        maybe_spare(p);
+    }
 }
 
 /* A worker is the right to work on a job (parse, store, send a request),
  * not a thread: a job lends its worker out while it waits (on Netskope,
  * its pacing slot, a retry), so a tenant whose server hangs holds a thread
  * but no worker. The tenants queued behind it are served by the free
- * worker, on an idle thread or a spare one started here, up to
+ * worker, on an idle thread or a spare one (maybe_spare), up to
  * workers.fetch_spare spares: fetch + fetch_spare threads is the cap on
  * concurrent Netskope requests. Spares retire when the queue is empty. */
 static void worker_lend(void *arg)
@@ -209,11 +236,6 @@ static void worker_lend(void *arg)
     pool *p = arg;
     pthread_mutex_lock(&p->lock);
     p->working--;
-    if (p->head != p->tail && p->nlive == p->running && !p->closing &&
-        p->nlive < p->nfetch + p->cfg.fetch_spare && mono_ms() >= p->no_spare_until_ms &&
-        fetch_thread_start(p, 1) == 0)
-        log_debug("event=spare_worker fetch_threads=%d waiting=%d queued=%zu", p->nlive,
-                  p->running - p->working, p->tail - p->head);
     pass_on(p);
     pthread_mutex_unlock(&p->lock);
 }
@@ -231,6 +253,28 @@ static void worker_reclaim(void *arg)
     p->working++;
     pass_on(p);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* A thread above the pool's size retires before taking a job: a spare
+ * once nothing is queued, and any thread above fetch + fetch_spare (a
+ * reload lowered them) even with jobs queued: the others take those. */
+static int should_retire(const pool *p)
+{
+    return (p->head == p->tail && p->nlive > p->nfetch) ||
+           p->nlive > p->nfetch + p->cfg.fetch_spare;
+}
+
+/* A start-up thread could not start: the run stops and exits 2 (see
+ * scheduler_run). what names the thread, err why. */
+static void start_failed(pool *p, const char *what, const char *err)
+{
+    log_error("event=%s_worker_failed error=\"%s\"", what, err);
+    pthread_mutex_lock(&p->lock);
+    if (!p->start_err[0])
+        snprintf(p->start_err, sizeof p->start_err, "cannot start %s worker: %s", what,
+                 err);
+    pthread_mutex_unlock(&p->lock);
+    shutdown_request();
 }
 
 /* Everything that waits in the pool looks again (shutdown, end of pass). */
@@ -259,8 +303,7 @@ static void *fetch_worker(void *arg)
         p->no_spare_until_ms = mono_ms() + SPARE_PAUSE_MS;
         pthread_mutex_unlock(&p->lock);
     } else if (!f) {
-        log_error("event=fetch_worker_failed error=\"%s\"", err);
-        shutdown_request();
+        start_failed(p, "fetch", err);
     } else {
         fetcher_set_waits(f, &(fetch_waits){worker_lend, worker_reclaim, p});
         if (!slot->late)
@@ -268,12 +311,10 @@ static void *fetch_worker(void *arg)
     }
     pthread_mutex_lock(&p->lock);
     while (f) {
-        /* A spare retires once nothing is queued: the pool shrinks back. */
-        while (!job_ready(p) && !shutdown_requested() && !p->fetch_done &&
-               !(p->head == p->tail && p->nlive > p->nfetch))
+        while (!job_ready(p) && !shutdown_requested() && !p->fetch_done && !should_retire(p))
             pthread_cond_wait(&p->job_cv, &p->lock);
-        if (p->head == p->tail || shutdown_requested()) {
-            if (p->head == p->tail && !shutdown_requested() && !p->fetch_done)
+        if (shutdown_requested() || p->fetch_done || should_retire(p)) {
+            if (!shutdown_requested() && !p->fetch_done)
                 log_debug("event=spare_retired fetch_threads=%d", p->nlive - 1);
             break;
         }
@@ -302,6 +343,7 @@ static void *fetch_worker(void *arg)
     }
     p->nlive--;
     slot->state = SLOT_DONE;
+    pass_on(p);                                    /* a wake-up meant for this thread */
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
     fetcher_free(f);
@@ -357,8 +399,7 @@ static void *upload_worker(void *arg)
     pthread_mutex_unlock(&p->lock);
     uploader *u = uploader_new(&up_cfg, p->db_path, err, sizeof err);
     if (!u) {
-        log_error("event=upload_worker_failed error=\"%s\"", err);
-        shutdown_request();
+        start_failed(p, "upload", err);
         return NULL;
     }
     thread_ready(p);
@@ -402,11 +443,16 @@ static int needs_restart(const nsc_config *a, const nsc_config *b)
            strcmp(a->gcs_credentials, b->gcs_credentials) || a->gcs_gzip != b->gcs_gzip;
 }
 
-/* A reload's workers.fetch: more workers start threads at once, fewer
- * take effect as jobs end (a job is never stopped for it). Lock held. */
-static void set_workers(pool *p, int n)
+/* A reload's workers.fetch and workers.fetch_spare: more workers start
+ * threads at once; fewer wake the idle threads, so that those above the
+ * new size retire now, and busy ones retire as their jobs end (a job is
+ * never stopped for it). Lock held. */
+static void set_workers(pool *p, int n, int spare)
 {
+    if (n < p->nfetch || spare < p->cfg.fetch_spare)
+        pthread_cond_broadcast(&p->job_cv);
     p->nfetch = n;
+    p->cfg.fetch_spare = spare;
     while (p->nlive < n && !p->closing && fetch_thread_start(p, 1) == 0)
         ;
     pass_on(p);
@@ -432,10 +478,9 @@ static void reload_config(pool *p)
     pthread_mutex_lock(&p->lock);
     int restart = needs_restart(&p->cfg, &fresh);
     int pinned = p->nfetch_pinned && fresh.fetch_workers != p->cfg.fetch_workers;
+    int workers = p->nfetch_pinned ? p->nfetch : fresh.fetch_workers;
+    set_workers(p, workers, fresh.fetch_spare);    /* compares with the old sizes first */
     p->cfg = fresh;
-    if (!p->nfetch_pinned && fresh.fetch_workers != p->nfetch)
-        set_workers(p, fresh.fetch_workers);
-    int workers = p->nfetch;
     pthread_mutex_unlock(&p->lock);
     log_setup((enum log_level)fresh.log_level, (enum log_format)fresh.log_format);
     log_info("event=reload config=%s fetch_workers=%d%s%s", fresh.source, workers,
@@ -511,6 +556,7 @@ static void schedule(pool *p, sqlite3 *db)
             return;
         }
         pthread_cond_timedwait(&p->changed, &p->lock, &until);
+        maybe_spare(p);                            /* a spare's failure pause may be over */
         pthread_mutex_unlock(&p->lock);
         fetch_threads_reap(p, 0);
     }
@@ -572,13 +618,13 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* before any thread starts */
+    p.nfetch = opts->fetch_workers;              /* before a SIGHUP can look at them */
+    p.nfetch_pinned = opts->fetch_workers_set;
+    p.starting = p.nfetch + opts->upload_workers;
     pthread_create(&sig, NULL, signal_thread, &p);
 
     log_info("event=start mode=%s fetch_workers=%d upload_workers=%d database=%s",
              opts->once ? "once" : "daemon", opts->fetch_workers, opts->upload_workers, db_path);
-    p.nfetch = opts->fetch_workers;
-    p.nfetch_pinned = opts->fetch_workers_set;
-    p.starting = p.nfetch + opts->upload_workers;
     pthread_mutex_lock(&p.lock);
     for (int i = 0; i < p.nfetch; i++)
         fetch_thread_start(&p, 0);
@@ -597,6 +643,10 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     rc = p.failures > 0 ? 1 : 0;
     if (!opts->once && shutdown_requested())
         rc = 0;
+    if (p.start_err[0]) {
+        snprintf(err, errlen, "%s", p.start_err);
+        rc = 2;
+    }
     log_info("event=stop failures=%d", p.failures);
     upload_queue_free(p.uploads);
     http_share_free(p.share);

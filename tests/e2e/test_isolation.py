@@ -22,14 +22,16 @@ sleeps.
 import collections
 import json
 import os
+import re
 import resource
 import signal
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeNetskope, Workspace, minify, ndjson_lines, run_tests,  # noqa: E402
-                     wait_until)
+from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_lines,  # noqa: E402
+                     run_tests, wait_until)
 
 HEALTHY = ["h%02d" % i for i in range(20)]
 SMALL = ["s%02d" % i for i in range(10)]
@@ -286,6 +288,28 @@ def test_thread_that_cannot_start_is_not_fatal():
         assert_exactly_once(fake, ws, ["after"])
 
 
+def hang_open(fake, name):
+    """name's one request hangs and the client has not hung up on it."""
+    reqs = requests(fake, name)
+    return len(reqs) == 1 and reqs[0]["fault"] == "hang" and "ended" not in reqs[0]
+
+
+def sent(fake, names):
+    """Those of names the fake has had a request for."""
+    return [n for n in names if requests(fake, n)]
+
+
+def most_open(reqs):
+    """The most of these hanging requests open at once, from the fake's
+    clock: when each arrived and when the client hung up on it."""
+    edges = sorted([(r["t"], 1) for r in reqs] + [(r["ended"], -1) for r in reqs])
+    most = open_now = 0
+    for _, step in edges:
+        open_now += step
+        most = max(most, open_now)
+    return most
+
+
 def test_concurrent_requests_capped():
     """fetch + fetch_spare threads is the cap on requests open at once:
     with 1 worker and 2 spares, five tenants whose first request hangs
@@ -306,14 +330,120 @@ def test_concurrent_requests_capped():
         assert_exactly_once(fake, ws, names)
         hangs = [r for n in names for r in requests(fake, n) if r["fault"] == "hang"]
         assert len(hangs) == 5 and all("ended" in r for r in hangs), hangs
-        # The most requests open at once, from the fake's own clock: when
-        # each hanging request arrived and when the client hung up on it.
-        edges = sorted([(r["t"], 1) for r in hangs] + [(r["ended"], -1) for r in hangs])
-        most = open_now = 0
-        for _, step in edges:
-            open_now += step
-            most = max(most, open_now)
+        most = most_open(hangs)
         assert most == 3, "%d requests open at once, fetch + fetch_spare is 3" % most
+
+
+def test_spare_for_a_job_queued_while_all_are_lent():
+    """workers.fetch = 1 with 4 spares, and the only tenant's request hangs
+    (8 s): its job lends the worker while nothing is queued. A tenant added
+    then is queued while every thread is lent out: a spare starts for it,
+    and it is delivered while the hang goes on."""
+    cfg = ("http = { low_speed_time = 8; total_timeout = 30; };\n"
+           "workers = { fetch = 1; fetch_spare = 4; };\n")
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        add_recent(fake, ws, "hanging", 50, 8, [{"kind": "hang"}])
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: requests(fake, "hanging"), 15, 0.05, "the hanging request")
+            add_recent(fake, ws, "late", 40, 78)
+            wait_until(lambda: delivered(ws, ["late"], 40) or not hang_open(fake, "hanging"),
+                       30, 0.05, "the late tenant delivered or the hang over")
+            assert delivered(ws, ["late"], 40)
+            assert hang_open(fake, "hanging"), (
+                "the tenant queued while the only worker was lent waited for the hang to end",
+                requests(fake, "hanging"))
+        finally:
+            rc, err = stop(proc)
+        assert rc == 0, (rc, err[-3000:])
+        assert_exactly_once(fake, ws, ["late"])
+
+
+def test_sighup_fewer_workers_caps_requests():
+    """workers.fetch = 3, no spares: three tenants whose request hangs (3 s)
+    hold the three threads and two more hanging tenants are queued. SIGHUP
+    lowers workers.fetch to 1: the threads above fetch + fetch_spare retire
+    as their jobs end, though jobs are queued, so the two requests sent
+    after the reload go one at a time."""
+    base = "http = { low_speed_time = 3; total_timeout = 30; };\n"
+    names = ["low%d" % i for i in range(5)]
+    with FakeNetskope() as fake, Workspace(config_extra=base + "workers = { fetch = 3; "
+                                           "fetch_spare = 0; };\n") as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        for i, n in enumerate(names):
+            add_recent(fake, ws, n, 20, 500 + i, [{"kind": "hang"}])
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: len(sent(fake, names)) == 3, 15, 0.02, "three hanging requests")
+            first = sent(fake, names)                  # a fourth waits for a hang to end
+            ws.write_config(base + "workers = { fetch = 1; fetch_spare = 0; };\n")
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "event=reload" in read(proc.stderr_path), 15, 0.02, "reload")
+            # The daemon's own order, not the fake's (which notices a hang-up late):
+            # no job had ended, so no thread had taken a fourth tenant at the old size.
+            before = read(proc.stderr_path).split("event=reload", 1)[0]
+            assert "event=fetch_done" not in before, "a hang ended before the reload: " + before
+            wait_until(lambda: len(sent(fake, names)) == 5 and not any(
+                hang_open(fake, n) for n in names), 30, 0.1, "all five hangs over")
+        finally:
+            rc, err = stop(proc)
+        assert rc == 0, (rc, err[-3000:])
+        later = [r for n in names if n not in first for r in requests(fake, n)]
+        assert len(later) == 2 and all(r["fault"] == "hang" for r in later), later
+        most = most_open(later)
+        assert most == 1, "%d requests open at once after the reload, fetch + fetch_spare is 1" % most
+
+
+def test_sighup_fewer_workers_retires_idle_threads():
+    """Nothing due and 4 idle fetch threads: SIGHUP with workers.fetch = 1
+    wakes them, and the three above it retire at once (logged at debug
+    level), not at the next job or at shutdown."""
+    cfg = "log = { level = \"debug\"; };\n"
+    with Workspace(config_extra=cfg + "workers = { fetch = 4; };\n") as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        proc = ws.spawn(["run"])
+        try:
+            wait_until(lambda: "event=ready" in read(proc.stderr_path), 15, 0.05, "ready")
+            ws.write_config(cfg + "workers = { fetch = 1; };\n")
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "event=spare_retired fetch_threads=1" in read(proc.stderr_path),
+                       5, 0.05, "the three threads above workers.fetch = 1 to retire")
+            assert read(proc.stderr_path).count("event=spare_retired") == 3
+        finally:
+            rc, err = stop(proc)
+        assert rc == 0, (rc, err[-3000:])
+
+
+def test_worker_that_cannot_start_exits_2():
+    """A start-up worker that cannot open its database connection stops
+    the run, which exits 2 ("could not start") and says which worker and
+    why, in a one-shot pass and as a daemon. Made real with the file limit:
+    raised from 4 until the process gets as far as its event=start line, it
+    then has no descriptor to spare for any worker's connection. Below that
+    limit the run also exits 2, and never claims that another `nscollect
+    run` holds the database (it did when its lock file could not be
+    opened for want of a descriptor)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with Workspace() as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        for args in (["run", "--once", "--fetch-workers", 4], ["run", "--fetch-workers", 4]):
+            for limit in range(4, 32):
+                p = subprocess.run(ws.argv(args), cwd=ws.dir, env=cli_env(), timeout=60,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE,
+                                   preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                         (limit, hard)))
+                err = p.stderr.decode("utf-8", "replace")
+                assert p.returncode == 2, (args, limit, p.returncode, err[-3000:])
+                assert "another `nscollect run`" not in err, (args, limit, err[-3000:])
+                if "event=start" in err:
+                    break
+            assert "event=start" in err, (args, "never started", err[-3000:])
+            assert re.search(r"event=(fetch|upload)_worker_failed", err), err[-3000:]
+            assert "event=ready" not in err, err[-3000:]
+            assert re.search(r"nscollect: cannot start (fetch|upload) worker: cannot", err), (
+                err[-3000:])
 
 
 def fairness_setup(fake, ws, big_extra):
