@@ -26,7 +26,8 @@
     X(batch_name, "UPDATE outbox SET object_name = printf('%s/alerts_%s_%d.ndjson', ?1, " \
                   "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), id) WHERE id = ?2") \
     X(cursor_set, "INSERT INTO cursor (tenant_id, position, updated_at) VALUES (?1, ?2, ?3) " \
-                  "ON CONFLICT (tenant_id) DO UPDATE SET position = excluded.position, " \
+                  "ON CONFLICT (tenant_id) DO UPDATE SET " \
+                  "position = max(position, excluded.position), " /* never back */ \
                   "updated_at = excluded.updated_at") \
     X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
     X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \

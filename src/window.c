@@ -6,8 +6,10 @@ window window_next(int has_cursor, int64_t cursor, int64_t now, int lookback_s,
 {
     window w;
     int64_t resume = has_cursor ? cursor : now - lookback_s;
-    if (resume > now)          /* a clock that went backwards: wait for it */
-        resume = now;
+    if (resume > now) {        /* the clock went back past the cursor: wait for it */
+        w.start = w.end = resume;
+        return w;
+    }
     w.start = has_cursor ? resume - overlap_s : resume;
     w.end = resume + slice_s;
     if (w.end > now)

@@ -6,7 +6,9 @@
  *   with cursor:  [cursor - overlap, ...)
  * and a slice never covers more than slice_s seconds of new ground beyond
  * the point it resumes from, nor goes past now. The cursor moves to the
- * slice's end once the slice is committed.
+ * slice's end once the slice is committed. A cursor past now (the clock
+ * was stepped back) gives an empty window: reading up to now instead would
+ * move the cursor back over records whose dedupe keys may be pruned.
  */
 #ifndef NSC_WINDOW_H
 #define NSC_WINDOW_H

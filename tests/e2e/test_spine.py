@@ -137,6 +137,30 @@ def test_runs_with_nothing_new_store_nothing():
         assert db_value(ws, "SELECT stored FROM run ORDER BY id DESC LIMIT 1") == 0
 
 
+def test_clock_behind_the_cursor_waits():
+    """The clock stepped back two hours behind acme's cursor (as if the
+    cursor were two hours ahead): the run asks Netskope nothing, stores
+    nothing, leaves the cursor where it was and says why. Before, it read
+    [now - overlap, now) and moved the cursor back two hours, so later runs
+    re-read records whose dedupe keys had been pruned: stored twice."""
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"])
+        fake.generate(token("acme"), 200, insertion_start=now - 1000, insertion_end=now - 1, seed=6)
+        run_once(ws)
+        ahead = cursor(ws, "acme") + 7200
+        con = sqlite3.connect(ws.db, timeout=30)       # as an operator's sqlite3 would
+        with con:
+            con.execute("UPDATE cursor SET position = ?", (ahead,))
+        con.close()
+        asked = len(fake.served(token("acme"))["requests"])
+        err = run_once(ws)
+        assert "tenant=acme event=clock_behind_cursor cursor=%d" % ahead in err, err[-2000:]
+        assert len(fake.served(token("acme"))["requests"]) == asked, "Netskope was asked"
+        assert cursor(ws, "acme") == ahead, "the cursor moved back"
+        assert_exactly_once(fake, ws, ["acme"])
+
+
 def fault_case(fault, expect_rc, error_words, after=0, config=FAST):
     """One tenant, a first clean run, new alerts, then a run with fault:
     the failing run moves no cursor and stores nothing; the next run
