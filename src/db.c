@@ -28,7 +28,10 @@ int db_schema_version(void)
  *   back the last commits. That is harmless for commits nothing outside
  *   acts on (runs, tenant health: the next run redoes them), and the
  *   ones something does act on are synced: outbox.c's begin_synced().
- *   FULL for every commit cost 10,000 tenants 33 s instead of 20 s.
+ *   10,000 tenants' one-shot run (make bench, 2026-11-26): 19-21 s with
+ *   no commit synced, 27.5-29.7 s with those, 28-33 s with every commit
+ *   synced (4 syncs per tenant instead of 1-2; on this VM's disk the
+ *   difference is within the noise, on a slower one it is not).
  * - busy_timeout: writers from several threads and processes queue
  *   instead of failing; 30 s covers the longest batch commit.
  * - foreign_keys: removing a tenant removes its rows (its dedupe keys
