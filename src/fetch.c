@@ -433,20 +433,20 @@ static void fetch_window(fetcher *f, job *j)
         set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
         return;
     }
+    if (has_cursor && cursor > j->started) {
+        /* The clock is behind the cursor (window_next() would give an empty
+         * window): nothing is due until it passes it again. */
+        log_warn("tenant=%s event=clock_behind_cursor cursor=%lld now=%lld", j->t.name,
+                 (long long)cursor, (long long)j->started);
+        set_result(j, FETCH_OK, 0, "%s", "");
+        return;
+    }
     for (int first = 1;; first = 0) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
         int slice_s = pacing_slice(j->t.id, f->cfg->slice_s);
         window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
                                first ? j->t.overlap_s : 0, slice_s);
-        if (w.start >= w.end) {
-            /* The clock is behind the cursor: nothing is due until it
-             * passes it again, and the cursor stays where it is. */
-            log_warn("tenant=%s event=clock_behind_cursor cursor=%lld now=%lld", j->t.name,
-                     (long long)cursor, (long long)j->started);
-            set_result(j, FETCH_OK, 0, "%s", "");
-            return;
-        }
         j->slice_pages = 0;
         if (j->res->run_id == 0) {
             j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
