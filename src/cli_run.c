@@ -12,6 +12,7 @@
 #include "db.h"
 #include "scheduler.h"
 #include "secret.h"
+#include "util.h"
 
 sqlite3 *cli_open_db(const cli_ctx *ctx)
 {
@@ -120,8 +121,8 @@ static int reseal_all(sqlite3 *db, const secret_key *old_key, const secret_key *
 {
     sqlite3_stmt *sel = db_prepare(db, "SELECT id, token FROM tenant", err, errlen);
     sqlite3_stmt *upd = db_prepare(db, "UPDATE tenant SET token = ?2 WHERE id = ?1", err, errlen);
-    int rc = sel && upd ? 0 : -1;
-    while (rc == 0 && sqlite3_step(sel) == SQLITE_ROW) {
+    int rc = sel && upd ? 0 : -1, step = SQLITE_DONE;
+    while (rc == 0 && (step = sqlite3_step(sel)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(sel, 0);
         char *plain = NULL;
         size_t plain_len = 0, sealed_len = 0;
@@ -142,14 +143,18 @@ static int reseal_all(sqlite3 *db, const secret_key *old_key, const secret_key *
         }
         free(sealed);
     }
+    if (rc == 0 && step != SQLITE_DONE)     /* else a partial rekey would commit */
+        rc = seterr(err, errlen, "cannot read the stored tokens: %s", sqlite3_errmsg(db));
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
     return rc;
 }
 
-/* New key in KEY.new, tokens re-sealed in one transaction, then KEY.new
- * renamed over KEY. Interrupted between commit and rename, KEY.new is the
- * key that opens the tokens. */
+/* Tokens re-sealed under a new key in one transaction; the new key saved
+ * to KEY.new before that commits, and renamed over KEY after. Interrupted
+ * between commit and rename, KEY.new is the key that opens the tokens: so
+ * KEY.new is only written once the tokens have opened with KEY (a rekey
+ * run again in that state must not overwrite it, then delete it). */
 int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
 {
     char err[1024], next_path[CONFIG_PATH_MAX + 8];
@@ -171,10 +176,20 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
         return cli_error("%s", err);
     }
     snprintf(next_path, sizeof next_path, "%s.new", ctx->key_path);
-    if (cli_load_key(ctx, &old_key) != 0 || secret_key_generate(&new_key) < 0 ||
-        secret_key_save(&new_key, next_path, err, sizeof err) < 0)
+    if (cli_load_key(ctx, &old_key) != 0 || secret_key_generate(&new_key) < 0)
         goto out;
-    if (db_begin(db, err, sizeof err) < 0 || reseal_all(db, &old_key, &new_key, err, sizeof err) < 0 ||
+    if (db_begin(db, err, sizeof err) < 0 || reseal_all(db, &old_key, &new_key, err, sizeof err) < 0) {
+        db_rollback(db);
+        if (access(next_path, F_OK) == 0)
+            cli_error("rekey failed, nothing changed: %s. %s exists: if an earlier rekey "
+                      "stopped before replacing %s, the tokens are sealed with it; move it "
+                      "over %s, then run rekey again", err, next_path, ctx->key_path,
+                      ctx->key_path);
+        else
+            cli_error("rekey failed, nothing changed: %s", err);
+        goto out;
+    }
+    if (secret_key_save(&new_key, next_path, err, sizeof err) < 0 ||
         db_commit(db, err, sizeof err) < 0) {
         db_rollback(db);
         unlink(next_path);

@@ -180,6 +180,34 @@ def test_rekey():
             proc.wait(timeout=15)
 
 
+def test_rekey_after_an_interrupted_rekey_keeps_the_working_key():
+    """A rekey that committed but stopped before renaming KEY.new over KEY
+    leaves the tokens sealed with KEY.new. Running rekey again in that
+    state used to overwrite KEY.new with a fresh key, fail to open the
+    tokens with KEY, and delete KEY.new: every token lost. Now it fails
+    with nothing touched, says what to do, and that advice works."""
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "acme", "tok-a")
+        fake.generate("tok-a", 20, insertion_start=now - 500, insertion_end=now - 1)
+        key, new = ws.db + ".key", ws.db + ".key.new"
+        shutil.copy(key, key + ".old")
+        rc, out, err = ws.run_cli(["rekey"])
+        assert rc == 0, err
+        os.rename(key, new)                          # as if stopped before the rename
+        shutil.copy(key + ".old", key)
+        working = read(new)
+        rc, out, err = ws.run_cli(["rekey"])
+        assert rc == 2 and "nothing changed" in err and new in err, err
+        assert os.path.exists(new) and read(new) == working, "the working key was destroyed"
+        os.rename(new, key)                          # what the message says to do
+        rc, out, err = ws.run_cli(["rekey"])
+        assert rc == 0 and "rekeyed 1 tokens" in out, err
+        rc, _, err = ws.run_cli(["run", "--once"])
+        assert rc == 0 and len(ws.lines()) == 20, err
+
+
 def test_man_page_renders():
     page = os.path.join(REPO, "etc", "nscollect.1")
     p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", page], stdout=subprocess.PIPE,
