@@ -120,6 +120,38 @@ int tenant_get(sqlite3 *db, int64_t id, tenant *t, char *err, size_t errlen)
     return tenant_select(db, "id = ?1", NULL, id, t, err, errlen);
 }
 
+/* Whether key opens the other tenants' tokens (inside the transaction
+ * that stores a new one): a rekey that committed after this command loaded
+ * its key would otherwise leave the new token sealed with a key nobody has
+ * any more. 0 when it does or there is no other token, else -1 with err. */
+static int key_is_current(sqlite3 *db, const secret_key *key, int64_t id, char *err,
+                          size_t errlen)
+{
+    char why[256];
+    sqlite3_stmt *st = db_stmt(db, "SELECT id, token FROM tenant WHERE id != ?1 AND "
+                               "length(token) > 0 LIMIT 1", err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        char *plain = NULL;
+        size_t plain_len = 0;
+        rc = secret_open(key, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                         (size_t)sqlite3_column_bytes(st, 1), &plain, &plain_len, why, sizeof why);
+        if (plain) {
+            secret_wipe(plain, plain_len);
+            free(plain);
+        }
+        if (rc < 0)
+            snprintf(err, errlen, "the other tokens are not sealed with this key file (%s): "
+                     "if a rekey ran meanwhile, run this command again; nothing was written",
+                     why);
+    }
+    db_stmt_done(st);
+    return rc;
+}
+
 /* Seal token for t->id and store it with its fingerprint. */
 static int store_token(sqlite3 *db, const secret_key *key, int64_t id, const char *token,
                        size_t token_len, char *err, size_t errlen)
@@ -128,6 +160,8 @@ static int store_token(sqlite3 *db, const secret_key *key, int64_t id, const cha
     size_t sealed_len = 0;
     char fp[32];
     int rc = -1;
+    if (key_is_current(db, key, id, err, errlen) < 0)
+        return -1;
     if (secret_seal(key, id, token, token_len, &sealed, &sealed_len) < 0) {
         snprintf(err, errlen, "cannot encrypt the token");
         return -1;

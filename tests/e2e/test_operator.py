@@ -28,6 +28,16 @@ def add(ws, fake, name, tok, *extra, fake_token=None):
     assert rc == 0, err
 
 
+def reading_stdin(pid):
+    """Whether process pid is blocked reading its standard input."""
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            call = f.read().split()
+    except OSError:
+        return False
+    return len(call) > 1 and call[0] in ("0", "63") and int(call[1], 16) == 0
+
+
 def read(path):
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
@@ -206,6 +216,42 @@ def test_rekey_after_an_interrupted_rekey_keeps_the_working_key():
         assert rc == 0 and "rekeyed 1 tokens" in out, err
         rc, _, err = ws.run_cli(["run", "--once"])
         assert rc == 0 and len(ws.lines()) == 20, err
+
+
+def test_tenant_added_across_a_rekey_is_refused():
+    """`tenant add` loads the key, then waits for its token on stdin; a
+    rekey runs meanwhile. The token used to be sealed with the old key, so
+    the new tenant could never be read again (and every later rekey
+    failed). Now the add stores nothing and says to run it again, which
+    then works under the new key."""
+    with FakeNetskope() as fake, Workspace() as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "acme", "tok-a")
+        fake.add_tenant("tok-b", "beta")
+        fake.generate("tok-b", 10, insertion_start=now - 500, insertion_end=now - 1)
+        argv = ws.argv(["tenant", "add", "beta", "--url", fake.url, "--lookback", 3600])
+        proc = subprocess.Popen(argv, cwd=ws.dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            # the key is loaded before the token is read: wait until it blocks
+            # in read(0, ...) (syscall 0 on x86-64, 63 on arm64)
+            wait_until(lambda: reading_stdin(proc.pid) or proc.poll() is not None, 10, 0.01,
+                       "tenant add to wait for its token")
+            assert proc.poll() is None, proc.communicate()
+            rc, out, err = ws.run_cli(["rekey"])
+            assert rc == 0, err
+            out, err = proc.communicate(b"tok-b", timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 2 and b"run this command again" in err, err
+        assert ws.query("SELECT count(*) FROM tenant WHERE name = 'beta'") == 0
+        add(ws, fake, "beta", "tok-b")
+        rc, _, err = ws.run_cli(["run", "--once"])
+        assert rc == 0 and len(ws.lines()) == 10, err
+        rc, out, err = ws.run_cli(["rekey"])
+        assert rc == 0 and "rekeyed 2 tokens" in out, err
 
 
 def test_man_page_renders():
