@@ -432,8 +432,10 @@ static sink_result gcs_put(void *state, const char *name, const void *data, size
         goto out;
     }
     r = put_try(s, url, obj, gz ? gz : data, len, &again, err, errlen);
-    if (again)
+    if (again) {                        /* once, with a fresh token; a second 401 is final */
+        again = 0;
         r = put_try(s, url, obj, gz ? gz : data, len, &again, err, errlen);
+    }
 out:
     free(url);
     free(gz);

@@ -258,6 +258,18 @@ static void test_uploads(void *s)
     CHECK_INT(stat_of("uploads_401") - u401, 1);
     CHECK_INT(stat_of("tokens_issued") - tokens, 2);
 
+    /* 3.7: the fresh token is refused too: no third try, a permanent
+     * failure that says why (it was SINK_RETRY with an empty error, every
+     * few seconds, two token exchanges each time, forever). */
+    admin_post("/_admin/faults", "{\"fail_uploads\":2,\"fail_status\":401}");
+    long up = stat_of("upload_requests");
+    err[0] = '\0';
+    CHECK_INT(put_str(s, "acme/e.ndjson", "{}\n", err, sizeof err), SINK_PERMANENT);
+    CHECK_HAS(err, "credentials rejected by GCS (HTTP 401)");
+    CHECK_INT(stat_of("upload_requests") - up, 2);
+    CHECK_INT(stat_of("tokens_issued") - tokens, 3);
+    admin_post("/_admin/faults", "{\"fail_status\":503}");
+
     buf objs;
     buf_init(&objs, 0);
     CHECK_INT(admin("/_admin/objects?bucket=up-bucket", NULL, &objs), 0);
