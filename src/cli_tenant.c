@@ -77,6 +77,30 @@ static int tenant_usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* The usage error for the option getopt_long just refused. Only its name
+ * is shown, never a value: `--token=SECRET` must not echo the token. */
+static int bad_option(char **argv)
+{
+    char opt[64];
+    if (optopt > 0 && optopt < 256) {        /* a short option, perhaps "-xVALUE" */
+        snprintf(opt, sizeof opt, "-%c", optopt);
+    } else {                                 /* a long one; getopt moved past it */
+        const char *a = argv[optind - 1];
+        snprintf(opt, sizeof opt, "%.*s", (int)strcspn(a, "="), a);
+    }
+    return tenant_usage_error("unknown option or missing value: '%s'", opt);
+}
+
+/* A second positional argument is not shown: it may be a pasted token. */
+static int extra_argument(int i)
+{
+    char word[16];
+    snprintf(word, sizeof word, "%d", i);
+    return tenant_usage_error("unexpected extra argument (word %s after the subcommand; not "
+                              "shown, in case it is a secret): give one NAME, and the token "
+                              "with --token-file", word);
+}
+
 /* Parse argv (argv[0] = subcommand) into o; the positional NAME into *name. */
 static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
 {
@@ -98,7 +122,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             if (optind >= argc)
                 return 0;
             if (*name)
-                return tenant_usage_error("unexpected argument '%s'", argv[optind]);
+                return extra_argument(optind);
             *name = argv[optind++];
         } else if (c >= OPT_URL && c <= OPT_MAX_RECORDS) {
             *slot[c - OPT_URL] = optarg;
@@ -114,7 +138,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             fputs(tenant_usage, stdout);
             return -1;
         } else {
-            return tenant_usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
+            return bad_option(argv);
         }
     }
 }
@@ -133,12 +157,29 @@ static int parse_number(const char *opt, const char *s, long long lo, long long 
     return 0;
 }
 
+/* --sink-credentials must be a readable regular file: a directory passes
+ * access(R_OK) but would only fail later, in the daemon. */
+static int sink_credentials_check(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || access(path, R_OK) != 0)
+        return cli_error("cannot read --sink-credentials '%s': %s", path, strerror(errno)), -1;
+    if (!S_ISREG(sb.st_mode))
+        return cli_error("--sink-credentials '%s' is not a regular file: give the service "
+                         "account's JSON key file", path), -1;
+    return 0;
+}
+
 /* Settings given on the command line, validated, over t. */
 static int apply_opts(tenant *t, const tenant_opts *o)
 {
     char err[512];
     long long v;
     if (o->url) {
+        if (strlen(o->url) >= sizeof t->url)         /* refuse, never store it cut */
+            return cli_error("--url is %zu bytes long; a tenant URL is at most %zu bytes: "
+                             "give only https://HOST[:PORT]", strlen(o->url),
+                             sizeof t->url - 1), -1;
         if (ns_url_check(o->url, err, sizeof err) < 0)
             return cli_error("%s", err), -1;
         snprintf(t->url, sizeof t->url, "%s", o->url);
@@ -152,9 +193,8 @@ static int apply_opts(tenant *t, const tenant_opts *o)
         snprintf(t->sink, sizeof t->sink, "%s", o->sink);
     }
     if (o->sink_credentials) {
-        if (o->sink_credentials[0] && access(o->sink_credentials, R_OK) != 0)
-            return cli_error("cannot read --sink-credentials '%s': %s", o->sink_credentials,
-                             strerror(errno)), -1;
+        if (o->sink_credentials[0] && sink_credentials_check(o->sink_credentials) < 0)
+            return -1;
         /* absolute, so the daemon finds it whatever its working directory */
         char abs[PATH_MAX];
         const char *path = o->sink_credentials[0] && realpath(o->sink_credentials, abs)
@@ -214,19 +254,29 @@ static void trim_newline(buf *b)
         b->data[--b->len] = '\0';
 }
 
-/* Read fd to the end into b (at most TOKEN_MAX bytes). */
+/* Read fd to the end into b (at most TOKEN_MAX bytes). 0; -1 on a read
+ * error (errno set); READ_TOO_BIG past b's cap (or out of memory). chunk
+ * held token bytes, so it is wiped on every path. */
+#define READ_TOO_BIG (-2)
 static int read_all(int fd, buf *b)
 {
     char chunk[1024];
+    int rc;
     for (;;) {
         ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n == 0)
-            return 0;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 || buf_append(b, chunk, (size_t)n) < 0)
-            return -1;
+        if (n <= 0) {
+            rc = n == 0 ? 0 : -1;
+            break;
+        }
+        if (buf_append(b, chunk, (size_t)n) < 0) {
+            rc = READ_TOO_BIG;
+            break;
+        }
     }
+    secret_wipe(chunk, sizeof chunk);
+    return rc;
 }
 
 static int token_from_file(const char *path, buf *b)
@@ -235,12 +285,14 @@ static int token_from_file(const char *path, buf *b)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return cli_error("cannot read token file '%s': %s", path, strerror(errno)), -1;
-    int rc = -1;
+    int rc = -1, got;
     if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode))
         cli_error("token file '%s' is a directory", path);
-    else if (read_all(fd, b) < 0)
-        cli_error("cannot read token file '%s': %s", path,
-                  errno ? strerror(errno) : "larger than 8 KiB: is it the right file?");
+    else if ((got = read_all(fd, b)) == READ_TOO_BIG)
+        cli_error("token file '%s' is larger than %d KiB: a Netskope API token is one short "
+                  "line; is it the right file?", path, TOKEN_MAX / 1024);
+    else if (got < 0)
+        cli_error("cannot read token file '%s': %s", path, strerror(errno));
     else
         rc = 0;
     close(fd);
@@ -268,9 +320,12 @@ static int token_from_stdin(buf *b)
     } else {
         rc = read_all(STDIN_FILENO, b);
     }
-    if (rc < 0)
+    if (rc == READ_TOO_BIG)
+        cli_error("the token on stdin is larger than %d KiB: a Netskope API token is one "
+                  "short line; was the right file piped in?", TOKEN_MAX / 1024);
+    else if (rc < 0)
         cli_error("cannot read the token from stdin");
-    return rc;
+    return rc < 0 ? -1 : rc;
 }
 
 /* The token from --token-file, --token-env or (if allowed) stdin into b.

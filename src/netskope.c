@@ -457,6 +457,16 @@ static const char *url_problem(CURLU *h, const char *raw, char **scheme, char **
     return why;
 }
 
+/* The 1-based position of the first byte that is not printable ASCII, or 0.
+ * Such a URL would later make `list --json` invalid UTF-8 JSON. */
+static size_t url_bad_byte(const char *url)
+{
+    for (size_t i = 0; url[i]; i++)
+        if ((unsigned char)url[i] < 0x21 || (unsigned char)url[i] > 0x7e)
+            return i + 1;
+    return 0;
+}
+
 int ns_url_check(const char *url, char *err, size_t errlen)
 {
     char shown[2 * NS_URL_SHOW_MAX + 8];
@@ -468,6 +478,13 @@ int ns_url_check(const char *url, char *err, size_t errlen)
 
     if (!url || !*url) {
         snprintf(err, errlen, "tenant URL is empty; give https://HOST[:PORT]");
+        return -1;
+    }
+    size_t bad = url_bad_byte(url);
+    if (bad) {                       /* not shown: the byte would garble the message */
+        snprintf(err, errlen, "tenant URL is not a valid URL: a space, control or non-ASCII "
+                 "byte at position %zu; write the host in its punycode form (xn--...) and "
+                 "percent-encode the rest", bad);
         return -1;
     }
     show_url(url, shown, sizeof shown);

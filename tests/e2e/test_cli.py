@@ -76,6 +76,58 @@ def test_bad_tenant_input():
         assert "web" not in out, out
 
 
+def test_usage_errors_hide_secrets():
+    """B8: a token pasted as an option value or a stray argument is not echoed."""
+    pasted = "Sup3rSecret-pasted-0123"
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        url = ["--url", "https://a.goskope.com"]
+        for args, word in ((["tenant", "add", "acme2"] + url + ["--token=" + pasted], "'--token'"),
+                           (["tenant", "add", "acme2", pasted] + url, "unexpected extra argument"),
+                           (["tenant", "set", "acme", "--json=" + pasted], "'--json'"),
+                           (["tenant", "add", "acme2"] + url + ["-x" + pasted], "'-x'")):
+            out, err = expect(ws, args, 2, word, stdin="tok")
+            assert pasted not in out + err, "secret echoed by %s:\n%s%s" % (args[:3], out, err)
+
+
+def test_tenant_url_refused():
+    """B3: a URL too long to store is refused, not cut. B4: non-ASCII bytes
+    are refused (they made `tenant list --json` invalid UTF-8)."""
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        long_url = "https://" + "a" * 499 + ":8443"
+        expect(ws, ["tenant", "add", "long", "--url", long_url], 2, "at most 511 bytes",
+               stdin="tok")
+        expect(ws, ["tenant", "set", "acme", "--url", "https://" + "a" * 100000], 2,
+               "at most 511 bytes")
+        cafe = os.fsdecode(b"https://caf\xe9.example.com")
+        expect(ws, ["tenant", "add", "cafe", "--url", cafe], 2, "position 12", "punycode",
+               stdin="tok")
+        expect(ws, ["tenant", "set", "acme", "--url", cafe], 2, "position 12")
+        out, _ = expect(ws, ["tenant", "list", "--json"], 0, '"url":"http://127.0.0.1:9"')
+        assert "long" not in out and "cafe" not in out, out
+
+
+def test_tenant_files_refused():
+    """B5: an oversized token file or stdin says so (it said "No such file").
+    B9: --sink-credentials must be a regular file, not a directory."""
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        url = ["--url", "https://a.goskope.com"]
+        big = os.path.join(ws.dir, "big.tok")
+        with open(big, "w") as f:
+            f.write("x" * 10000)
+        expect(ws, ["tenant", "add", "web"] + url + ["--token-file", big], 2,
+               "token file '%s' is larger than 8 KiB" % big)
+        expect(ws, ["tenant", "add", "web"] + url, 2, "token on stdin is larger than 8 KiB",
+               stdin="x" * 10000)
+        expect(ws, ["tenant", "add", "web"] + url + ["--sink-credentials", ws.dir], 2,
+               "'%s' is not a regular file" % ws.dir, stdin="tok")
+        expect(ws, ["tenant", "set", "acme", "--sink-credentials", ws.dir], 2, ws.dir)
+        out, _ = expect(ws, ["tenant", "list"], 0, "acme")
+        assert "web" not in out, out
+
+
 def test_bad_config_and_database():
     with Workspace() as ws:
         expect(ws, ["-c", "/nonexistent/nscollect.conf", "status"], 2,

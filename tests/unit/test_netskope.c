@@ -76,6 +76,10 @@ static void test_url_check(void)
     url_bad("https://acme.goskope.com?token=s3cr3t", "must not have a query string", "s3cr3t");
     url_bad("https://acme.goskope.com/?", "must not have a query string", NULL);
     url_bad("https://acme.goskope.com/#x", "fragment", NULL);
+    url_bad("https://caf\xe9.example.com", "non-ASCII byte at position 12", NULL);
+    url_bad("https://caf\xc3\xa9.example.com", "punycode", NULL);
+    url_bad("https://acme.goskope.com /", "at position 25", NULL);
+    url_bad("https://acme\x7f.goskope.com", "at position 13", NULL);
     url_bad("https://acme.goskope.com/api/v2", "must not have a path", NULL);
     url_bad("https://acme.goskope.com//", "must not have a path", NULL);
     url_bad("https://acme.goskope.com/./", "must not have a path", NULL);
