@@ -177,17 +177,27 @@ static sink_result temp_write(const put_paths *pp, const void *data, size_t len,
     return rc < 0 ? io_error(e, "cannot write", pp->final, err, errlen) : SINK_OK;
 }
 
+/* The object is in place, linked now (SINK_OK) or by an earlier try
+ * (SINK_EXISTS): its directory entry is made durable either way, since the
+ * earlier try may have been killed before its own fsync_dir(), and the
+ * batch is recorded as delivered (its spool file removed) on this answer. */
+static sink_result in_place(const put_paths *pp, sink_result r, char *err, size_t errlen)
+{
+    if (fsync_dir(pp->dir) < 0)
+        return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
+    return r;
+}
+
 /* link(2) the temp file to its final name; never replaces an object. */
 static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
 {
+    int exists = 0;
     if (link(pp->tmp, pp->final) < 0) {
-        if (errno == EEXIST)
-            return SINK_EXISTS;
-        return io_error(errno, "cannot create", pp->final, err, errlen);
+        if (errno != EEXIST)
+            return io_error(errno, "cannot create", pp->final, err, errlen);
+        exists = 1;
     }
-    if (fsync_dir(pp->dir) < 0)
-        return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
-    return SINK_OK;
+    return in_place(pp, exists ? SINK_EXISTS : SINK_OK, err, errlen);
 }
 
 /* Write data to an unnamed file in pp->dir (O_TMPFILE), fsync it and link
@@ -215,14 +225,12 @@ static sink_result anon_put(const put_paths *pp, const void *data, size_t len, i
     int e = errno;
     close(fd);
     if (rc < 0 && e == EEXIST)
-        return SINK_EXISTS;
+        return in_place(pp, SINK_EXISTS, err, errlen);
     if (rc < 0 && e == ENOENT && access(dir, F_OK) == 0)
         *fallback = 1;                             /* no /proc */
     if (rc < 0)
         return io_error(e, "cannot write", pp->final, err, errlen);
-    if (fsync_dir(pp->dir) < 0)
-        return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
-    return SINK_OK;
+    return in_place(pp, SINK_OK, err, errlen);
 }
 
 /* What every store does first: check the name, make the paths, create the
@@ -274,7 +282,7 @@ static sink_result file_link(void *state, const char *name, const char *path, in
     if (link(path, pp.final) < 0) {
         switch (errno) {
         case EEXIST:
-            return SINK_EXISTS;
+            return in_place(&pp, SINK_EXISTS, err, errlen);
         case EXDEV: case EPERM: case EMLINK: case EOPNOTSUPP: case ENOENT:
             *fallback = 1;      /* ENOENT: put_mapped names the missing spool file */
             return SINK_RETRY;
@@ -282,9 +290,7 @@ static sink_result file_link(void *state, const char *name, const char *path, in
             return io_error(errno, "cannot link", pp.final, err, errlen);
         }
     }
-    if (fsync_dir(pp.dir) < 0)
-        return io_error(errno, "cannot sync the directory of", pp.final, err, errlen);
-    return SINK_OK;
+    return in_place(&pp, SINK_OK, err, errlen);
 }
 
 const sink_ops sink_file_ops = {

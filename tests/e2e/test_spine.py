@@ -528,6 +528,65 @@ def test_a_batch_is_on_disk_before_it_is_delivered():
                     batch, synced, linked, wal_syncs[:10])
 
 
+def test_an_object_found_in_place_is_synced():
+    """A batch whose object is already in the sink (an earlier try linked
+    it and was killed before it synced the directory and recorded the
+    delivery) counts as delivered only after the object's directory is
+    synced: before, EEXIST returned at once, the spool file was removed,
+    and a power loss could then lose an object the database called
+    delivered."""
+    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        sink = os.path.join(ws.dir, "acme-sink")
+        with open(sink, "w") as f:
+            f.write("a file where acme's sink wants a directory\n")
+        assert ws.run_cli(["init"])[0] == 0
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                                 "--page-size", 200, "--sink", "file://" + sink],
+                                stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 500, insertion_start=now - 3000, insertion_end=now - 60,
+                      seed=72)
+        run_once(ws, expect=1)                       # the sink is blocked: batches wait
+        os.unlink(sink)
+        batches = ws.query_rows("SELECT id, object_name FROM outbox WHERE spooled")
+        assert batches, "no spooled batch waits"
+        for batch, name in batches:                  # what the killed try left
+            os.makedirs(os.path.dirname(os.path.join(sink, name)), exist_ok=True)
+            os.link("%s.spool/%d.ndjson" % (ws.db, batch), os.path.join(sink, name))
+        trace = os.path.join(ws.dir, "strace.out")
+        asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+        p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
+                            "trace=fsync,fdatasync,link,linkat,unlink,unlinkat"] +
+                           ws.argv(["run", "--once"]),
+                           cwd=ws.dir, env=cli_env({"ASAN_OPTIONS": asan}),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        assert p.returncode == 0, p.stderr.decode()[-3000:]
+        assert sorted(ndjson_lines(sink)) == sorted(minify(r) for r in fake.alerts(token("acme")))
+        assert ws.query("SELECT count(*) FROM delivered WHERE existed") == len(batches)
+        spool = re.escape(ws.db + ".spool/")
+        acme_dir = re.escape(os.path.join(sink, "acme"))
+        found, dir_syncs, removed = {}, [], {}
+        for end, began, name, args, ret in traced_syscalls(trace):
+            if name in ("fsync", "fdatasync") and re.match(r"\d+<%s>" % acme_dir, args):
+                dir_syncs.append(began)
+            m = re.search(r'"%s(\d+)\.ndjson"' % spool, args)
+            m = m or re.search(r'\d+<%s>, "(\d+)\.ndjson"' % spool[:-1], args)   # unlinkat
+            if m and name.startswith("link") and "EEXIST" in args + ret:
+                found[m.group(1)] = end
+            elif m and name.startswith("unlink") and ret == "0":
+                removed[m.group(1)] = end
+        assert sorted(found) == sorted(str(b) for b, _ in batches), (found, batches)
+        for batch, at in found.items():
+            assert any(at < s < removed[batch] for s in dir_syncs), \
+                "batch %s: found in place at line %d, spool file removed at line %d, and the " \
+                "object's directory not synced in between (syncs at %s)" % (
+                    batch, at, removed[batch], dir_syncs[:10])
+
+
 def test_removing_a_tenant_removes_its_spool_files():
     """tenant remove --force drops the tenant's undelivered batches, and with
     them their spool files and its dedupe keys; another tenant's stay."""
