@@ -28,11 +28,16 @@ typedef struct tenant_opts {
     const char *url, *token_file, *token_env, *sink, *sink_credentials, *window, *state;
     const char *interval, *lookback, *overlap, *page_size, *max_records;
     int disabled, json, force;
+    unsigned given;             /* OPT_BIT of each option given */
 } tenant_opts;
 
 enum { OPT_URL = 256, OPT_TOKEN_FILE, OPT_TOKEN_ENV, OPT_SINK, OPT_SINK_CRED, OPT_WINDOW,
        OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_DISABLED,
        OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE };
+#define OPT_BIT(opt) (1u << ((opt) - OPT_URL))
+/* The options of add and set: every setting of a tenant. */
+#define SETTINGS (OPT_BIT(OPT_STATE) - 1 - OPT_BIT(OPT_JSON) - OPT_BIT(OPT_FORCE) - \
+                  OPT_BIT(OPT_HELP))
 
 static const struct option long_options[] = {
     {"url", required_argument, NULL, OPT_URL},
@@ -118,6 +123,8 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
     opterr = 0;
     for (;;) {
         int c = getopt_long(argc, argv, "+", long_options, NULL);
+        if (c >= OPT_URL && c <= OPT_STATE)
+            o->given |= OPT_BIT(c);
         if (c == -1) {                       /* a positional argument, or the end */
             if (optind >= argc)
                 return 0;
@@ -497,6 +504,41 @@ out:
     return rc;
 }
 
+/* What each subcommand takes; an option or NAME it does not take is an
+ * error, not silently ignored (`tenant enable acme --url X` changed nothing
+ * and said "enabled"). */
+static const struct subcommand {
+    const char *name;
+    unsigned options;
+    int takes_name;
+} subcommands[] = {
+    {"add", SETTINGS, 1},          {"set", SETTINGS, 1},
+    {"import-env", OPT_BIT(OPT_STATE), 1},
+    {"list", OPT_BIT(OPT_JSON), 0}, {"show", OPT_BIT(OPT_JSON), 1},
+    {"enable", 0, 1},              {"disable", 0, 1},
+    {"remove", OPT_BIT(OPT_FORCE), 1},
+};
+
+static int check_subcommand(const char *sub, const tenant_opts *o, const char *name)
+{
+    const struct subcommand *sc = NULL;
+    for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
+        if (strcmp(sub, subcommands[i].name) == 0)
+            sc = &subcommands[i];
+    if (!sc)
+        return tenant_usage_error("tenant: unknown subcommand '%s'", sub);
+    unsigned extra = o->given & ~sc->options;
+    for (const struct option *lo = long_options; lo->name; lo++)
+        if (lo->val >= OPT_URL && (extra & OPT_BIT(lo->val))) {
+            fprintf(stderr, "nscollect: tenant %s does not take --%s (see nscollect tenant "
+                    "--help)\n", sub, lo->name);
+            return EXIT_USAGE;
+        }
+    if (name && !sc->takes_name)
+        return tenant_usage_error("tenant %s takes no NAME (see nscollect tenant --help)", sub);
+    return 0;
+}
+
 int cmd_tenant(cli_ctx *ctx, int argc, char **argv)
 {
     tenant_opts o;
@@ -510,6 +552,8 @@ int cmd_tenant(cli_ctx *ctx, int argc, char **argv)
     }
     if (parse_opts(argc - 1, argv + 1, &o, &name) != 0)
         return strcmp(argv[argc - 1], "--help") == 0 ? 0 : EXIT_USAGE;
+    if (check_subcommand(sub, &o, name) != 0)
+        return EXIT_USAGE;
     if (strcmp(sub, "add") == 0)
         return tenant_add(ctx, &o, name);
     if (strcmp(sub, "set") == 0)

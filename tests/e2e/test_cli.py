@@ -39,6 +39,29 @@ def test_usage_errors():
         expect(ws, ["status", "--jsn"], 2, "unknown argument '--jsn'")
 
 
+def test_options_a_subcommand_does_not_take():
+    """An option or NAME a subcommand does not take is refused, naming it,
+    and nothing changes (they were ignored: `tenant enable acme --url X`
+    said "enabled" and left the URL)."""
+    with Workspace() as ws:
+        init_with_tenant(ws)
+        url = ws.query("SELECT url FROM tenant WHERE name = 'acme'")
+        for args, word in ((["enable", "acme", "--url", "https://evil.example.com"], "--url"),
+                           (["disable", "acme", "--page-size", "99999"], "--page-size"),
+                           (["show", "acme", "--force"], "--force"),
+                           (["remove", "acme", "--json"], "--json"),
+                           (["import-env", "acme", "--interval", "60"], "--interval"),
+                           (["add", "zz", "--url", "https://a.goskope.com", "--state", "/x"],
+                            "--state")):
+            expect(ws, ["tenant"] + args, 2, "tenant %s does not take %s" % (args[0], word),
+                   stdin=SECRET)
+        expect(ws, ["tenant", "list", "bogus"], 2, "tenant list takes no NAME")
+        assert ws.query("SELECT url FROM tenant WHERE name = 'acme'") == url
+        assert ws.query("SELECT enabled FROM tenant WHERE name = 'acme'") == 1
+        assert ws.query("SELECT count(*) FROM tenant") == 1
+        expect(ws, ["tenant", "list", "--json"], 0, '"acme"')
+
+
 def test_bad_tenant_input():
     with Workspace() as ws:
         init_with_tenant(ws)
