@@ -364,6 +364,14 @@ static int read_token(const tenant_opts *o, int allow_stdin, buf *b)
     return token_check(b, from) < 0 ? -1 : 1;
 }
 
+/* A buffer for a token, all of it allocated now: growing it would leave
+ * copies of the token in freed memory, where nothing wipes them. */
+static void token_init(buf *token)
+{
+    buf_init(token, TOKEN_MAX);
+    (void)buf_reserve(token, TOKEN_MAX);  /* else it grows, and only loses that hygiene */
+}
+
 /* Wipe and free a token buffer. */
 static void token_release(buf *token)
 {
@@ -392,7 +400,7 @@ static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
     sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
-    buf_init(&token, TOKEN_MAX);
+    token_init(&token);
     if (cli_load_key(ctx, &key) != 0 || read_token(o, 1, &token) < 0)
         goto out;
     if (tenant_insert(db, &key, &t, token.data, token.len, err, sizeof err) < 0) {
@@ -420,7 +428,7 @@ static int tenant_set(cli_ctx *ctx, const tenant_opts *o, const char *name)
     sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
-    buf_init(&token, TOKEN_MAX);
+    token_init(&token);
     if (tenant_find(db, name, &t, err, sizeof err) != 0) {
         cli_error("%s", err);
         goto out;
