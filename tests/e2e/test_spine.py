@@ -465,6 +465,21 @@ def traced_syscalls(path):
     return calls
 
 
+def traced_run_once(ws):
+    """`run --once` under strace -f -y, tracing syncs, links and unlinks;
+    it must succeed. Returns the trace file's path."""
+    trace = os.path.join(ws.dir, "strace.out")
+    # LeakSanitizer cannot run under ptrace (make test's ASan build)
+    asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+    p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
+                        "trace=fsync,fdatasync,link,linkat,unlink,unlinkat"] +
+                       ws.argv(["run", "--once"]),
+                       cwd=ws.dir, env=cli_env({"ASAN_OPTIONS": asan}), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    return trace
+
+
 def test_a_batch_is_on_disk_before_it_is_delivered():
     """Between the fsync of each batch's spool file (inside the batch's
     transaction) and the link(2) that delivers it, the database's WAL is
@@ -488,16 +503,7 @@ def test_a_batch_is_on_disk_before_it_is_delivered():
         for i, n in enumerate(names):
             fake.generate(token(n), 300, insertion_start=now - 3000, insertion_end=now - 60,
                           seed=70 + i)
-        trace = os.path.join(ws.dir, "strace.out")
-        # LeakSanitizer cannot run under ptrace (make test's ASan build)
-        asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))
-        p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
-                            "trace=fsync,fdatasync,link,linkat,unlink,unlinkat"] +
-                           ws.argv(["run", "--once"]),
-                           cwd=ws.dir, env=cli_env({"ASAN_OPTIONS": asan}),
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=120)
-        assert p.returncode == 0, p.stderr.decode()[-3000:]
+        trace = traced_run_once(ws)
         assert_exactly_once(fake, ws, names)
         spool = re.escape(ws.db + ".spool/")
         spool_synced, wal_syncs, delivered, removed = {}, [], {}, {}
@@ -556,15 +562,7 @@ def test_an_object_found_in_place_is_synced():
         for batch, name in batches:                  # what the killed try left
             os.makedirs(os.path.dirname(os.path.join(sink, name)), exist_ok=True)
             os.link("%s.spool/%d.ndjson" % (ws.db, batch), os.path.join(sink, name))
-        trace = os.path.join(ws.dir, "strace.out")
-        asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))
-        p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
-                            "trace=fsync,fdatasync,link,linkat,unlink,unlinkat"] +
-                           ws.argv(["run", "--once"]),
-                           cwd=ws.dir, env=cli_env({"ASAN_OPTIONS": asan}),
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=120)
-        assert p.returncode == 0, p.stderr.decode()[-3000:]
+        trace = traced_run_once(ws)
         assert sorted(ndjson_lines(sink)) == sorted(minify(r) for r in fake.alerts(token("acme")))
         assert ws.query("SELECT count(*) FROM delivered WHERE existed") == len(batches)
         spool = re.escape(ws.db + ".spool/")
