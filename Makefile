@@ -60,9 +60,16 @@ deps-extra:
 	@sh tests/deps.sh extra
 
 # `make test`: the whole suite under ASan+UBSan (unit tests, then the daemon
-# end to end against the fake servers over loopback).
+# end to end against the fake servers over loopback), then the end-to-end
+# tests again, threads and all, under ThreadSanitizer: gcc's runtime (no
+# extra package; `make tsan` adds the unit tests, with clang's), halting at
+# the first race report, which fails the test that met it.
 test: deps
 	$(MAKE) B=build-asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" check
+	$(MAKE) B=build-tsan-gcc CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" \
+		build-tsan-gcc/nscollect
+	TSAN_OPTIONS="halt_on_error=1" NSCOLLECT_BIN=$(CURDIR)/build-tsan-gcc/nscollect \
+		$(PYTHON) tests/e2e/run.py
 
 # The suite with whatever flavour B/CFLAGS name.
 check: $(B)/nscollect $(UNIT_BIN)
@@ -79,7 +86,7 @@ demo: deps nscollect
 	@$(PYTHON) tests/demo.py
 
 clean:
-	rm -rf build build-asan build-tsan build-valgrind build-fuzz nscollect
+	rm -rf build build-asan build-tsan build-tsan-gcc build-valgrind build-fuzz nscollect
 
 # `make fuzz`: libFuzzer targets (tests/fuzz/) for the page parser and the
 # config loader, FUZZ_SECONDS per target, everything built with clang into
