@@ -6,7 +6,8 @@ WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-protot
 LIBS    := -lcurl -lsqlite3 -lconfig -lssl -lcrypto -lz -lpthread
 PYTHON  ?= python3
 
-SRC      := $(wildcard src/*.c)
+SRC      := $(wildcard src/*.c src/*/*.c)
+HDR      := $(wildcard src/*/*.h)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 MIGR     := $(sort $(wildcard migrations/*.sql))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -36,7 +37,8 @@ $(B)/libnscollect.a: $(OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
+$(B)/%.o: src/%.c $(HDR) | $(B)
+	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) -Isrc -c -o $@ $<
 
 # Migrations are compiled in, so the binary always carries its own schema.

@@ -1,17 +1,17 @@
 /* main.c - nscollect's entry: global options, config, command table. */
 #include <curl/curl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "db.h"
-#include "log.h"
-#include "scheduler.h"
+#include "cli/cli.h"
+#include "daemon/db.h"
+#include "base/log.h"
+#include "base/suggest.h"
+#include "daemon/scheduler.h"
 
 #define NSCOLLECT_VERSION "0.1.0"
 
@@ -42,42 +42,6 @@ static void usage(FILE *f)
                "or delivery failed (see `nscollect status`), 2 bad usage, config or input.\n");
 }
 
-int cli_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("nscollect: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_USAGE;
-}
-
-/* Levenshtein distance, for "did you mean" on mistyped commands. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[64];
-    if (la >= 63 || lb >= 63)
-        return 99;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 static const command *find_command(const char *name)
 {
     for (size_t i = 0; i < NCOMMANDS; i++)
@@ -90,7 +54,7 @@ static int unknown_command(const char *name)
 {
     fprintf(stderr, "nscollect: '%s' is not a nscollect command. See 'nscollect --help'.\n", name);
     for (size_t i = 0; i < NCOMMANDS; i++)
-        if (edit_distance(name, commands[i].name) <= 2) {
+        if (suggest_distance(name, commands[i].name) <= 2) {
             fprintf(stderr, "\nThe most similar command is\n\t%s\n", commands[i].name);
             break;
         }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "records.h"
+#include "daemon/records.h"
 
 static double cpu_seconds(void)
 {

@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "buf.h"
-#include "records.h"
+#include "base/buf.h"
+#include "daemon/records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

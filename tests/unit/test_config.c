@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
-#include "log.h"
+#include "base/config.h"
+#include "base/log.h"
 
 #define EXAMPLE "etc/nscollect.conf.example"
 

@@ -1,6 +1,6 @@
 /* test_db.c - db_stmt(): statements that stay prepared on a connection. */
 #include "check.h"
-#include "db.h"
+#include "daemon/db.h"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -10,9 +10,9 @@
 
 #include <openssl/evp.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "check.h"
-#include "gauth.h"
+#include "google/gauth.h"
 
 static char dir[] = "/tmp/nsc_test_gauth_XXXXXX";
 static char *pem;   /* the test's private key, PEM text */

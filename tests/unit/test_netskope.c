@@ -2,7 +2,7 @@
  * reply classification against a canned one-shot HTTP server on loopback
  * (the full HTTP path is exercised end to end against tests/fake_netskope.py). */
 #include "check.h"
-#include "netskope.h"
+#include "daemon/netskope.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,8 +1,8 @@
 /* test_outbox.c - outbox_commit() when its commit fails. (That a batch is
  * on disk before it is delivered is test_spine.py's: it needs the syscalls.) */
 #include "check.h"
-#include "db.h"
-#include "outbox.h"
+#include "daemon/db.h"
+#include "daemon/outbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* test_records.c - ns_page_parse(), records_minify(), records_hash().
  * Run from the repository root (the samples are read by relative path). */
 #include "check.h"
-#include "records.h"
+#include "daemon/records.h"
 
 #include <ctype.h>
 #include <errno.h>

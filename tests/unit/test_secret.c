@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "log.h"
-#include "secret.h"
+#include "base/log.h"
+#include "daemon/secret.h"
 
 static char dir[] = "/tmp/nsc_test_secret_XXXXXX";
 

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
-#include "sink.h"
-#include "sink_impl.h"
+#include "base/config.h"
+#include "sink/sink.h"
+#include "sink/sink_impl.h"
 
 /* Present only when sink_gcs.c is linked in. */
 extern const sink_ops sink_gcs_ops __attribute__((weak));

@@ -14,11 +14,11 @@
 
 #include <curl/curl.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "check.h"
-#include "config.h"
-#include "gauth.h"
-#include "sink_impl.h"
+#include "base/config.h"
+#include "google/gauth.h"
+#include "sink/sink_impl.h"
 
 #define EMAIL "up@p.iam.gserviceaccount.com"
 

@@ -1,6 +1,6 @@
 /* test_window.c - the window and slicing rules of DESIGN.md. */
 #include "check.h"
-#include "window.h"
+#include "daemon/window.h"
 
 #define NOW 1800000000LL
 

@@ -1,0 +1,169 @@
+/* cli_status.c - read-only views for operators: `status`, `tenant list`,
+ * `tenant show`. JSON output is produced by SQLite's JSON functions, so
+ * every string is escaped correctly without hand-written code. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "daemon/db.h"
+#include "daemon/tenant.h"
+
+/* Print the single text value a query returns (JSON documents). */
+static int print_scalar(sqlite3 *db, const char *sql, const char *param)
+{
+    char err[512];
+    sqlite3_stmt *st = db_prepare(db, sql, err, sizeof err);
+    if (!st)
+        return cli_error("cannot query the database: %s", err);
+    if (param)
+        sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        printf("%s\n", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : cli_error("cannot query the database: %s", sqlite3_errmsg(db));
+}
+
+/* "3m", "2h05m", "4d" - a lag or age an operator reads at a glance. */
+static void format_age(sqlite3_stmt *st, int col, char *out, size_t n)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        snprintf(out, n, "-");
+        return;
+    }
+    long long s = sqlite3_column_int64(st, col);
+    if (s < 0)
+        s = 0;
+    if (s < 120)
+        snprintf(out, n, "%llds", s);
+    else if (s < 7200)
+        snprintf(out, n, "%lldm", s / 60);
+    else if (s < 172800)
+        snprintf(out, n, "%lldh%02lldm", s / 3600, s / 60 % 60);
+    else
+        snprintf(out, n, "%lldd", s / 86400);
+}
+
+static const char status_sql[] =
+    "SELECT name, state, lag_s, alerts_1h, alerts_24h, pending_batches, pending_bytes, "
+    "next_run_at - unixepoch(), coalesce(last_error, ''), newest_alert_age_s FROM tenant_status "
+    "ORDER BY CASE state WHEN 'failing' THEN 0 WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name";
+
+static const char status_json_sql[] =
+    "SELECT json_group_array(json_object('name', name, 'state', state, 'cursor', cursor, "
+    "'lag_s', lag_s, 'newest_alert_age_s', newest_alert_age_s, "
+    "'alerts_1h', alerts_1h, 'alerts_24h', alerts_24h, "
+    "'pending_batches', pending_batches, 'pending_bytes', pending_bytes, "
+    "'last_delivery_at', last_delivery_at, 'last_ok_at', last_ok_at, "
+    "'next_run_at', next_run_at, 'fail_count', fail_count, 'last_error', last_error)) "
+    "FROM (SELECT * FROM tenant_status ORDER BY CASE state WHEN 'failing' THEN 0 "
+    "WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name)";
+
+static int print_status_table(sqlite3 *db)
+{
+    char err[512], lag[32], next[32], newest[32];
+    sqlite3_stmt *st = db_prepare(db, status_sql, err, sizeof err);
+    if (!st)
+        return cli_error("cannot query the database: %s", err);
+    printf("%-24s %-9s %7s %7s %9s %10s %7s %10s %7s  %s\n", "TENANT", "STATE", "LAG", "NEWEST",
+           "ALERTS/1H", "ALERTS/24H", "PENDING", "BYTES", "NEXT", "LAST ERROR");
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        format_age(st, 2, lag, sizeof lag);
+        format_age(st, 7, next, sizeof next);
+        format_age(st, 9, newest, sizeof newest);
+        printf("%-24s %-9s %7s %7s %9lld %10lld %7lld %10lld %7s  %.70s\n",
+               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1), lag, newest,
+               sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+               sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6), next,
+               sqlite3_column_text(st, 8));
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int cmd_status(cli_ctx *ctx, int argc, char **argv)
+{
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--help") == 0) {
+            puts("usage: nscollect status [--json]\n\nOne row per tenant, problems first. "
+                 "Exit status 1 when an enabled tenant is failing.");
+            return 0;
+        } else
+            return cli_error("status: unknown argument '%s' (usage: nscollect status [--json])",
+                             argv[i]);
+    }
+    sqlite3 *db = cli_open_db(ctx);
+    if (!db)
+        return EXIT_USAGE;
+    int rc = json ? print_scalar(db, status_json_sql, NULL) : print_status_table(db);
+    if (rc == 0 && db_int(db, "SELECT count(*) FROM tenant_status WHERE state = 'failing'", 0, 0))
+        rc = EXIT_FAILED;
+    db_close(db);
+    return rc;
+}
+
+static const char list_json_sql[] =
+    "SELECT json_group_array(json_object('name', name, 'enabled', json(CASE enabled WHEN 1 "
+    "THEN 'true' ELSE 'false' END), 'url', url, 'sink', sink, 'interval_s', interval_s, "
+    "'window', window)) FROM (SELECT * FROM tenant ORDER BY name)";
+
+int tenant_print_list(sqlite3 *db, const cli_ctx *ctx, int json)
+{
+    char err[512], sink[CONFIG_PATH_MAX];
+    if (json)
+        return print_scalar(db, list_json_sql, NULL);
+    sqlite3_stmt *st = db_prepare(db, "SELECT id FROM tenant ORDER BY name", err, sizeof err);
+    if (!st)
+        return cli_error("cannot query the database: %s", err);
+    printf("%-24s %-8s %-40s %s\n", "TENANT", "ENABLED", "URL", "SINK");
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        tenant t;
+        if (tenant_get(db, sqlite3_column_int64(st, 0), &t, err, sizeof err) != 0)
+            continue;
+        tenant_sink_url(&t, &ctx->cfg, sink, sizeof sink);
+        printf("%-24s %-8s %-40s %s\n", t.name, t.enabled ? "yes" : "no", t.url, sink);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const char show_json_sql[] =
+    "SELECT json_object('name', t.name, 'enabled', json(CASE t.enabled WHEN 1 THEN 'true' "
+    "ELSE 'false' END), 'url', t.url, 'token', t.token_fp, 'sink', t.sink, "
+    "'sink_credentials', t.sink_credentials, 'interval_s', t.interval_s, "
+    "'lookback_s', t.lookback_s, 'overlap_s', t.overlap_s, 'page_size', t.page_size, "
+    "'max_records', t.max_records, 'window', t.window, 'cursor', s.cursor, 'state', s.state, "
+    "'lag_s', s.lag_s, 'pending_batches', s.pending_batches, 'last_error', s.last_error) "
+    "FROM tenant t JOIN tenant_status s ON s.name = t.name WHERE t.name = ?1";
+
+int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int json)
+{
+    char err[512], sink[CONFIG_PATH_MAX];
+    tenant t;
+    if (!name)
+        return cli_error("tenant show: NAME is missing (usage: nscollect tenant show NAME [--json])");
+    if (tenant_find(db, name, &t, err, sizeof err) != 0)
+        return cli_error("%s", err);
+    if (json)
+        return print_scalar(db, show_json_sql, name);
+    tenant_sink_url(&t, &ctx->cfg, sink, sizeof sink);
+    int64_t cursor = db_int(db, "SELECT position FROM cursor WHERE tenant_id = ?1", t.id, -1);
+    printf("name:          %s\nenabled:       %s\nurl:           %s\ntoken:         %s\n"
+           "sink:          %s%s\nsink creds:    %s\ninterval:      %d s\nlookback:      %d s\n"
+           "overlap:       %d s\npage size:     %d\nmax records:   %lld%s\nwindow:        %s time\n",
+           t.name, t.enabled ? "yes" : "no", t.url, t.token_fp, sink,
+           t.sink[0] ? "" : " (default)", t.sink_credentials[0] ? t.sink_credentials : "-",
+           t.interval_s, t.lookback_s, t.overlap_s, t.page_size, (long long)t.max_records,
+           t.max_records ? "" : " (no cap)", t.window_event ? "event" : "insertion");
+    if (cursor >= 0)
+        printf("cursor:        %lld (%lld s ago)\n", (long long)cursor,
+               (long long)(db_now() - cursor));
+    else
+        printf("cursor:        none yet (first run reads the last %d s)\n", t.lookback_s);
+    printf("last error:    %s\n", t.last_error[0] ? t.last_error : "-");
+    return 0;
+}

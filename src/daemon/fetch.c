@@ -1,0 +1,553 @@
+/* fetch.c - see fetch.h. */
+#include "daemon/fetch.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/db.h"
+#include "base/log.h"
+#include "daemon/netskope.h"
+#include "daemon/outbox.h"
+#include "daemon/pacing.h"
+#include "daemon/records.h"
+#include "base/shutdown.h"
+#include "daemon/tenant.h"
+#include "base/util.h"
+#include "daemon/window.h"
+
+#define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
+#define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
+
+/* The next page, fetched and parsed by a short-lived thread while this
+ * one stores the page before it: on two cores, receiving and parsing
+ * overlap storing instead of following it. It is only started when the
+ * sequential code would send the same request next (the page was full, no
+ * wait_time), so requests, their order and their pacing are unchanged; the
+ * job waits for it before it uses the page or leaves the slice. Off by
+ * default (fetch.prefetch): at Netskope's 4 requests/s a page is stored
+ * well within its 250 ms, and the second page would be memory spent for
+ * nothing. */
+typedef struct prefetch {
+    pthread_t thread;
+    int active;                /* a thread was started and not yet joined */
+    int stopped;               /* pacing_wait saw a shutdown: nothing sent */
+    ns_client *http;           /* the client and page not holding the */
+    ns_page *page;             /* page being stored */
+    ns_query q;
+    ns_reply rep;
+    int parsed;                /* 1 not parsed, else ns_page_parse()'s result */
+    char why[256];             /* its error */
+    int64_t tenant_id, gap_us;
+} prefetch;
+
+struct fetcher {
+    const nsc_config *cfg;
+    const secret_key *key;
+    sqlite3 *db;
+    outbox *ob;
+    ns_client *http[2];        /* two of each, so that a page and its body stay */
+    ns_page page[2];           /* while the next one arrives */
+    int cur;                   /* the client and page being stored */
+    prefetch next;
+    outbox_batch batch;
+    fetch_waits waits;
+};
+
+/* State of one job while it runs. */
+typedef struct job {
+    tenant t;
+    int64_t started;          /* "now" of the job: the window never passes it */
+    int64_t pages, fetched;   /* since the last commit */
+    int64_t slice_pages;      /* requests made for the current slice */
+    int64_t window_start;     /* where this job's first slice began */
+    int64_t t0_ms;            /* when the job began (mono_ms) */
+    long last_progress_ms;    /* when the last progress line was written */
+    fetch_result *res;
+} job;
+
+#define PROGRESS_EVERY_MS 5000
+
+fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_key *key,
+                     void *curl_share, char *err, size_t errlen)
+{
+    fetcher *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->cfg = cfg;
+    f->key = key;
+    ns_page_init(&f->page[0], 0);
+    ns_page_init(&f->page[1], 0);
+    outbox_batch_init(&f->batch, (size_t)cfg->batch_max_bytes);
+    ns_http_opts opts = {
+        .connect_timeout_s = cfg->connect_timeout_s,
+        .low_speed_time_s = cfg->low_speed_time_s,
+        .total_timeout_s = cfg->total_timeout_s,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .ca_bundle = cfg->ca_bundle,
+        .proxy = cfg->proxy,
+        .share = curl_share,
+    };
+    f->db = db_open(db_path, 0, err, errlen);
+    if (!f->db || !(f->ob = outbox_open(f->db, err, errlen)))
+        goto fail;
+    if (!(f->http[0] = ns_client_new(&opts)) || !(f->http[1] = ns_client_new(&opts))) {
+        snprintf(err, errlen, "cannot start the HTTP client");
+        goto fail;
+    }
+    return f;
+fail:
+    fetcher_free(f);
+    return NULL;
+}
+
+void fetcher_free(fetcher *f)
+{
+    if (!f)
+        return;
+    ns_client_free(f->http[0]);
+    ns_client_free(f->http[1]);
+    outbox_free(f->ob);
+    db_close(f->db);
+    ns_page_release(&f->page[0]);
+    ns_page_release(&f->page[1]);
+    outbox_batch_release(&f->batch);
+    free(f);
+}
+
+void fetcher_reconfigure(fetcher *f, const nsc_config *cfg)
+{
+    f->cfg = cfg;
+    f->batch.data.max = (size_t)cfg->batch_max_bytes;
+}
+
+void fetcher_set_waits(fetcher *f, const fetch_waits *w)
+{
+    f->waits = *w;
+}
+
+static void wait_begin(fetcher *f)
+{
+    if (f->waits.begin)
+        f->waits.begin(f->waits.arg);
+}
+
+static void wait_end(fetcher *f)
+{
+    if (f->waits.end)
+        f->waits.end(f->waits.arg);
+}
+
+/* Sleep with the worker lent out. 1 when a shutdown cut it short. */
+static int idle_ms(fetcher *f, long ms)
+{
+    wait_begin(f);
+    int stopped = shutdown_sleep_ms(ms);
+    wait_end(f);
+    return stopped;
+}
+
+const char *fetch_status_name(fetch_status s)
+{
+    static const char *names[] = {"ok", "more", "yield", "wait", "auth", "failed", "stopped",
+                                  "skipped", "paused"};
+    return names[s];
+}
+
+static long ms_since(int64_t t0_ms)
+{
+    return (long)(mono_ms() - t0_ms);
+}
+
+static void set_result(job *j, fetch_status st, int64_t wait_until, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_result(job *j, fetch_status st, int64_t wait_until, const char *fmt, ...)
+{
+    va_list ap;
+    j->res->status = st;
+    j->res->wait_until = wait_until;
+    va_start(ap, fmt);
+    vsnprintf(j->res->error, sizeof j->res->error, fmt, ap);
+    va_end(ap);
+}
+
+/* Commit what the batch holds; cursor -1 keeps the cursor (mid-slice). */
+static int commit(fetcher *f, job *j, int64_t cursor)
+{
+    char err[256];
+    int64_t stored = 0;
+    outbox_commit_args a = {
+        .tenant_id = j->t.id, .tenant_name = j->t.name, .run_id = j->res->run_id,
+        .cursor = cursor,
+        .prune_before = window_prune_before(cursor, j->t.overlap_s, f->cfg->prune_margin_s),
+        .pages = j->pages, .fetched = j->fetched,
+        .spool_min_bytes = f->cfg->spool_min_bytes,
+    };
+    if (outbox_commit(f->ob, &f->batch, &a, &stored, err, sizeof err) < 0) {
+        set_result(j, FETCH_FAILED, 0, "%s", err);
+        return -1;
+    }
+    j->pages = j->fetched = 0;
+    j->res->stored += stored;
+    return 0;
+}
+
+/* Queue the page's records in the batch, committing (without a cursor
+ * move) whenever the batch fills up. */
+static int take_records(fetcher *f, job *j)
+{
+    const ns_page *pg = &f->page[f->cur];
+    for (size_t i = 0; i < pg->nrecs; i++) {
+        const ns_record *r = &pg->recs[i];
+        /* -1 when the record lacks the time: kept, never pruned (outbox.h) */
+        int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
+        const char *bytes = r->data;
+        if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time) == 0)
+            continue;
+        if (f->batch.n == 0) {
+            set_result(j, FETCH_FAILED, 0, "a record of %zu bytes is larger than "
+                       "fetch.batch_max_bytes", r->len);
+            return -1;
+        }
+        if (commit(f, j, -1) < 0)
+            return -1;
+        i--;                       /* retry this record in the empty batch */
+    }
+    return 0;
+}
+
+/* How long to wait after a retryable reply, by attempt number. */
+static int retry_wait_s(const ns_reply *rep, int attempt)
+{
+    if (rep->retry_after_s >= 0)
+        return rep->retry_after_s;
+    return 1 << (attempt < 6 ? attempt : 6);
+}
+
+static void *prefetch_main(void *arg)
+{
+    prefetch *p = arg;
+    p->stopped = pacing_wait(p->tenant_id, p->gap_us);
+    if (p->stopped || ns_fetch_page(p->http, &p->q, &p->rep) != NS_OK)
+        return NULL;
+    p->parsed = ns_page_parse(p->page, p->rep.body, p->rep.body_len, p->why, sizeof p->why);
+    return NULL;
+}
+
+/* Send q from another thread on the client not holding the current page.
+ * When no thread can be started the page is simply fetched in line. */
+static void prefetch_start(fetcher *f, job *j, const ns_query *q)
+{
+    prefetch *p = &f->next;
+    p->http = f->http[!f->cur];
+    p->page = &f->page[!f->cur];
+    p->q = *q;
+    p->tenant_id = j->t.id;
+    p->gap_us = 1000000 / f->cfg->requests_per_s;
+    p->stopped = 0;
+    p->parsed = 1;
+    p->active = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+    j->slice_pages += p->active;
+}
+
+/* Wait for the request in flight, if any. 1 when it brought a reply
+ * (then on f->http[f->cur], parsed into f->page[f->cur] when NS_OK), 0
+ * when there was none to wait for, -1 when a shutdown stopped it before
+ * it was sent. */
+static int prefetch_join(fetcher *f)
+{
+    prefetch *p = &f->next;
+    if (!p->active)
+        return 0;
+    wait_begin(f);
+    pthread_join(p->thread, NULL);
+    wait_end(f);
+    p->active = 0;
+    if (p->stopped)
+        return -1;
+    f->cur = !f->cur;
+    return 1;
+}
+
+static ns_query page_query(const job *j, const window *w, int64_t offset)
+{
+    ns_query q = {
+        .base_url = j->t.url, .token = j->t.token, .window_event = j->t.window_event,
+        .start = w->start, .end = w->end, .limit = j->t.page_size, .offset = offset,
+    };
+    return q;
+}
+
+/* Fetch one page (its first try may already be in flight, from
+ * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
+ * page parsed into f->page[f->cur], 1 when the job must stop, -1 on
+ * failure. */
+static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
+{
+    ns_query q = page_query(j, w, offset);
+    ns_reply rep;
+    char why[256];
+    int sent = prefetch_join(f);
+    if (sent < 0)
+        return 1;
+    for (int attempt = 0;; attempt++) {
+        ns_status st;
+        int parsed = 1;
+        if (attempt == 0 && sent) {
+            rep = f->next.rep;       /* counted in slice_pages when it was sent */
+            st = rep.status;
+            parsed = f->next.parsed;
+            memcpy(why, f->next.why, sizeof why);
+        } else {
+            j->slice_pages++;
+            wait_begin(f);
+            int stopped = pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s);
+            st = stopped ? NS_FAIL : ns_fetch_page(f->http[f->cur], &q, &rep);
+            wait_end(f);
+            if (stopped)
+                return 1;
+        }
+        if (shutdown_requested())
+            return 1;                /* cut short by SIGTERM: not the tenant's failure */
+        if (st == NS_OK) {
+            if (parsed > 0)
+                parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why,
+                                       sizeof why);
+            if (parsed == 0)
+                return 0;
+            set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
+                       (long long)offset, why);
+            return -1;
+        }
+        if (st == NS_AUTH) {
+            set_result(j, FETCH_AUTH, db_now() + AUTH_BACKOFF_S, "%s", rep.err);
+            return -1;
+        }
+        if (st == NS_FAIL) {
+            set_result(j, FETCH_FAILED, 0, "%s", rep.err);
+            return -1;
+        }
+        if (rep.timed_out) {
+            /* A server that did not answer in http.low_speed_time may well
+             * hang again: trying it again here would hold a thread for as
+             * long each time. The tenant backs off (record_outcome). */
+            set_result(j, FETCH_FAILED, 0, "%s; not retried in this job", rep.err);
+            return -1;
+        }
+        int wait = retry_wait_s(&rep, attempt);
+        if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
+            set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep.err, wait);
+            j->res->told_to_wait = rep.retry_after_s >= 0;
+            return -1;
+        }
+        log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
+                 j->t.name, attempt + 1, wait, rep.err);
+        if (idle_ms(f, wait * 1000L))
+            return 1;
+    }
+}
+
+/* Honour the body's wait_time before the next request. 0 go on, 1 stop,
+ * -1 when the wait is too long to hold a worker (the job yields). */
+static int honour_wait_time(fetcher *f, job *j)
+{
+    int64_t wt = f->page[f->cur].wait_time;
+    if (wt <= 0)
+        return 0;
+    if (wt > f->cfg->retry_wait_max_s) {
+        set_result(j, FETCH_WAIT, db_now() + wt, "Netskope asked to wait %lld s (wait_time)",
+                   (long long)wt);
+        j->res->told_to_wait = 1;
+        return -1;
+    }
+    return idle_ms(f, (long)wt * 1000L);
+}
+
+/* The pages of window w. A full page without wait_time means the next
+ * request is certain: with fetch.prefetch it is sent (prefetch_start)
+ * before this page is stored. 0 done, 1 stopping, -1 failed. */
+static int slice_pages(fetcher *f, job *j, const window *w)
+{
+    int64_t offset = 0;
+    for (;;) {
+        int rc = get_page(f, j, w, offset);
+        if (rc != 0)
+            return rc;
+        const ns_page *pg = &f->page[f->cur];
+        size_t n = pg->nrecs;
+        int full = n >= (size_t)j->t.page_size;
+        j->pages++;
+        j->fetched += (int64_t)n;
+        if (f->cfg->prefetch && full && pg->wait_time <= 0 && !shutdown_requested()) {
+            ns_query next = page_query(j, w, offset + (int64_t)n);
+            prefetch_start(f, j, &next);
+        }
+        if (take_records(f, j) < 0)
+            return -1;
+        if (!full)
+            return 0;                                /* a short page ends the window */
+        offset += (int64_t)n;
+        if ((rc = honour_wait_time(f, j)) != 0)
+            return rc;
+    }
+}
+
+/* One slice: every page of window w, then the commit that moves the
+ * cursor to w->end. 0 done, 1 stopping, -1 failed (res says why). */
+static int fetch_slice(fetcher *f, job *j, const window *w)
+{
+    outbox_batch_reset(&f->batch);
+    int rc = slice_pages(f, j, w);
+    prefetch_join(f);                  /* a reply nobody will read: only wait for it */
+    return rc != 0 ? rc : commit(f, j, w->end);
+}
+
+/* A backfill or catch-up of several slices reports how far it got, what it
+ * stored, its rate and the time left, every few seconds. */
+static void progress(job *j, int64_t covered_to)
+{
+    long ms = ms_since(j->t0_ms);
+    if (covered_to >= j->started || ms - j->last_progress_ms < PROGRESS_EVERY_MS)
+        return;
+    j->last_progress_ms = ms;
+    double done = (double)(covered_to - j->window_start);
+    double total = (double)(j->started - j->window_start);
+    double secs = ms / 1000.0;
+    log_info("tenant=%s run=%lld event=progress covered=%.0f%% window_end=%lld stored=%lld "
+             "rate=%.0f/s eta_s=%.0f", j->t.name, (long long)j->res->run_id,
+             100.0 * done / total, (long long)covered_to, (long long)j->res->stored,
+             j->res->stored / (secs > 0 ? secs : 1), done > 0 ? secs * (total - done) / done : -1.0);
+}
+
+/* Slices from the cursor up to the job's start time. */
+static void fetch_window(fetcher *f, job *j)
+{
+    int64_t cursor = 0;
+    int has_cursor = outbox_cursor(f->ob, j->t.id, &cursor);
+    if (has_cursor < 0) {
+        set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
+        return;
+    }
+    if (has_cursor && cursor > j->started) {
+        /* The clock is behind the cursor (window_next() would give an empty
+         * window): nothing is due until it passes it again. */
+        log_warn("tenant=%s event=clock_behind_cursor cursor=%lld now=%lld", j->t.name,
+                 (long long)cursor, (long long)j->started);
+        set_result(j, FETCH_OK, 0, "%s", "");
+        return;
+    }
+    for (int first = 1;; first = 0) {
+        /* Only a job's first slice re-reads the overlap: the later ones go
+         * on from a cursor this same job committed moments ago. */
+        int slice_s = pacing_slice(j->t.id, f->cfg->slice_s);
+        window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
+                               first ? j->t.overlap_s : 0, slice_s);
+        j->slice_pages = 0;
+        if (j->res->run_id == 0) {
+            j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
+            j->window_start = w.start;
+        }
+        int rc = fetch_slice(f, j, &w);
+        if (rc > 0)
+            set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+        if (rc != 0)
+            return;
+        pacing_slice_done(j->t.id, slice_s, j->slice_pages,
+                          (int64_t)f->cfg->job_budget_s * f->cfg->requests_per_s,
+                          f->cfg->slice_s);
+        progress(j, w.end);
+        has_cursor = 1;
+        cursor = w.end;
+        if (cursor >= j->started) {
+            set_result(j, FETCH_OK, 0, "%s", "");
+            return;
+        }
+        if (j->t.max_records > 0 && j->res->stored >= j->t.max_records) {
+            set_result(j, FETCH_MORE, 0, "%s", "");
+            return;
+        }
+        if (shutdown_requested()) {
+            set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+            return;
+        }
+        if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
+            set_result(j, FETCH_YIELD, 0, "%s", "");   /* back of the queue: others' turn */
+            return;
+        }
+    }
+}
+
+/* A sink outage fills the outbox; past the limit the tenant stops
+ * fetching (its cursor stays, so nothing is lost) until uploads drain it. */
+static int outbox_full(fetcher *f, job *j)
+{
+    int64_t pending = db_int(f->db, "SELECT coalesce(sum(bytes), 0) FROM outbox "
+                             "WHERE tenant_id = ?1", j->t.id, 0);
+    if (pending < f->cfg->outbox_limit_bytes)
+        return 0;
+    set_result(j, FETCH_PAUSED, db_now() + 60, "paused: %lld bytes wait for delivery "
+               "(outbox.limit_bytes is %lld); fetching resumes when the sink accepts them",
+               (long long)pending, (long long)f->cfg->outbox_limit_bytes);
+    return 1;
+}
+
+/* Write the job's outcome to its run row and the tenant's schedule. */
+static void record_outcome(fetcher *f, job *j)
+{
+    fetch_result *r = j->res;
+    int64_t now = db_now();
+    int ok = r->status == FETCH_OK || r->status == FETCH_MORE || r->status == FETCH_YIELD;
+    if (r->run_id > 0)
+        outbox_run_finish(f->ob, r->run_id,
+                          ok ? "ok" : r->status == FETCH_STOPPED ? "abandoned" : "failed",
+                          ok ? NULL : r->error);
+    if (r->status == FETCH_STOPPED)
+        return;
+    if (ok) {
+        int64_t next = r->status == FETCH_OK ? now + j->t.interval_s : now;
+        outbox_tenant_result(f->ob, j->t.id, 1, NULL, next, 0);
+        return;
+    }
+    if (r->wait_until == 0) {   /* a failure: back off 30 s, doubling, up to the interval */
+        int64_t k = j->t.fail_count < 10 ? j->t.fail_count : 10, backoff = 30LL << k;
+        r->wait_until = now + (backoff < j->t.interval_s ? backoff : j->t.interval_s);
+    }
+    outbox_tenant_result(f->ob, j->t.id, 0, r->error, r->wait_until, r->wait_until);
+}
+
+void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
+{
+    job j = {.res = res};
+    memset(res, 0, sizeof *res);
+    int found = tenant_get(f->db, tenant_id, &j.t, res->error, sizeof res->error);
+    if (found != 0 || !j.t.enabled) {
+        res->status = found < 0 ? FETCH_FAILED : FETCH_SKIPPED;
+        return;
+    }
+    if (tenant_load_token(f->db, f->key, &j.t, res->error, sizeof res->error) < 0) {
+        res->status = FETCH_FAILED;
+        res->wait_until = db_now() + AUTH_BACKOFF_S;
+        record_outcome(f, &j);
+        return;
+    }
+    if (outbox_full(f, &j)) {
+        record_outcome(f, &j);
+        tenant_release(&j.t);
+        return;
+    }
+    j.started = db_now();
+    j.t0_ms = mono_ms();
+    fetch_window(f, &j);
+    tenant_release(&j.t);
+    record_outcome(f, &j);
+    log_info("tenant=%s run=%lld event=fetch_done status=%s window_start=%lld stored=%lld "
+             "duration_ms=%ld%s%s%s", j.t.name, (long long)res->run_id,
+             fetch_status_name(res->status), (long long)j.window_start, (long long)res->stored,
+             ms_since(j.t0_ms), res->error[0] ? " error=\"" : "", res->error,
+             res->error[0] ? "\"" : "");
+}

@@ -1,0 +1,524 @@
+/* netskope.c - see netskope.h.
+ *
+ * Reading order: the client (one reused CURL easy handle and a capped body
+ * buffer), ns_fetch_page() and the helpers that build the request and
+ * classify the reply, then ns_url_check().
+ *
+ * Secrets: the token only ever lives in the header list built for one call;
+ * both the formatted header and libcurl's copy of it are wiped before they
+ * are freed. Error texts are built from the tenant URL without a query
+ * string, never from the full request URL or the headers.
+ */
+#include "daemon/netskope.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "base/buf.h"
+#include "base/http_share.h"
+
+#define NS_ALERT_PATH "/api/v2/events/data/alert"
+#define NS_USER_AGENT "nscollect/0.1"
+#define NS_RECV_BUFFER (128L * 1024)
+#define NS_URL_SHOW_MAX 120
+
+struct ns_client {
+    CURL *curl;
+    buf body;               /* the reply body, capped at max_body_bytes */
+    size_t max_body;
+    int overflow;           /* the write callback refused data past the cap */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void set_err(ns_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_err(ns_reply *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+}
+
+static void reply_init(ns_reply *r)
+{
+    r->status = NS_FAIL;
+    r->http_code = 0;
+    r->retry_after_s = -1;
+    r->timed_out = 0;
+    r->body = NULL;
+    r->body_len = 0;
+    r->err[0] = '\0';
+}
+
+/* Seconds in a header value: digits with an optional fraction (rounded up),
+ * surrounded by optional blanks. Returns -1 for anything else. */
+static int parse_seconds(const char *v)
+{
+    long long n = 0;
+    const char *p = v;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    for (; isdigit((unsigned char)*p); p++)
+        if (n < INT_MAX)
+            n = n * 10 + (*p - '0');
+    if (*p == '.') {
+        int frac = 0;
+        for (p++; isdigit((unsigned char)*p); p++)
+            frac |= *p != '0';
+        n += frac;
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p)
+        return -1;
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* ---- the client -------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    ns_client *c = ud;
+    long code = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200)            /* error bodies are not used: drop them */
+        return n;
+    if (buf_append(&c->body, p, n) < 0) {
+        c->overflow = 1;
+        return 0;               /* CURLE_WRITE_ERROR */
+    }
+    (void)size;                 /* always 1 for write callbacks */
+    return n;
+}
+
+static int set_protocols(CURL *h)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500
+    return curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+#else
+    return curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK;
+#endif
+}
+
+static int set_timeouts(CURL *h, const ns_http_opts *o)
+{
+    int bad = 0;
+    if (o->connect_timeout_s > 0)
+        bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, o->connect_timeout_s) != CURLE_OK;
+    if (o->low_speed_time_s > 0) {
+        bad |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK;
+        bad |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->low_speed_time_s) != CURLE_OK;
+    }
+    if (o->total_timeout_s > 0)
+        bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT, o->total_timeout_s) != CURLE_OK;
+    return bad;
+}
+
+static int set_transport(CURL *h, const ns_http_opts *o)
+{
+    int bad = 0;
+    bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+    if (o->ca_bundle && *o->ca_bundle)
+        bad |= curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_bundle) != CURLE_OK;
+    if (o->proxy && *o->proxy)
+        bad |= curl_easy_setopt(h, CURLOPT_PROXY, o->proxy) != CURLE_OK;
+    /* Our headers (the token) go to the origin only, never in a CONNECT. */
+    bad |= curl_easy_setopt(h, CURLOPT_HEADEROPT, (long)CURLHEADER_SEPARATE) != CURLE_OK;
+    if (o->share)
+        bad |= curl_easy_setopt(h, CURLOPT_SHARE, (CURLSH *)o->share) != CURLE_OK;
+    return bad;
+}
+
+/* The options that never change between calls. Non-zero on failure. */
+static int client_setup(ns_client *c, const ns_http_opts *o)
+{
+    CURL *h = c->curl;
+    int bad = 0;
+    bad |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    http_abort_on_shutdown(h);
+    bad |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_VERBOSE, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_USERAGENT, NS_USER_AGENT) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_BUFFERSIZE, NS_RECV_BUFFER) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_WRITEDATA, c) != CURLE_OK;
+    bad |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK;
+    bad |= set_protocols(h);
+    bad |= set_timeouts(h, o);
+    bad |= set_transport(h, o);
+    return bad;
+}
+
+ns_client *ns_client_new(const ns_http_opts *opts)
+{
+    ns_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->max_body = opts->max_body_bytes;
+    buf_init(&c->body, opts->max_body_bytes);
+    c->curl = curl_easy_init();
+    if (!c->curl || client_setup(c, opts)) {
+        ns_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void ns_client_free(ns_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    buf_release(&c->body);
+    free(c);
+}
+
+/* ---- one request ------------------------------------------------------- */
+
+/* Build the request URL in url; *where_len is the length of its part before
+ * the query string (the only part that may appear in an error). */
+static int build_url(buf *url, const ns_query *q, int *where_len)
+{
+    size_t n = strlen(q->base_url);
+    while (n > 0 && q->base_url[n - 1] == '/')
+        n--;
+    const char *s = q->window_event ? "starttime" : "insertionstarttime";
+    const char *e = q->window_event ? "endtime" : "insertionendtime";
+    if (buf_printf(url, "%.*s" NS_ALERT_PATH, (int)n, q->base_url) < 0)
+        return -1;
+    *where_len = (int)url->len;
+    return buf_printf(url, "?%s=%" PRId64 "&%s=%" PRId64 "&limit=%ld&offset=%" PRId64,
+                      s, q->start, e, q->end, q->limit, q->offset);
+}
+
+/* Refuse a token that could not be a header value (a stray newline from a
+ * token file would otherwise inject headers). */
+static const char *token_problem(const char *token)
+{
+    if (!token || !*token)
+        return "no API token is stored";
+    for (const unsigned char *p = (const unsigned char *)token; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return "the API token contains control characters (a newline from the token file?)";
+    return NULL;
+}
+
+/* Wipe libcurl's copies of our header lines, then free them. */
+static void headers_free(struct curl_slist *h)
+{
+    for (struct curl_slist *p = h; p; p = p->next)
+        OPENSSL_cleanse(p->data, strlen(p->data));
+    curl_slist_free_all(h);
+}
+
+static struct curl_slist *headers_new(const char *token)
+{
+    buf line;
+    struct curl_slist *h = NULL, *t;
+    buf_init(&line, 0);
+    if (buf_printf(&line, "Netskope-Api-Token: %s", token) < 0)
+        goto fail;
+    if (!(t = curl_slist_append(h, line.data)))
+        goto fail;
+    h = t;
+    if (!(t = curl_slist_append(h, "Accept: application/json")))
+        goto fail;
+    h = t;
+    OPENSSL_cleanse(line.data, line.len);
+    buf_release(&line);
+    return h;
+fail:
+    if (line.data)
+        OPENSSL_cleanse(line.data, line.len);
+    buf_release(&line);
+    headers_free(h);
+    return NULL;
+}
+
+/* A header of the last reply as whole seconds, or -1. Retry-After may
+ * also be an HTTP date. */
+static int header_seconds(CURL *h, const char *name)
+{
+    struct curl_header *hd;
+    if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &hd) != CURLHE_OK)
+        return -1;
+    int s = parse_seconds(hd->value);
+    if (s >= 0 || strcasecmp(name, "Retry-After") != 0)
+        return s;
+    time_t when = curl_getdate(hd->value, NULL);
+    if (when == (time_t)-1)
+        return -1;
+    time_t now = time(NULL);
+    return when <= now ? 0 : when - now > INT_MAX ? INT_MAX : (int)(when - now);
+}
+
+static void classify_http(ns_client *c, ns_reply *r, const char *where, int wlen)
+{
+    long code = r->http_code;
+    if (code == 200) {
+        r->status = NS_OK;
+        r->body = c->body.data ? c->body.data : "";
+        r->body_len = c->body.len;
+        return;
+    }
+    if (code == 401 || code == 403) {
+        r->status = NS_AUTH;
+        set_err(r, "token rejected (HTTP %ld): create a new REST API v2 token with read "
+                "access to " NS_ALERT_PATH " and run `nscollect tenant set NAME "
+                "--token-file FILE`", code);
+        return;
+    }
+    if (code == 429 || code == 409 || code == 408 || (code >= 500 && code <= 599)) {
+        r->status = NS_RETRY;
+        r->retry_after_s = header_seconds(c->curl, "Retry-After");
+        if (r->retry_after_s < 0 && (code == 429 || code == 409))
+            r->retry_after_s = header_seconds(c->curl, "ratelimit-reset");
+        set_err(r, "HTTP %ld from %.*s%s", code, wlen, where,
+                code == 429 || code == 409 ? " (rate limited)" : "");
+        return;
+    }
+    r->status = NS_FAIL;
+    set_err(r, "HTTP %ld from %.*s", code, wlen, where);
+}
+
+/* Transport errors that a later attempt may not meet again. */
+static int curl_transient(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void classify_curl(ns_client *c, CURLcode rc, ns_reply *r, const char *where, int wlen)
+{
+    if (rc == CURLE_WRITE_ERROR && c->overflow) {
+        r->status = NS_FAIL;
+        set_err(r, "response body larger than %zu bytes from %.*s (raise http.max_body)",
+                c->max_body, wlen, where);
+        return;
+    }
+    r->status = curl_transient(rc) ? NS_RETRY : NS_FAIL;
+    r->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+    set_err(r, "cannot fetch %.*s: %s", wlen, where,
+            c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+}
+
+static void perform(ns_client *c, const char *url, const char *where, int wlen,
+                    struct curl_slist *hdrs, ns_reply *r)
+{
+    c->overflow = 0;
+    c->errbuf[0] = '\0';
+    buf_reset(&c->body);
+    /* A failed CURLOPT_URL would leave the previous page's URL in place. */
+    if (curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK) {
+        set_err(r, "out of memory building the request");
+        return;
+    }
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->http_code);
+    if (rc == CURLE_OK)
+        classify_http(c, r, where, wlen);
+    else
+        classify_curl(c, rc, r, where, wlen);
+}
+
+ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *r)
+{
+    buf url;
+    int wlen = 0;
+    const char *problem;
+    struct curl_slist *hdrs = NULL;
+
+    reply_init(r);
+    buf_init(&url, 0);
+    if (ns_url_check(q->base_url, r->err, sizeof r->err) < 0)
+        goto out;
+    if ((problem = token_problem(q->token))) {
+        r->status = NS_AUTH;
+        set_err(r, "%s: run `nscollect tenant set NAME --token-file FILE`", problem);
+        goto out;
+    }
+    if (build_url(&url, q, &wlen) < 0 || !(hdrs = headers_new(q->token))) {
+        set_err(r, "out of memory building the request");
+        goto out;
+    }
+    perform(c, url.data, url.data, wlen, hdrs, r);
+out:
+    headers_free(hdrs);
+    buf_release(&url);
+    return r->status;
+}
+
+/* ---- tenant URL check -------------------------------------------------- */
+
+/* A copy of url that is safe to print: no user info, no query or fragment
+ * (an operator may paste a v1 URL with ?token=...), at most about
+ * NS_URL_SHOW_MAX bytes; "..." marks what was left out. */
+static void show_url(const char *url, char *out, size_t outlen)
+{
+    size_t keep = strcspn(url, "?#"), pre = 0;
+    const char *auth = strstr(url, "://");
+    const char *rest = url;
+    if (auth && (size_t)(auth - url) < keep) {
+        const char *at = NULL;
+        for (const char *p = auth + 3; p < url + keep; p++)
+            if (*p == '@')
+                at = p;
+        if (at) {
+            pre = (size_t)(auth + 3 - url);
+            rest = at;
+        }
+    }
+    size_t restlen = (size_t)(url + keep - rest);
+    int cut = url[keep] != '\0';
+    if (pre > NS_URL_SHOW_MAX)
+        pre = NS_URL_SHOW_MAX;
+    if (restlen > NS_URL_SHOW_MAX) {
+        restlen = NS_URL_SHOW_MAX;
+        cut = 1;
+    }
+    snprintf(out, outlen, "%.*s%s%.*s%s", (int)pre, url, pre ? "***" : "",
+             (int)restlen, rest, cut ? "..." : "");
+}
+
+/* Non-zero when part is present in h (even when empty). */
+static int url_has(CURLU *h, CURLUPart part)
+{
+    char *v = NULL;
+    CURLUcode rc = curl_url_get(h, part, &v, 0);
+    curl_free(v);
+    return rc == CURLUE_OK;
+}
+
+static int url_port_zero(CURLU *h)
+{
+    char *port = NULL;
+    int zero = curl_url_get(h, CURLUPART_PORT, &port, 0) == CURLUE_OK && strtol(port, NULL, 10) == 0;
+    curl_free(port);
+    return zero;
+}
+
+/* The checks on a parsed URL; the message is completed by the caller with
+ * the printable URL. */
+static const char *url_problem(CURLU *h, const char *raw, char **scheme, char **host)
+{
+    char *path = NULL;
+    const char *why = NULL;
+    if (curl_url_get(h, CURLUPART_SCHEME, scheme, 0) != CURLUE_OK ||
+        (strcmp(*scheme, "https") != 0 && strcmp(*scheme, "http") != 0))
+        why = "must start with https://";
+    else if (curl_url_get(h, CURLUPART_HOST, host, 0) != CURLUE_OK || !**host)
+        why = "has no host name";
+    else if (url_has(h, CURLUPART_USER) || url_has(h, CURLUPART_PASSWORD))
+        why = "must not contain a user name or password (the token is set with --token-file)";
+    else if (url_has(h, CURLUPART_QUERY) || url_has(h, CURLUPART_FRAGMENT) || strpbrk(raw, "?#"))
+        why = "must not have a query string or fragment; give only https://HOST[:PORT]";
+    else if (url_port_zero(h))
+        why = "has port 0";
+    else if (curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK || strcmp(path, "/") != 0)
+        why = "must not have a path; give only https://HOST[:PORT] (nscollect adds " NS_ALERT_PATH ")";
+    curl_free(path);
+    return why;
+}
+
+/* The 1-based position of the first byte that is not printable ASCII, or 0.
+ * Such a URL would later make `list --json` invalid UTF-8 JSON. */
+static size_t url_bad_byte(const char *url)
+{
+    for (size_t i = 0; url[i]; i++)
+        if ((unsigned char)url[i] < 0x21 || (unsigned char)url[i] > 0x7e)
+            return i + 1;
+    return 0;
+}
+
+int ns_url_check(const char *url, char *err, size_t errlen)
+{
+    char shown[2 * NS_URL_SHOW_MAX + 8];
+    char *scheme = NULL, *host = NULL;
+    const char *why = NULL;
+    int rc = -1;
+    CURLU *h = NULL;
+    CURLUcode uc;
+
+    if (!url || !*url) {
+        snprintf(err, errlen, "tenant URL is empty; give https://HOST[:PORT]");
+        return -1;
+    }
+    size_t bad = url_bad_byte(url);
+    if (bad) {                       /* not shown: the byte would garble the message */
+        snprintf(err, errlen, "tenant URL is not a valid URL: a space, control or non-ASCII "
+                 "byte at position %zu; write the host in its punycode form (xn--...) and "
+                 "percent-encode the rest", bad);
+        return -1;
+    }
+    show_url(url, shown, sizeof shown);
+    if (!strchr(url, ':') && !strchr(url, '/')) {
+        snprintf(err, errlen, "tenant URL '%s' has no scheme; write https://%s", shown, shown);
+        return -1;
+    }
+    if (!strstr(url, "://")) {
+        snprintf(err, errlen, "tenant URL '%s' is not a valid URL; give https://HOST[:PORT]", shown);
+        return -1;
+    }
+    if (!(h = curl_url())) {
+        snprintf(err, errlen, "out of memory checking tenant URL '%s'", shown);
+        return -1;
+    }
+    uc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS);
+    if (uc != CURLUE_OK) {
+        snprintf(err, errlen, "tenant URL '%s' is not a valid URL (%s); give https://HOST[:PORT]",
+                 shown, curl_url_strerror(uc));
+        goto out;
+    }
+    if ((why = url_problem(h, url, &scheme, &host))) {
+        snprintf(err, errlen, "tenant URL '%s' %s", shown, why);
+        goto out;
+    }
+    if (strcmp(scheme, "https") != 0 && !http_host_is_loopback(host)) {
+        snprintf(err, errlen, "tenant URL must use https:// (http:// is only allowed for "
+                 "loopback hosts): '%s'", shown);
+        goto out;
+    }
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(h);
+    return rc;
+}

@@ -1,0 +1,587 @@
+/* outbox.c - see outbox.h. */
+#include "daemon/outbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/db.h"
+#include "daemon/tenant.h"
+#include "base/util.h"
+
+#define SPOOL_ALIGN 4096     /* O_DIRECT: buffer, offset and length in whole blocks */
+
+/* Every statement this part runs, prepared once per connection. */
+#define OUTBOX_STATEMENTS(X) \
+    X(seen_add, "INSERT OR IGNORE INTO seen (tenant_id, key, at) VALUES (?1, ?2, ?3)") \
+    X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
+                 "newest_at, body, spooled) " \
+                 "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7)") \
+    X(batch_name, "UPDATE outbox SET object_name = printf('%s/alerts_%s_%d.ndjson', ?1, " \
+                  "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), id) WHERE id = ?2") \
+    X(cursor_set, "INSERT INTO cursor (tenant_id, position, updated_at) VALUES (?1, ?2, ?3) " \
+                  "ON CONFLICT (tenant_id) DO UPDATE SET " \
+                  "position = max(position, excluded.position), " /* never back */ \
+                  "updated_at = excluded.updated_at") \
+    X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
+    X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
+    X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at >= 0 AND at < ?2") \
+    X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
+               "window_end = coalesce(?5, window_end) WHERE id = ?1") \
+    X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start) " \
+                 "VALUES (?1, ?2, 'running', ?3)") \
+    X(run_finish, "UPDATE run SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1") \
+    X(tenant_ok, "UPDATE tenant SET fail_count = 0, last_error = NULL, last_ok_at = ?2, " \
+                 "next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
+    X(tenant_fail, "UPDATE tenant SET fail_count = fail_count + 1, last_error = ?2, " \
+                   "last_error_at = ?5, next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
+    X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
+                "ORDER BY id LIMIT 1") \
+    X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
+            "CASE WHEN spooled THEN NULL ELSE body END FROM outbox WHERE id = ?1") \
+    X(spooled, "SELECT 1 FROM outbox WHERE id = ?1 AND spooled") \
+    X(tenant_spooled, "SELECT id FROM outbox WHERE tenant_id = ?1 AND spooled") \
+    X(deliver, "INSERT INTO delivered (id, tenant_id, object_name, location, created_at, " \
+               "delivered_at, records, bytes, newest_at, attempts, existed) " \
+               "SELECT id, tenant_id, object_name, ?2, created_at, ?3, records, bytes, " \
+               "newest_at, attempts + 1, ?4 FROM outbox WHERE id = ?1") \
+    X(remove, "DELETE FROM outbox WHERE id = ?1") \
+    X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 " \
+            "WHERE id = ?1")
+
+enum {
+#define X(name, sql) ST_##name,
+    OUTBOX_STATEMENTS(X)
+#undef X
+    ST_COUNT
+};
+
+struct outbox {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char spool_dir[OUTBOX_PATH_MAX - 32];   /* <database>.spool; room for "/<id>.ndjson" */
+    int spool_fd;                      /* that directory, opened on first use; -1 */
+};
+
+static const char *const statement_sql[] = {
+#define X(name, sql) sql,
+    OUTBOX_STATEMENTS(X)
+#undef X
+};
+
+outbox *outbox_open(sqlite3 *db, char *err, size_t errlen)
+{
+    outbox *o = calloc(1, sizeof *o);
+    if (!o) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    o->db = db;
+    o->spool_fd = -1;
+    const char *file = sqlite3_db_filename(db, "main");
+    if (!file || !file[0] ||
+        snprintf(o->spool_dir, sizeof o->spool_dir, "%s.spool", file) >= (int)sizeof o->spool_dir) {
+        snprintf(err, errlen, "no room for the spool directory beside the database "
+                 "(its path is too long, or it is not a file)");
+        free(o);
+        return NULL;
+    }
+    for (size_t i = 0; i < ST_COUNT; i++) {
+        o->st[i] = db_prepare(db, statement_sql[i], err, errlen);
+        if (!o->st[i]) {
+            outbox_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+void outbox_free(outbox *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(o->st[i]);
+    if (o->spool_fd >= 0)
+        close(o->spool_fd);
+    free(o);
+}
+
+/* Step a statement that returns no rows, then make it reusable. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void outbox_batch_init(outbox_batch *b, size_t max_bytes)
+{
+    memset(b, 0, sizeof *b);
+    /* Aligned for O_DIRECT (spool_write_body). */
+    buf_init_aligned(&b->data, max_bytes, SPOOL_ALIGN);
+}
+
+void outbox_batch_release(outbox_batch *b)
+{
+    buf_release(&b->data);
+    free(b->items);
+    b->items = NULL;
+    b->n = b->cap = 0;
+}
+
+void outbox_batch_reset(outbox_batch *b)
+{
+    buf_reset(&b->data);
+    b->n = 0;
+}
+
+int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
+                     const unsigned char key[RECORDS_KEY_LEN], int64_t at, int64_t event_time)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        outbox_item *p = realloc(b->items, cap * sizeof *p);
+        if (!p)
+            return -1;
+        b->items = p;
+        b->cap = cap;
+    }
+    size_t off = b->data.len;
+    if (buf_reserve(&b->data, len + 1) < 0)
+        return -1;
+    buf_append(&b->data, rec, len);
+    buf_append_char(&b->data, '\n');
+    outbox_item *it = &b->items[b->n++];
+    it->off = off;
+    it->len = len;
+    memcpy(it->key, key, RECORDS_KEY_LEN);
+    it->at = at;
+    it->event_time = event_time;
+    return 0;
+}
+
+/* After the commit or rollback of a begin_synced() transaction. */
+static void end_synced(outbox *o)
+{
+    db_exec(o->db, "PRAGMA synchronous=NORMAL", NULL, 0);
+}
+
+/* A commit that something outside the database acts on - a batch an
+ * upload worker may deliver at once, a delivery or a tenant's removal after
+ * which spool files are removed - is synced before it is seen: with
+ * synchronous=FULL SQLite syncs the WAL at the commit and only then shows
+ * it to other connections. Otherwise a power loss could take the commit
+ * back after its effect: a batch delivered, then fetched again into a new
+ * batch under a new object name (twice in the sink); a spool file gone
+ * while its row says it is still to be delivered. The daemon's other
+ * commits (run and tenant bookkeeping) stay NORMAL: db.c says why. */
+static int begin_synced(outbox *o, char *err, size_t errlen)
+{
+    /* Run, not kept prepared: SQLite applies this pragma when it compiles it. */
+    if (db_exec(o->db, "PRAGMA synchronous=FULL", err, errlen) < 0)
+        return -1;
+    if (db_begin(o->db, err, errlen) == 0)
+        return 0;
+    end_synced(o);
+    return -1;
+}
+
+/* Keep the records whose key is new: b->data is compacted in place to just
+ * their lines (a record only ever moves towards the start, so memmove is
+ * safe, and nothing is copied while every record is new, the usual case).
+ * The batch is then only good for storing; the caller resets it. */
+static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
+                            int64_t *stored, int64_t *newest)
+{
+    size_t w = 0;
+    *stored = 0;
+    *newest = -1;
+    for (size_t i = 0; i < b->n; i++) {
+        const outbox_item *it = &b->items[i];
+        sqlite3_bind_int64(o->st[ST_seen_add], 1, tenant_id);
+        sqlite3_bind_blob(o->st[ST_seen_add], 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(o->st[ST_seen_add], 3, it->at);
+        if (step_done(o->st[ST_seen_add]) < 0)
+            return -1;
+        if (sqlite3_changes(o->db) == 0)
+            continue;                      /* already committed: the overlap */
+        if (w != it->off)
+            memmove(b->data.data + w, b->data.data + it->off, it->len + 1);
+        w += it->len + 1;
+        (*stored)++;
+        if (it->event_time > *newest)
+            *newest = it->event_time;
+    }
+    b->data.len = w;
+    return 0;
+}
+
+static int insert_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
+                        int64_t stored, int64_t newest, int spooled, int64_t *id)
+{
+    sqlite3_bind_int64(o->st[ST_batch_add], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_batch_add], 2, db_now());
+    sqlite3_bind_int64(o->st[ST_batch_add], 3, stored);
+    sqlite3_bind_int64(o->st[ST_batch_add], 4, (sqlite3_int64)b->data.len);
+    if (newest >= 0)
+        sqlite3_bind_int64(o->st[ST_batch_add], 5, newest);
+    sqlite3_bind_blob64(o->st[ST_batch_add], 6, b->data.data, spooled ? 0 : b->data.len,
+                        SQLITE_STATIC);
+    sqlite3_bind_int(o->st[ST_batch_add], 7, spooled);
+    if (step_done(o->st[ST_batch_add]) < 0)
+        return -1;
+    *id = sqlite3_last_insert_rowid(o->db);
+    sqlite3_bind_text(o->st[ST_batch_name], 1, a->tenant_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->st[ST_batch_name], 2, *id);
+    return step_done(o->st[ST_batch_name]);
+}
+
+/* ---- spool files ---- */
+
+static void spool_name(int64_t id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%" PRId64 ".ndjson", id);
+}
+
+/* The spool directory, created (0700) on first use. */
+static int spool_open(outbox *o)
+{
+    if (o->spool_fd >= 0)
+        return 0;
+    if (mkdir(o->spool_dir, 0700) == 0) {
+        if (fsync_parent(o->spool_dir) < 0)
+            return -1;
+    } else if (errno != EEXIST)
+        return -1;
+    o->spool_fd = open(o->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return o->spool_fd < 0 ? -1 : 0;
+}
+
+/* Write the body for a spool file. The whole blocks go with O_DIRECT,
+ * from our buffer to the disk without a copy into the page cache (which
+ * was a quarter of a large backlog's CPU): the file is fsynced at once and
+ * never read back here, a file sink links it. The tail, a buffer that is
+ * not aligned, and filesystems without O_DIRECT go through the page cache. */
+static int spool_write_body(int fd, const char *p, size_t len)
+{
+    size_t direct = (uintptr_t)p % SPOOL_ALIGN ? 0 : len / SPOOL_ALIGN * SPOOL_ALIGN;
+    if (direct && fcntl(fd, F_SETFL, O_DIRECT) == 0) {
+        int rc = write_full(fd, p, direct);
+        fcntl(fd, F_SETFL, 0);
+        if (rc < 0 && (lseek(fd, 0, SEEK_SET) < 0 || ftruncate(fd, 0) < 0))
+            return -1;
+        if (rc < 0)
+            direct = 0;                 /* EINVAL and friends: the page cache then */
+    } else
+        direct = 0;
+    return write_full(fd, p + direct, len - direct);
+}
+
+/* Write the batch to <spool>/<id>.ndjson and make it durable before the
+ * transaction that names it commits. A file left there by a rolled-back or
+ * killed try with the same id is overwritten: no committed row names it. */
+static int spool_write(outbox *o, int64_t id, const buf *body, char *err, size_t errlen)
+{
+    char name[32];
+    spool_name(id, name, sizeof name);
+    if (spool_open(o) < 0)
+        return seterr(err, errlen, "cannot open the spool directory %s: %s", o->spool_dir,
+                      strerror(errno));
+    int fd = openat(o->spool_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return seterr(err, errlen, "cannot create %s/%s: %s", o->spool_dir, name, strerror(errno));
+    int rc = spool_write_body(fd, body->data, body->len);
+    if (rc == 0)
+        rc = fdatasync(fd);
+    int e = errno;
+    close(fd);
+    if (rc == 0 && fsync(o->spool_fd) < 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc < 0) {
+        unlinkat(o->spool_fd, name, 0);
+        return seterr(err, errlen, "cannot write %s/%s: %s", o->spool_dir, name, strerror(e));
+    }
+    return 0;
+}
+
+static void spool_remove(outbox *o, int64_t id)
+{
+    char name[32];
+    spool_name(id, name, sizeof name);
+    if (spool_open(o) == 0)
+        unlinkat(o->spool_fd, name, 0);
+}
+
+/* The spool file of batch id, whose commit failed. The rollback gave the
+ * id back and let go of the write lock: another connection may already
+ * have stored its own batch under that id, with a spool file of the same
+ * name. So look for the row while holding the write lock, and remove the
+ * file only when no row names it. When even that fails the file stays:
+ * the next batch with this id overwrites it, the start-up sweep removes it. */
+static void spool_abandon(outbox *o, int64_t id)
+{
+    char err[128];
+    if (db_begin(o->db, err, sizeof err) < 0)
+        return;
+    sqlite3_stmt *st = o->st[ST_batch_exists];
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        spool_remove(o, id);
+    db_rollback(o->db);
+}
+
+int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
+{
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    if (begin_synced(o, err, errlen) < 0)
+        return -1;
+    sqlite3_stmt *st = o->st[ST_tenant_spooled];
+    sqlite3_bind_int64(st, 1, tenant_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int64_t *p = realloc(ids, cap * sizeof *p);
+            if (!p) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            ids = p;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        seterr(err, errlen, "cannot list the tenant's batches: %s", sqlite3_errstr(rc));
+        goto fail;
+    }
+    if (tenant_remove(o->db, tenant_id, err, errlen) < 0 || db_commit(o->db, err, errlen) < 0)
+        goto fail;
+    end_synced(o);
+    for (size_t i = 0; i < n; i++)
+        spool_remove(o, ids[i]);
+    free(ids);
+    return 0;
+fail:
+    db_rollback(o->db);
+    end_synced(o);
+    free(ids);
+    return -1;
+}
+
+int outbox_spool_sweep(outbox *o, char *err, size_t errlen)
+{
+    DIR *d = opendir(o->spool_dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return seterr(err, errlen, "cannot read the spool directory %s: %s", o->spool_dir,
+                      strerror(errno));
+    }
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char want[32];
+        long long id = strtoll(de->d_name, NULL, 10);
+        spool_name(id, want, sizeof want);
+        if (id <= 0 || strcmp(want, de->d_name) != 0)
+            continue;                   /* not ours: left alone */
+        sqlite3_bind_int64(o->st[ST_spooled], 1, id);
+        int rc = sqlite3_step(o->st[ST_spooled]);
+        sqlite3_reset(o->st[ST_spooled]);
+        if (rc == SQLITE_DONE && unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+static int move_cursor(outbox *o, const outbox_commit_args *a)
+{
+    sqlite3_bind_int64(o->st[ST_cursor_set], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_cursor_set], 2, a->cursor);
+    sqlite3_bind_int64(o->st[ST_cursor_set], 3, db_now());
+    if (step_done(o->st[ST_cursor_set]) < 0)
+        return -1;
+    sqlite3_bind_int64(o->st[ST_seen_prune], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->prune_before);
+    return step_done(o->st[ST_seen_prune]);
+}
+
+static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)
+{
+    sqlite3_bind_int64(o->st[ST_run_add], 1, a->run_id);
+    sqlite3_bind_int64(o->st[ST_run_add], 2, a->pages);
+    sqlite3_bind_int64(o->st[ST_run_add], 3, a->fetched);
+    sqlite3_bind_int64(o->st[ST_run_add], 4, stored);
+    if (a->cursor >= 0)
+        sqlite3_bind_int64(o->st[ST_run_add], 5, a->cursor);
+    return step_done(o->st[ST_run_add]);
+}
+
+int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
+                  int64_t *stored, char *err, size_t errlen)
+{
+    int64_t newest, id = 0;
+    int spooled = 0;
+    *stored = 0;
+    if (begin_synced(o, err, errlen) < 0)
+        return -1;
+    if (keep_new_records(o, b, a->tenant_id, stored, &newest) < 0)
+        goto sql_fail;
+    spooled = *stored > 0 && (int64_t)b->data.len >= a->spool_min_bytes;
+    if (*stored > 0 && insert_batch(o, b, a, *stored, newest, spooled, &id) < 0)
+        goto sql_fail;
+    if (spooled && spool_write(o, id, &b->data, err, errlen) < 0) {
+        spooled = 0;                   /* nothing left behind to remove */
+        goto fail;
+    }
+    if ((a->cursor >= 0 && move_cursor(o, a) < 0) || count_run(o, a, *stored) < 0)
+        goto sql_fail;
+    if (db_commit(o->db, err, errlen) < 0)
+        goto fail;
+    end_synced(o);
+    outbox_batch_reset(b);
+    return 0;
+sql_fail:
+    snprintf(err, errlen, "cannot store batch: %s", sqlite3_errmsg(o->db));
+fail:
+    db_rollback(o->db);
+    if (spooled)
+        spool_abandon(o, id);
+    end_synced(o);
+    *stored = 0;
+    return -1;
+}
+
+int outbox_cursor(outbox *o, int64_t tenant_id, int64_t *pos)
+{
+    sqlite3_bind_int64(o->st[ST_cursor_get], 1, tenant_id);
+    int rc = sqlite3_step(o->st[ST_cursor_get]);
+    int found = rc == SQLITE_ROW;
+    if (found)
+        *pos = sqlite3_column_int64(o->st[ST_cursor_get], 0);
+    sqlite3_reset(o->st[ST_cursor_get]);
+    return found ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int64_t outbox_run_start(outbox *o, int64_t tenant_id, int64_t window_start)
+{
+    sqlite3_bind_int64(o->st[ST_run_start], 1, tenant_id);
+    sqlite3_bind_int64(o->st[ST_run_start], 2, db_now());
+    sqlite3_bind_int64(o->st[ST_run_start], 3, window_start);
+    if (step_done(o->st[ST_run_start]) < 0)
+        return -1;
+    return sqlite3_last_insert_rowid(o->db);
+}
+
+int outbox_run_finish(outbox *o, int64_t run_id, const char *status, const char *error)
+{
+    sqlite3_bind_int64(o->st[ST_run_finish], 1, run_id);
+    sqlite3_bind_text(o->st[ST_run_finish], 2, status, -1, SQLITE_STATIC);
+    if (error)
+        sqlite3_bind_text(o->st[ST_run_finish], 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->st[ST_run_finish], 4, db_now());
+    return step_done(o->st[ST_run_finish]);
+}
+
+int outbox_tenant_result(outbox *o, int64_t tenant_id, int ok, const char *error,
+                         int64_t next_run_at, int64_t not_before)
+{
+    sqlite3_stmt *st = ok ? o->st[ST_tenant_ok] : o->st[ST_tenant_fail];
+    sqlite3_bind_int64(st, 1, tenant_id);
+    if (ok)
+        sqlite3_bind_int64(st, 2, db_now());
+    else
+        sqlite3_bind_text(st, 2, error ? error : "failed", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, next_run_at);
+    sqlite3_bind_int64(st, 4, not_before);
+    if (!ok)
+        sqlite3_bind_int64(st, 5, db_now());
+    return step_done(st);
+}
+
+int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t *id)
+{
+    sqlite3_bind_int64(o->st[ST_next_due], 1, after);
+    sqlite3_bind_int64(o->st[ST_next_due], 2, now);
+    sqlite3_bind_int(o->st[ST_next_due], 3, ignore_time);
+    int rc = sqlite3_step(o->st[ST_next_due]);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(o->st[ST_next_due], 0);
+    sqlite3_reset(o->st[ST_next_due]);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int outbox_load(outbox *o, int64_t id, outbox_row *row)
+{
+    sqlite3_bind_int64(o->st[ST_load], 1, id);
+    int rc = sqlite3_step(o->st[ST_load]);
+    if (rc == SQLITE_ROW) {
+        row->id = id;
+        row->tenant_id = sqlite3_column_int64(o->st[ST_load], 0);
+        snprintf(row->object_name, sizeof row->object_name, "%s",
+                 (const char *)sqlite3_column_text(o->st[ST_load], 1));
+        row->records = sqlite3_column_int64(o->st[ST_load], 2);
+        row->attempts = sqlite3_column_int64(o->st[ST_load], 3);
+        row->bytes = sqlite3_column_int64(o->st[ST_load], 4);
+        row->spool_path[0] = '\0';
+        buf_reset(&row->body);
+        if (sqlite3_column_int(o->st[ST_load], 5)) {
+            char name[32];
+            spool_name(id, name, sizeof name);
+            snprintf(row->spool_path, sizeof row->spool_path, "%s/%s", o->spool_dir, name);
+        } else if (buf_append(&row->body, sqlite3_column_blob(o->st[ST_load], 6),
+                              (size_t)sqlite3_column_bytes(o->st[ST_load], 6)) < 0)
+            rc = SQLITE_NOMEM;
+    }
+    sqlite3_reset(o->st[ST_load]);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed)
+{
+    char err[256];
+    int synced = row->spool_path[0] != '\0';     /* the file goes once this commits */
+    if ((synced ? begin_synced(o, err, sizeof err) : db_begin(o->db, err, sizeof err)) < 0)
+        return -1;
+    sqlite3_bind_int64(o->st[ST_deliver], 1, row->id);
+    sqlite3_bind_text(o->st[ST_deliver], 2, location, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(o->st[ST_deliver], 3, db_now());
+    sqlite3_bind_int(o->st[ST_deliver], 4, existed);
+    sqlite3_bind_int64(o->st[ST_remove], 1, row->id);
+    int rc = step_done(o->st[ST_deliver]) < 0 || step_done(o->st[ST_remove]) < 0 ? -1 : 0;
+    if (rc < 0)
+        db_rollback(o->db);
+    else
+        rc = db_commit(o->db, err, sizeof err);
+    if (synced)
+        end_synced(o);
+    if (rc < 0)
+        return -1;
+    /* Killed before this, the file is an orphan: the next run sweeps it. */
+    if (row->spool_path[0])
+        spool_remove(o, row->id);
+    return 0;
+}
+
+int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error)
+{
+    sqlite3_bind_int64(o->st[ST_fail], 1, id);
+    sqlite3_bind_int64(o->st[ST_fail], 2, next_attempt_at);
+    sqlite3_bind_text(o->st[ST_fail], 3, error, -1, SQLITE_STATIC);
+    return step_done(o->st[ST_fail]);
+}

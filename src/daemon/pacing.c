@@ -1,0 +1,98 @@
+/* pacing.c - see pacing.h. */
+#include "daemon/pacing.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/shutdown.h"
+#include "base/util.h"
+
+typedef struct entry {
+    int64_t id;             /* 0 = empty slot (tenant ids start at 1) */
+    int64_t next_us;        /* monotonic time (us) before which no request may go */
+    int slice_s;            /* 0 = not adapted yet */
+} entry;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static entry *table;        /* open addressing, linear probing */
+static size_t cap, used;
+
+static size_t slot_of(const entry *tab, size_t n, int64_t id)
+{
+    size_t i = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (n - 1);
+    while (tab[i].id && tab[i].id != id)
+        i = (i + 1) & (n - 1);
+    return i;
+}
+
+static int grow(void)
+{
+    size_t n = cap ? cap * 2 : 1024;
+    entry *t = calloc(n, sizeof *t);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < cap; i++)
+        if (table[i].id)
+            t[slot_of(t, n, table[i].id)] = table[i];
+    free(table);
+    table = t;
+    cap = n;
+    return 0;
+}
+
+/* The tenant's entry, created on first use; NULL when memory is short
+ * (pacing then falls back to no memory: each job paces itself). Lock held. */
+static entry *find(int64_t id)
+{
+    if (2 * (used + 1) > cap && grow() < 0)
+        return NULL;
+    entry *e = &table[slot_of(table, cap, id)];
+    if (!e->id) {
+        e->id = id;
+        used++;
+    }
+    return e;
+}
+
+int pacing_wait(int64_t tenant_id, int64_t gap_us)
+{
+    pthread_mutex_lock(&lock);
+    int64_t now = mono_us(), wait = 0;
+    entry *e = find(tenant_id);
+    if (e) {
+        if (e->next_us > now)
+            wait = e->next_us - now;
+        e->next_us = now + wait + gap_us;     /* claim the slot */
+    }
+    pthread_mutex_unlock(&lock);
+    /* Round up: a sleep cut to whole ms must not send early. */
+    if (wait > 0 && shutdown_sleep_ms((long)((wait + 999) / 1000)))
+        return 1;
+    return shutdown_requested();
+}
+
+int pacing_slice(int64_t tenant_id, int max_s)
+{
+    pthread_mutex_lock(&lock);
+    entry *e = find(tenant_id);
+    int s = e && e->slice_s ? e->slice_s : max_s;
+    pthread_mutex_unlock(&lock);
+    return s < max_s ? s : max_s;
+}
+
+void pacing_slice_done(int64_t tenant_id, int slice_s, int64_t pages, int64_t budget_pages,
+                       int max_s)
+{
+    pthread_mutex_lock(&lock);
+    entry *e = find(tenant_id);
+    if (e) {
+        int s = slice_s;
+        if (pages * 2 > budget_pages && s / 2 >= PACING_MIN_SLICE_S)
+            s /= 2;
+        else if (pages * 8 < budget_pages && s < max_s)
+            s = s * 2 < max_s ? s * 2 : max_s;
+        e->slice_s = s;
+    }
+    pthread_mutex_unlock(&lock);
+}

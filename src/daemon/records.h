@@ -1,0 +1,62 @@
+/* records.h - turn one Netskope API page into NDJSON-ready records.
+ *
+ * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...}, possibly
+ * pretty-printed. ns_page_parse() reads it once as strict JSON, checks its
+ * shape, and yields each element of "result" with insignificant whitespace
+ * removed and nothing else changed: numbers such as 9007199254740993 or
+ * 46.949800000000003 and escapes such as "\/" or "\u00e9" stay byte for
+ * byte as received. Each record gets its dedupe key: the 128-bit hash
+ * (SHA-256, truncated) of its "_id" value's bytes, or of the whole minified
+ * record when it has no "_id".
+ *
+ * Errors (the page is then unusable; the caller must not move a cursor):
+ * not JSON, truncated, "result" missing or not an array, an element that is
+ * not an object, nesting deeper than RECORDS_MAX_DEPTH, more tokens than the
+ * configured cap.
+ */
+#ifndef NSC_RECORDS_H
+#define NSC_RECORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+#define RECORDS_KEY_LEN 16
+#define RECORDS_MAX_DEPTH 64
+
+typedef struct ns_record {
+    const char *data;                     /* the minified record is data[0, len): in the */
+    size_t len;                           /* body itself when the record has no whitespace
+                                             outside strings, else in pg->out */
+    unsigned char key[RECORDS_KEY_LEN];   /* dedupe key */
+    int64_t event_time;                   /* "timestamp", or -1 when absent/not an integer */
+    int64_t insertion_time;               /* "_insertion_epoch_timestamp", or -1 */
+} ns_record;
+
+typedef struct ns_page {
+    buf out;               /* minified copies, back to back, of the records that needed them */
+    ns_record *recs;       /* nrecs entries, valid until the next parse and while
+                              the body passed to it is unchanged */
+    size_t nrecs, recs_cap;
+    int64_t wait_time;     /* body's "wait_time" in seconds, or -1 when absent */
+    unsigned max_tokens;   /* cap on tokens per page (hostile input) */
+} ns_page;
+
+/* Set up a page parser; max_tokens 0 means the default (16 million). */
+void ns_page_init(ns_page *pg, unsigned max_tokens);
+void ns_page_release(ns_page *pg);
+
+/* Parse body[0, len). Returns 0 and fills pg->recs / pg->out, or -1 with a
+ * short reason in err ("result is not an array", "truncated JSON at byte N"). */
+int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen);
+
+/* Minify one JSON value: copy src[0, len) to out without whitespace outside
+ * strings. The input must be valid JSON (as ns_page_parse() checks it). */
+int records_minify(buf *out, const char *src, size_t len);
+
+/* The dedupe key of arbitrary bytes (domain-separated SHA-256, truncated). */
+void records_hash(const char *domain, const void *p, size_t len,
+                  unsigned char key[RECORDS_KEY_LEN]);
+
+#endif

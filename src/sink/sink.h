@@ -1,0 +1,53 @@
+/* sink.h - where delivered batches go: file:///dir or gs://bucket/prefix.
+ *
+ * A sink stores one object per outbox batch under a deterministic name
+ * "<tenant>/alerts_<yyyymmdd_HHMMSS>_<batch id>.ndjson" below its own root
+ * or prefix. Puts never overwrite: an object that already exists is an
+ * earlier try that succeeded, reported as SINK_EXISTS and counted as
+ * delivered (GCS: ifGenerationMatch=0 -> 412; file: link(2) -> EEXIST).
+ * A sink is used by one thread at a time; open one per upload worker.
+ */
+#ifndef NSC_SINK_H
+#define NSC_SINK_H
+
+#include <stddef.h>
+
+#include "base/config.h"
+
+typedef struct sink sink;
+
+typedef enum sink_result {
+    SINK_OK = 0,       /* stored */
+    SINK_EXISTS,       /* already there: delivered by an earlier try */
+    SINK_RETRY,        /* transient (5xx, 429, timeout, disk full): try again later */
+    SINK_PERMANENT,    /* needs an operator (bucket missing, permission): keep the batch */
+} sink_result;
+
+/* Check a sink URL without opening it: "file:///abs/dir" or
+ * "gs://bucket[/prefix]". Returns 0 or -1 with the reason in err. */
+int sink_url_check(const char *url, char *err, size_t errlen);
+
+/* Open the sink for url. credentials may be NULL (GCS: fall back to the
+ * config, the environment, the metadata server). NULL with err on failure. */
+sink *sink_open(const char *url, const char *credentials, const nsc_config *cfg,
+                char *err, size_t errlen);
+void sink_free(sink *s);
+
+/* Store data under name (relative to the sink's root; ".gz" is appended and
+ * the data compressed when the sink gzips). err explains any result other
+ * than SINK_OK/SINK_EXISTS in words an operator can act on. */
+sink_result sink_put(sink *s, const char *name, const void *data, size_t len,
+                     char *err, size_t errlen);
+
+/* Store the contents of the file at path under name, like sink_put. A
+ * file sink on the same filesystem hard-links the file into place (the
+ * caller may unlink path afterwards); otherwise the file is mapped and
+ * sent. A missing file is SINK_PERMANENT. */
+sink_result sink_put_file(sink *s, const char *name, const char *path, char *err,
+                          size_t errlen);
+
+/* A human-readable location of the object for logs: "/dir/acme/x.ndjson",
+ * "gs://bucket/prefix/acme/x.ndjson". */
+void sink_describe(const sink *s, const char *name, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,452 @@
+/* sink_gcs.c - the gs://bucket[/prefix] sink: one JSON API media upload per
+ * object, ifGenerationMatch=0 so a retried upload never overwrites (412 =
+ * an earlier try stored it). One CURL handle per sink, kept alive between
+ * puts; credentials come from a gauth shared by every sink with the same
+ * source (see gauth.h). The caller retries SINK_RETRY with back-off
+ * (gcs_backoff_ms); only a 401 is retried here, once, with a new token. */
+#include <limits.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <zlib.h>
+
+#include "base/buf.h"
+#include "google/gauth.h"
+#include "base/log.h"
+#include "sink/sink_impl.h"
+#include "base/util.h"
+#include "base/http_share.h"
+
+#define DEFAULT_ENDPOINT "https://storage.googleapis.com"
+#define BUCKET_MAX 222
+#define OBJECT_NAME_MAX 1024
+#define REPLY_KEEP (16 * 1024)   /* bytes of a reply kept for its error message */
+#define CONTENT_TYPE "application/x-ndjson"
+
+typedef struct gcs_sink {
+    char bucket[BUCKET_MAX + 1];
+    char prefix[OBJECT_NAME_MAX + 1];   /* no leading or trailing '/'; may be "" */
+    char endpoint[CONFIG_PATH_MAX];     /* no trailing '/' */
+    int gzip;
+    gauth *auth;
+    CURL *curl;
+    char curl_err[CURL_ERROR_SIZE];
+    buf reply;
+} gcs_sink;
+
+/* ---- URL parts ---- */
+
+static int lower_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static int bucket_char_ok(char c)
+{
+    return lower_alnum(c) || c == '-' || c == '_' || c == '.';
+}
+
+static int bucket_name_ok(const char *b, size_t n)
+{
+    if (n < 3 || n > BUCKET_MAX || (n > 63 && !memchr(b, '.', n)))
+        return 0;
+    if (!lower_alnum(b[0]) || !lower_alnum(b[n - 1]))
+        return 0;
+    size_t part = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!bucket_char_ok(b[i]))
+            return 0;
+        part = b[i] == '.' ? 0 : part + 1;
+        if (part > 63)
+            return 0;
+    }
+    return 1;
+}
+
+static int prefix_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+            return 0;
+        if (p[i] == '/' && (i == 0 || p[i - 1] == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Split "bucket[/prefix[/]]" into its parts, checking both. */
+static int parse_rest(const char *rest, gcs_sink *s, char *err, size_t errlen)
+{
+    const char *slash = strchr(rest, '/');
+    size_t blen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (!bucket_name_ok(rest, blen))
+        return seterr(err, errlen, "gs://%s: bucket name '%.*s' is not valid (3-63 characters: "
+                    "lowercase letters, digits, '-', '_', '.')", rest, (int)blen, rest);
+    memcpy(s->bucket, rest, blen);
+    s->bucket[blen] = '\0';
+    const char *p = slash ? slash + 1 : "";
+    size_t plen = strlen(p);
+    while (plen && p[plen - 1] == '/')
+        plen--;
+    if (plen > OBJECT_NAME_MAX - 100 || !prefix_ok(p, plen))
+        return seterr(err, errlen, "gs://%s: prefix '%.*s' is not valid (no control characters, "
+                    "no empty path segments, at most %d bytes)", rest, (int)plen, p,
+                    OBJECT_NAME_MAX - 100);
+    memcpy(s->prefix, p, plen);
+    s->prefix[plen] = '\0';
+    return 0;
+}
+
+static int gcs_check(const char *rest, char *err, size_t errlen)
+{
+    gcs_sink s;
+    return parse_rest(rest, &s, err, errlen);
+}
+
+/* $STORAGE_EMULATOR_HOST (http:// added when it has no scheme), else the
+ * configured endpoint, else Google's; http:// only for loopback hosts. */
+static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
+                            char *err, size_t errlen)
+{
+    const char *emu = getenv("STORAGE_EMULATOR_HOST");
+    const char *ep = cfg && cfg->gcs_endpoint[0] ? cfg->gcs_endpoint : DEFAULT_ENDPOINT;
+    char why[CONFIG_PATH_MAX + 128];
+    *loopback = 0;
+    if (emu && *emu)
+        snprintf(s->endpoint, sizeof s->endpoint, "%s%s", strstr(emu, "://") ? "" : "http://", emu);
+    else
+        snprintf(s->endpoint, sizeof s->endpoint, "%s", ep);
+    size_t n = strlen(s->endpoint);
+    while (n && s->endpoint[n - 1] == '/')
+        s->endpoint[--n] = '\0';
+    if (gauth_url_check(s->endpoint, loopback, why, sizeof why) == 0)
+        return 0;
+    if (emu && *emu && strncmp(s->endpoint, "http://", 7) == 0)
+        return 0;
+    return seterr(err, errlen, "GCS endpoint %s", why);
+}
+
+/* ---- the CURL handle ---- */
+
+/* Keep the first REPLY_KEEP bytes of a reply; drop the rest quietly. */
+static size_t on_reply(char *p, size_t size, size_t n, void *ud)
+{
+    buf *b = ud;
+    size_t total = size * n, room = REPLY_KEEP - b->len;
+    if (b->len < REPLY_KEEP)
+        buf_append(b, p, total < room ? total : room);
+    return total;
+}
+
+static long positive_or(long v, long dflt)
+{
+    return v > 0 ? v : dflt;
+}
+
+static int curl_setup(gcs_sink *s, const nsc_config *cfg, int loopback)
+{
+    CURL *h = s->curl = curl_easy_init();
+    if (!h)
+        return -1;
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    http_abort_on_shutdown(h);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->curl_err);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, positive_or(cfg ? cfg->connect_timeout_s : 0, 10));
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, positive_or(cfg ? cfg->total_timeout_s : 0, 300));
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, positive_or(cfg ? cfg->low_speed_time_s : 0, 30));
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_reply);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s->reply);
+    if (cfg && cfg->ca_bundle[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_bundle);
+    if (loopback)
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    else if (cfg && cfg->proxy[0])
+        curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy);
+    return 0;
+}
+
+/* ---- open, describe, close ---- */
+
+static void gcs_close(void *state)
+{
+    gcs_sink *s = state;
+    if (!s)
+        return;
+    gauth_release(s->auth);
+    if (s->curl)
+        curl_easy_cleanup(s->curl);
+    buf_release(&s->reply);
+    free(s);
+}
+
+static void *gcs_open(const char *rest, const char *credentials, const nsc_config *cfg,
+                      char *err, size_t errlen)
+{
+    int loopback = 0;
+    gcs_sink *s = calloc(1, sizeof *s);
+    if (!s) {
+        seterr(err, errlen, "gs://%s: out of memory", rest);
+        return NULL;
+    }
+    buf_init(&s->reply, REPLY_KEEP);
+    s->gzip = cfg ? cfg->gcs_gzip : 0;
+    if (parse_rest(rest, s, err, errlen) < 0 ||
+        endpoint_resolve(s, cfg, &loopback, err, errlen) < 0 ||
+        !(s->auth = gauth_acquire(credentials, cfg, err, errlen)))
+        goto fail_out;
+    if (curl_setup(s, cfg, loopback) < 0) {
+        seterr(err, errlen, "gs://%s: cannot start libcurl", rest);
+        goto fail_out;
+    }
+    return s;
+fail_out:
+    gcs_close(s);
+    return NULL;
+}
+
+/* The full object name: prefix "/" name [".gz"]. */
+static int object_name(const gcs_sink *s, const char *name, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s%s%s%s", s->prefix, s->prefix[0] ? "/" : "", name,
+                     s->gzip ? ".gz" : "");
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static void gcs_describe(const void *state, const char *name, char *out, size_t outlen)
+{
+    const gcs_sink *s = state;
+    char obj[OBJECT_NAME_MAX * 2];
+    if (object_name(s, name, obj, sizeof obj) < 0)
+        snprintf(obj, sizeof obj, "%s", name);
+    snprintf(out, outlen, "gs://%s/%s", s->bucket, obj);
+}
+
+/* ---- put ---- */
+
+/* gzip (RFC 1952) of in[0, n); *out malloc'd. */
+static int gzip_data(const void *in, size_t n, unsigned char **out, size_t *outlen)
+{
+    int rc = -1;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    *out = NULL;
+    if (n > UINT_MAX ||
+        deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    uLong cap = deflateBound(&z, (uLong)n);
+    if (!(*out = malloc(cap)))
+        goto out;
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)n;
+    z.next_out = *out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+        goto out;
+    *outlen = z.total_out;
+    rc = 0;
+out:
+    deflateEnd(&z);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static char *upload_url(const gcs_sink *s, const char *obj)
+{
+    char *esc = curl_easy_escape(s->curl, obj, 0);
+    buf url;
+    buf_init(&url, 0);
+    if (!esc || buf_printf(&url, "%s/upload/storage/v1/b/%s/o?uploadType=media"
+                           "&ifGenerationMatch=0&name=%s", s->endpoint, s->bucket, esc) < 0)
+        buf_release(&url);
+    curl_free(esc);
+    return url.data;
+}
+
+/* Free a header list after wiping it: one entry holds the token. */
+static void headers_free(struct curl_slist *h)
+{
+    for (struct curl_slist *p = h; p; p = p->next)
+        OPENSSL_cleanse(p->data, strlen(p->data));
+    curl_slist_free_all(h);
+}
+
+static struct curl_slist *headers_make(const char *token)
+{
+    struct curl_slist *h = NULL, *t;
+    char auth[GAUTH_TOKEN_MAX + 32];
+    if (!(t = curl_slist_append(h, "Content-Type: " CONTENT_TYPE)))
+        goto fail_out;
+    h = t;
+    if (!(t = curl_slist_append(h, "Expect:")))
+        goto fail_out;
+    h = t;
+    if (token[0]) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        t = curl_slist_append(h, auth);
+        OPENSSL_cleanse(auth, sizeof auth);
+        if (!t)
+            goto fail_out;
+        h = t;
+    }
+    return h;
+fail_out:
+    headers_free(h);
+    return NULL;
+}
+
+/* One POST. Returns the CURLcode; *status is the HTTP code (0 if none). */
+static CURLcode post_once(gcs_sink *s, const char *url, const char *token, const void *data,
+                          size_t len, long *status)
+{
+    struct curl_slist *hdrs = headers_make(token);
+    *status = 0;
+    if (!hdrs)
+        return CURLE_OUT_OF_MEMORY;
+    buf_reset(&s->reply);
+    s->curl_err[0] = '\0';
+    curl_easy_setopt(s->curl, CURLOPT_URL, url);
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, len ? data : "");
+    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    CURLcode cc = curl_easy_perform(s->curl);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
+    headers_free(hdrs);
+    return cc;
+}
+
+static sink_result transport_result(const gcs_sink *s, const char *obj, CURLcode cc,
+                                    char *err, size_t errlen)
+{
+    int tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE;
+    int permanent = tls || cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_URL_MALFORMAT;
+    seterr(err, errlen, "upload of gs://%s/%s failed: %s%s", s->bucket, obj,
+         s->curl_err[0] ? s->curl_err : curl_easy_strerror(cc),
+         tls ? " (check http.ca_bundle)" : permanent ? "" : " (will retry)");
+    return permanent ? SINK_PERMANENT : SINK_RETRY;
+}
+
+/* GCS's own words from an error reply: ": <message>", printable and short. */
+static void reply_message(const gcs_sink *s, char *out, size_t outlen)
+{
+    char *m = s->reply.len ? gauth_json_string(s->reply.data, s->reply.len, "error", "message")
+                           : NULL;
+    out[0] = '\0';
+    if (m && strlen(m) <= 300)
+        snprintf(out, outlen, ": %s", m);
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
+    free(m);
+}
+
+static sink_result status_result(const gcs_sink *s, const char *obj, long st,
+                                 char *err, size_t errlen)
+{
+    char msg[320];
+    if (st >= 200 && st < 300)
+        return SINK_OK;
+    if (st == 412)
+        return SINK_EXISTS;
+    reply_message(s, msg, sizeof msg);
+    if (st == 401)
+        seterr(err, errlen, "credentials rejected by GCS (HTTP 401): %s", gauth_describe(s->auth));
+    else if (st == 403)
+        seterr(err, errlen, "service account lacks storage.objects.create on bucket '%s' "
+             "(HTTP 403): %s; grant it Storage Object Creator (roles/storage.objectCreator) "
+             "on gs://%s%s", s->bucket, gauth_describe(s->auth), s->bucket, msg);
+    else if (st == 404)
+        seterr(err, errlen, "bucket '%s' not found (HTTP 404) at %s: create it, or fix the "
+             "tenant's --sink gs:// URL%s", s->bucket, s->endpoint, msg);
+    else if (st == 408 || st == 429 || st >= 500)
+        seterr(err, errlen, "GCS answered HTTP %ld for gs://%s/%s (will retry)%s", st,
+             s->bucket, obj, msg);
+    else
+        seterr(err, errlen, "GCS refused gs://%s/%s (HTTP %ld)%s", s->bucket, obj, st, msg);
+    return st == 408 || st == 429 || st >= 500 ? SINK_RETRY : SINK_PERMANENT;
+}
+
+/* One attempt with a current token. *again is set after a 401 when a
+ * retry with a fresh token is allowed. */
+static sink_result put_try(gcs_sink *s, const char *url, const char *obj, const void *data,
+                           size_t len, int *again, char *err, size_t errlen)
+{
+    char tok[GAUTH_TOKEN_MAX];
+    long st = 0;
+    sink_result r;
+    int may_retry = *again;
+    *again = 0;
+    gauth_result ar = gauth_token(s->auth, tok, sizeof tok, err, errlen);
+    if (ar != GAUTH_OK)
+        return ar == GAUTH_RETRY ? SINK_RETRY : SINK_PERMANENT;
+    CURLcode cc = post_once(s, url, tok, data, len, &st);
+    if (cc != CURLE_OK) {
+        r = transport_result(s, obj, cc, err, errlen);
+    } else if (st == 401 && may_retry && !gauth_is_anonymous(s->auth)) {
+        gauth_invalidate(s->auth, tok);
+        *again = 1;
+        r = SINK_RETRY;
+    } else {
+        r = status_result(s, obj, st, err, errlen);
+    }
+    OPENSSL_cleanse(tok, sizeof tok);
+    return r;
+}
+
+static sink_result gcs_put(void *state, const char *name, const void *data, size_t len,
+                           char *err, size_t errlen)
+{
+    gcs_sink *s = state;
+    sink_result r = SINK_PERMANENT;
+    char obj[OBJECT_NAME_MAX + 1];
+    unsigned char *gz = NULL;
+    char *url = NULL;
+    int again = 1;
+    if (!name[0] || strpbrk(name, "\r\n") || object_name(s, name, obj, sizeof obj) < 0) {
+        seterr(err, errlen, "object name '%.200s' is not valid for gs://%s (1-%d bytes, no CR/LF)",
+             name, s->bucket, OBJECT_NAME_MAX);
+        goto out;
+    }
+    if (s->gzip && gzip_data(data, len, &gz, &len) < 0) {
+        r = SINK_RETRY;
+        seterr(err, errlen, "cannot gzip gs://%s/%s: out of memory", s->bucket, obj);
+        goto out;
+    }
+    if (!(url = upload_url(s, obj))) {
+        r = SINK_RETRY;
+        seterr(err, errlen, "cannot build the upload URL for gs://%s/%s: out of memory", s->bucket, obj);
+        goto out;
+    }
+    r = put_try(s, url, obj, gz ? gz : data, len, &again, err, errlen);
+    if (again) {                        /* once, with a fresh token; a second 401 is final */
+        again = 0;
+        r = put_try(s, url, obj, gz ? gz : data, len, &again, err, errlen);
+    }
+out:
+    free(url);
+    free(gz);
+    return r;
+}
+
+const sink_ops sink_gcs_ops = {
+    .scheme = "gs",
+    .check = gcs_check,
+    .open = gcs_open,
+    .put = gcs_put,
+    .describe = gcs_describe,
+    .close = gcs_close,
+};

@@ -1,0 +1,39 @@
+/* sink_impl.h - what sink.c expects of a backend (file, gcs). Private to
+ * the sink files; the rest of nscollect sees only sink.h. */
+#ifndef NSC_SINK_IMPL_H
+#define NSC_SINK_IMPL_H
+
+#include "sink/sink.h"
+
+typedef struct sink_ops {
+    const char *scheme;                                   /* "file", "gs" */
+    /* Validate the part after "scheme://". 0 or -1 with err. */
+    int (*check)(const char *rest, char *err, size_t errlen);
+    /* Open; the returned pointer is the backend's own state. */
+    void *(*open)(const char *rest, const char *credentials, const nsc_config *cfg,
+                  char *err, size_t errlen);
+    sink_result (*put)(void *state, const char *name, const void *data, size_t len,
+                       char *err, size_t errlen);
+    /* Optional: store the file at path under name without copying it.
+     * Sets *fallback (and the result does not count) when it cannot, so
+     * that sink.c maps the file and calls put instead. */
+    sink_result (*link)(void *state, const char *name, const char *path, int *fallback,
+                        char *err, size_t errlen);
+    void (*describe)(const void *state, const char *name, char *out, size_t outlen);
+    void (*close)(void *state);
+} sink_ops;
+
+/* Checks every backend shares (sink.c). */
+/* 1 when s holds a control character (below 0x20, or DEL). */
+int sink_has_control(const char *s);
+/* Copy path p into out as its components joined by single '/', without a
+ * leading or trailing one. -1 on a "." or ".." component or no room. */
+int sink_path_normalize(const char *p, char *out, size_t outlen);
+/* An object name: a relative path of non-empty components, none "." or
+ * "..", without control characters. 0, or -1 with the reason in err. */
+int sink_name_check(const char *name, char *err, size_t errlen);
+
+extern const sink_ops sink_file_ops;   /* sink_file.c */
+extern const sink_ops sink_gcs_ops;    /* sink_gcs.c */
+
+#endif
