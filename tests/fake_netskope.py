@@ -22,7 +22,9 @@ paging by offset is stable. The reply is
 with each record spliced in as its stored bytes. With --pretty (or a
 tenant's "pretty" flag) the page is indented and each record re-indented by
 a whitespace-only transform, like Netskope's own pretty-printed pages.
-Replies carry ratelimit-limit, ratelimit-remaining and ratelimit-reset.
+Every reply of the data API (errors too) carries ratelimit-limit,
+ratelimit-remaining and ratelimit-reset; an error's body is Netskope's
+{"status":code,"message":"..."}.
 
 Admin API (JSON, no token header)
 ---------------------------------
@@ -47,9 +49,17 @@ GET  /_admin/alerts?token=T  {"records":["<raw json text>",...]} in served order
 
 Faults are consumed one per valid data request of that tenant, in order.
 "after":K on a fault lets K requests through untouched first.
-    {"kind":"status","code":500}                      (also 401, 403, 409, 503...)
+    {"kind":"status","code":500}                      (also 401, 403, 409, 503...) with
+                                                      Netskope's error body
+                                                      {"status":code,"message":M}; "message"
+                                                      sets M, "body" sends that text instead
     {"kind":"status","code":429,"retry_after":1}      Retry-After header; optional
-                                                      "ratelimit_reset":S header
+                                                      "ratelimit_reset":S header (a 429 also
+                                                      says ratelimit-remaining: 0)
+    {"kind":"ok0"}               200 with {"ok":0,"result":[],"message":...}: a failed
+                                 request as the spec's ok enum [0, 1] allows
+    {"kind":"ratelimit","reset":S}  the normal page, with ratelimit-remaining: 0 and
+                                 ratelimit-reset: S
     {"kind":"malformed"}         200 with a body that is not JSON
     {"kind":"truncated"}         Content-Length of the full page, half of it, close
     {"kind":"not_array"}         200 with "result" an object
@@ -76,7 +86,8 @@ from urllib.parse import parse_qs, urlsplit
 
 ALERT_PATH = "/api/v2/events/data/alert"
 MAX_LIMIT = 10000
-FAULT_KINDS = {"status", "malformed", "truncated", "not_array", "slow", "hang", "wait_time"}
+FAULT_KINDS = {"status", "malformed", "truncated", "not_array", "slow", "hang", "wait_time",
+               "ok0", "ratelimit"}
 RATELIMIT_HEADERS = (("ratelimit-limit", "4"), ("ratelimit-remaining", "3"),
                      ("ratelimit-reset", "1"))
 EVENT_CACHE_MAX = 16
@@ -213,8 +224,10 @@ def extra_other(r):
             '"labels":{},"rules":[%d,%d]}' % (r & 0xFFFFFFFF, r & 63, (r >> 6) & 63))
 
 
+# alert_type values as Netskope's OpenAPI spec spells them (events/alert.yaml,
+# the type enum), and the newer types the issue lists (ctep, Device, Content).
 ALERT_TYPES = [("DLP", "DLP-PCI", "nspolicy", extra_dlp),
-               ("malware", "Trojan detected", "nspolicy", extra_malware),
+               ("Malware", "Trojan detected", "nspolicy", extra_malware),
                ("policy", "Block Unsanctioned Storage", "nspolicy", extra_policy),
                ("Compromised Credential", "Credential leak", "breach", extra_compromised),
                ("anomaly", "Data exfiltration", "anomaly", extra_uba),
@@ -222,7 +235,12 @@ ALERT_TYPES = [("DLP", "DLP-PCI", "nspolicy", extra_dlp),
                ("watchlist", "Watchlist user activity", "nspolicy", extra_watchlist),
                ("Security Assessment", "S3 bucket public", "security_assessment", extra_other),
                ("malsite", "Known phishing site", "nspolicy", extra_other),
-               ("quarantine", "File quarantined", "nspolicy", extra_other)]
+               ("quarantine", "File quarantined", "nspolicy", extra_other),
+               ("Legal Hold", "Legal hold on file", "nspolicy", extra_other),
+               ("Remediation", "File remediated", "nspolicy", extra_other),
+               ("ctep", "IPS signature match", "nspolicy", extra_other),
+               ("Device", "Device classification", "nspolicy", extra_other),
+               ("Content", "Content scan", "nspolicy", extra_other)]
 
 RECORD_FMT = (
     '{"_id":"%s","_insertion_epoch_timestamp":%d,"timestamp":%d,'
@@ -520,16 +538,17 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         tenant = state.tenant(self.headers.get("Netskope-Api-Token"))
         if tenant is None:
-            return self.send_json(401, {"status": 401, "message": "Unauthorized: invalid token"})
+            return self.send_json(401, {"status": 401, "message": "Unauthorized: invalid token"},
+                                  RATELIMIT_HEADERS)
         q = parse_query(url.query)
         if isinstance(q, str):
-            return self.send_json(400, {"status": 400, "message": q})
+            return self.send_json(400, {"status": 400, "message": q}, RATELIMIT_HEADERS)
         fault = tenant.next_fault()
         if fault is None:
             return self.serve_page(tenant, q, 0)
         getattr(self, "fault_" + fault["kind"])(tenant, q, fault)
 
-    def serve_page(self, tenant, q, wait_time, fault=None):
+    def serve_page(self, tenant, q, wait_time, fault=None, headers=RATELIMIT_HEADERS):
         recs = tenant.select(q)
         if tenant.pretty or self.server.state.pretty:
             body = page_pretty(recs, wait_time)
@@ -537,7 +556,7 @@ class Handler(BaseHTTPRequestHandler):
             body = page_compact(recs, wait_time)
         entry = tenant.log(q, 200, len(recs), fault, self.peer(), [r.id for r in recs], t=self.arrived)
         try:
-            self.send_body(200, body, RATELIMIT_HEADERS)
+            self.send_body(200, body, headers)
         except OSError:             # the client gave up (a timeout): nothing was served
             tenant.unlog_ids(entry)
             raise
@@ -546,13 +565,31 @@ class Handler(BaseHTTPRequestHandler):
 
     def fault_status(self, tenant, q, f):
         code = f["code"]
-        headers = []
+        headers = [h for h in RATELIMIT_HEADERS if code != 429 or h[0] == "ratelimit-limit"]
+        if code == 429:
+            headers.append(("ratelimit-remaining", "0"))
+            if "ratelimit_reset" not in f:
+                headers.append(("ratelimit-reset", "1"))
         if "retry_after" in f:
             headers.append(("Retry-After", str(f["retry_after"])))
         if "ratelimit_reset" in f:
+            headers = [h for h in headers if h[0] != "ratelimit-reset"]
             headers.append(("ratelimit-reset", str(f["ratelimit_reset"])))
         tenant.log(q, code, 0, "status", self.peer(), t=self.arrived)
-        self.send_json(code, {"status": code, "message": "injected fault"}, headers)
+        if "body" in f:
+            return self.send_body(code, f["body"].encode("utf-8"), headers)
+        default = "Too many requests" if code == 429 else "injected fault"
+        self.send_json(code, {"status": code, "message": f.get("message", default)}, headers)
+
+    def fault_ok0(self, tenant, q, f):
+        tenant.log(q, 200, 0, "ok0", self.peer(), t=self.arrived)
+        body = {"ok": 0, "result": [], "message": f.get("message", "query failed")}
+        self.send_json(200, body, RATELIMIT_HEADERS)
+
+    def fault_ratelimit(self, tenant, q, f):
+        headers = (("ratelimit-limit", "4"), ("ratelimit-remaining", "0"),
+                   ("ratelimit-reset", str(f.get("reset", 1))))
+        self.serve_page(tenant, q, 0, "ratelimit", headers)
 
     def fault_malformed(self, tenant, q, f):
         recs = tenant.select(q)

@@ -20,6 +20,7 @@
 
 #define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
 #define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
+#define SERVER_WAIT_MAX_S 3600   /* no wait a server asks for is longer (nor the interval) */
 
 /* The next page, fetched and parsed by a short-lived thread while this
  * one stores the page before it: on two cores, receiving and parsing
@@ -221,12 +222,52 @@ static int take_records(fetcher *f, job *j)
     return 0;
 }
 
+/* A wait the server asked for (Retry-After, ratelimit-reset, wait_time),
+ * capped at the tenant's interval and SERVER_WAIT_MAX_S: a hostile or
+ * broken server cannot park a tenant for years. The cut is logged. */
+static int64_t cap_wait(const job *j, int64_t asked, const char *what)
+{
+    int64_t cap = j->t.interval_s < SERVER_WAIT_MAX_S ? j->t.interval_s : SERVER_WAIT_MAX_S;
+    if (cap < 1)
+        cap = 1;
+    if (asked <= cap)
+        return asked;
+    log_warn("tenant=%s event=wait_capped source=%s asked_s=%lld wait_s=%lld", j->t.name, what,
+             (long long)asked, (long long)cap);
+    return cap;
+}
+
 /* How long to wait after a retryable reply, by attempt number. */
-static int retry_wait_s(const ns_reply *rep, int attempt)
+static int retry_wait_s(const job *j, const ns_reply *rep, int attempt)
 {
     if (rep->retry_after_s >= 0)
-        return rep->retry_after_s;
+        return (int)cap_wait(j, rep->retry_after_s, "retry_after");
     return 1 << (attempt < 6 ? attempt : 6);
+}
+
+/* A reply with ratelimit-remaining: 0 holds back the tenant's next request
+ * (this job's or another's) until its ratelimit-reset. */
+static void note_ratelimit(const job *j, const ns_reply *rep)
+{
+    if (rep->pause_s < 0)
+        return;
+    int64_t s = cap_wait(j, rep->pause_s, "ratelimit_reset");
+    log_info("tenant=%s event=ratelimit_pause wait_s=%lld", j->t.name, (long long)s);
+    pacing_defer(j->t.id, mono_us() + s * 1000000);
+}
+
+/* Before a request: a pause longer than fetch.retry_wait_max is not sat
+ * out holding a thread; the job ends, told to wait (nothing of the slice
+ * is committed, so it is re-read). 1 then, else 0. */
+static int paused_too_long(fetcher *f, job *j)
+{
+    int64_t left_s = (pacing_held_us(j->t.id) + 999999) / 1000000;
+    if (left_s <= f->cfg->retry_wait_max_s)
+        return 0;
+    set_result(j, FETCH_WAIT, db_now() + left_s, "Netskope's rate limit is used up "
+               "(ratelimit-remaining: 0); next request in %lld s", (long long)left_s);
+    j->res->told_to_wait = 1;
+    return 1;
 }
 
 static void *prefetch_main(void *arg)
@@ -283,6 +324,20 @@ static ns_query page_query(const job *j, const window *w, int64_t offset)
     return q;
 }
 
+/* A page that parsed but says "ok" is not 1 is Netskope reporting a
+ * failed request (its spec: ok is 0 or 1): never an empty page that
+ * would end the window and move the cursor. 0 when the page is usable. */
+static int page_ok(fetcher *f, job *j, const ns_reply *rep, int64_t offset)
+{
+    char said[256];
+    if (f->page[f->cur].ok != 0)
+        return 0;
+    ns_error_text(rep->body, rep->body_len, said, sizeof said);
+    set_result(j, FETCH_FAILED, 0, "Netskope answered \"ok\" other than 1 (a failed request) "
+               "at offset %lld%s%s", (long long)offset, said[0] ? ": " : "", said);
+    return -1;
+}
+
 /* Fetch one page (its first try may already be in flight, from
  * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
  * page parsed into f->page[f->cur], 1 when the job must stop, -1 on
@@ -304,6 +359,8 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
             parsed = f->next.parsed;
             memcpy(why, f->next.why, sizeof why);
         } else {
+            if (paused_too_long(f, j))
+                return -1;
             j->slice_pages++;
             wait_begin(f);
             int stopped = pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s);
@@ -314,12 +371,13 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         }
         if (shutdown_requested())
             return 1;                /* cut short by SIGTERM: not the tenant's failure */
+        note_ratelimit(j, &rep);
         if (st == NS_OK) {
             if (parsed > 0)
                 parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why,
                                        sizeof why);
             if (parsed == 0)
-                return 0;
+                return page_ok(f, j, &rep, offset);
             set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
                        (long long)offset, why);
             return -1;
@@ -339,7 +397,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
             set_result(j, FETCH_FAILED, 0, "%s; not retried in this job", rep.err);
             return -1;
         }
-        int wait = retry_wait_s(&rep, attempt);
+        int wait = retry_wait_s(j, &rep, attempt);
         if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
             set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep.err, wait);
             j->res->told_to_wait = rep.retry_after_s >= 0;
@@ -359,6 +417,7 @@ static int honour_wait_time(fetcher *f, job *j)
     int64_t wt = f->page[f->cur].wait_time;
     if (wt <= 0)
         return 0;
+    wt = cap_wait(j, wt, "wait_time");
     if (wt > f->cfg->retry_wait_max_s) {
         set_result(j, FETCH_WAIT, db_now() + wt, "Netskope asked to wait %lld s (wait_time)",
                    (long long)wt);
@@ -383,7 +442,8 @@ static int slice_pages(fetcher *f, job *j, const window *w)
         int full = n >= (size_t)j->t.page_size;
         j->pages++;
         j->fetched += (int64_t)n;
-        if (f->cfg->prefetch && full && pg->wait_time <= 0 && !shutdown_requested()) {
+        if (f->cfg->prefetch && full && pg->wait_time <= 0 && !shutdown_requested() &&
+            pacing_held_us(j->t.id) == 0) {
             ns_query next = page_query(j, w, offset + (int64_t)n);
             prefetch_start(f, j, &next);
         }

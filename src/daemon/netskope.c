@@ -25,6 +25,11 @@
 #include <strings.h>
 #include <time.h>
 
+#define JSMN_STATIC
+#define JSMN_STRICT
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
 #include "base/buf.h"
 #include "base/http_share.h"
 
@@ -32,10 +37,13 @@
 #define NS_USER_AGENT "nscollect/0.1"
 #define NS_RECV_BUFFER (128L * 1024)
 #define NS_URL_SHOW_MAX 120
+#define NS_ERRBODY_MAX 4096      /* bytes of an error body kept for its message */
+#define NS_ERROR_TEXT_MAX 200    /* bytes of Netskope's words kept in an error */
 
 struct ns_client {
     CURL *curl;
     buf body;               /* the reply body, capped at max_body_bytes */
+    buf errbody;            /* a non-200 reply's body, its first NS_ERRBODY_MAX bytes */
     size_t max_body;
     int overflow;           /* the write callback refused data past the cap */
     char errbuf[CURL_ERROR_SIZE];
@@ -59,6 +67,7 @@ static void reply_init(ns_reply *r)
     r->http_code = 0;
     r->retry_after_s = -1;
     r->timed_out = 0;
+    r->pause_s = -1;
     r->body = NULL;
     r->body_len = 0;
     r->err[0] = '\0';
@@ -90,6 +99,173 @@ static int parse_seconds(const char *v)
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
+/* ---- what an error body says ------------------------------------------ */
+
+/* Append the UTF-8 sequence starting at p (at most n bytes) to out when it
+ * is valid and printable, else '?'. Returns the bytes consumed. */
+static size_t put_char(buf *out, const unsigned char *p, size_t n)
+{
+    if (p[0] < 0x20 || p[0] == 0x7f) {
+        buf_append_char(out, ' ');
+        return 1;
+    }
+    if (p[0] < 0x80) {
+        buf_append_char(out, (char)p[0]);
+        return 1;
+    }
+    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
+    if (p[0] >= 0xf5)
+        len = 0;
+    for (size_t k = 1; k < len; k++)
+        if (k >= n || (p[k] & 0xc0) != 0x80)
+            len = 0;
+    if (!len) {
+        buf_append_char(out, '?');
+        return 1;
+    }
+    buf_append(out, p, len);
+    return len;
+}
+
+static int hex4(const char *p, unsigned *v)
+{
+    *v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = p[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        *v = *v * 16 + (unsigned)d;
+    }
+    return 0;
+}
+
+/* A JSON string's content p[0, n) (jsmn checked it) with its escapes
+ * decoded; \u escapes of controls become ' ', others outside ASCII '?'. */
+static void put_json_string(buf *out, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        if (p[i] != '\\' || i + 1 >= n) {
+            i += put_char(out, (const unsigned char *)p + i, n - i);
+            continue;
+        }
+        char e = p[i + 1];
+        unsigned u;
+        if (e == 'u' && i + 5 < n && hex4(p + i + 2, &u) == 0) {
+            unsigned char c = u >= 0x20 && u < 0x7f ? (unsigned char)u
+                            : u < 0x20 || u == 0x7f ? (unsigned char)' ' : (unsigned char)'?';
+            put_char(out, &c, 1);
+            i += 6;
+            continue;
+        }
+        buf_append_char(out, e == 'n' || e == 't' || e == 'r' || e == 'b' || e == 'f' ? ' ' : e);
+        i += 2;
+    }
+}
+
+/* The index of the value of top-level key name in the object t[0], or -1. */
+static int json_member(const char *js, const jsmntok_t *t, int n, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 1; i + 1 < n; i++) {
+        if (t[i].parent != 0 || t[i].type != JSMN_STRING)
+            continue;
+        if ((size_t)(t[i].end - t[i].start) == len && memcmp(js + t[i].start, name, len) == 0)
+            return i + 1;
+    }
+    return -1;
+}
+
+/* The words of the body's message/errors/reason/error member: a string,
+ * or the strings of an array joined by "; ". 0 when none says anything. */
+static int json_words(const char *js, const jsmntok_t *t, int n, buf *out)
+{
+    static const char *keys[] = {"message", "errors", "reason", "error", "errorCode", "status"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        int v = json_member(js, t, n, keys[k]);
+        if (v < 0)
+            continue;
+        if (t[v].type == JSMN_STRING && t[v].end > t[v].start) {
+            put_json_string(out, js + t[v].start, (size_t)(t[v].end - t[v].start));
+            return 1;
+        }
+        if (t[v].type != JSMN_ARRAY)
+            continue;
+        for (int i = v + 1; i < n && t[i].start < t[v].end; i++)
+            if (t[i].parent == v && t[i].type == JSMN_STRING) {
+                if (out->len)
+                    buf_append_str(out, "; ");
+                put_json_string(out, js + t[i].start, (size_t)(t[i].end - t[i].start));
+            }
+        if (out->len)
+            return 1;
+    }
+    return 0;
+}
+
+/* Collapse runs of blanks, trim, cut to max bytes at a character boundary
+ * (marking the cut with "..."), into out[outlen]. */
+static size_t tidy(const buf *in, char *out, size_t outlen, size_t max)
+{
+    const unsigned char *s = (const unsigned char *)(in->data ? in->data : "");
+    size_t o = 0, i = 0, cap = max < outlen - 1 ? max : outlen - 1;
+    int cut = 0;
+    for (; i < in->len; i++) {
+        if (s[i] == ' ' && (o == 0 || out[o - 1] == ' '))
+            continue;
+        if (o == cap) {
+            cut = 1;
+            break;
+        }
+        out[o++] = (char)s[i];
+    }
+    if (cut && (s[i] & 0xc0) == 0x80) {     /* do not split a character */
+        while (o > 0 && ((unsigned char)out[o - 1] & 0xc0) == 0x80)
+            o--;
+        if (o > 0)
+            o--;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    if (cut) {
+        if (o + 4 > outlen)
+            o = outlen >= 4 ? outlen - 4 : 0;
+        while (o > 0 && ((unsigned char)out[o] & 0xc0) == 0x80)
+            o--;
+        if (outlen >= 4) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+size_t ns_error_text(const char *body, size_t len, char *out, size_t outlen)
+{
+    jsmntok_t t[256];
+    jsmn_parser p;
+    buf words;
+    if (!outlen)
+        return 0;
+    out[0] = '\0';
+    if (!body || !len)
+        return 0;
+    buf_init(&words, 0);
+    jsmn_init(&p);
+    int n = jsmn_parse(&p, body, len, t, sizeof t / sizeof t[0]);
+    if (n > 0 && t[0].type == JSMN_OBJECT)
+        json_words(body, t, n, &words);       /* an object that says nothing: "" */
+    else {
+        for (size_t i = 0; i < len && words.len < 4 * NS_ERROR_TEXT_MAX;)
+            i += put_char(&words, (const unsigned char *)body + i, len - i);
+    }
+    size_t r = tidy(&words, out, outlen, NS_ERROR_TEXT_MAX);
+    buf_release(&words);
+    return r;
+}
+
 /* ---- the client -------------------------------------------------------- */
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -97,8 +273,11 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     ns_client *c = ud;
     long code = 0;
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
-    if (code != 200)            /* error bodies are not used: drop them */
+    if (code != 200) {          /* keep the start of an error body for its message */
+        size_t room = NS_ERRBODY_MAX - c->errbody.len;
+        buf_append(&c->errbody, p, n < room ? n : room);
         return n;
+    }
     if (buf_append(&c->body, p, n) < 0) {
         c->overflow = 1;
         return 0;               /* CURLE_WRITE_ERROR */
@@ -176,6 +355,7 @@ ns_client *ns_client_new(const ns_http_opts *opts)
         return NULL;
     c->max_body = opts->max_body_bytes;
     buf_init(&c->body, opts->max_body_bytes);
+    buf_init(&c->errbody, NS_ERRBODY_MAX + 1);
     c->curl = curl_easy_init();
     if (!c->curl || client_setup(c, opts)) {
         ns_client_free(c);
@@ -191,6 +371,7 @@ void ns_client_free(ns_client *c)
     if (c->curl)
         curl_easy_cleanup(c->curl);
     buf_release(&c->body);
+    buf_release(&c->errbody);
     free(c);
 }
 
@@ -273,33 +454,72 @@ static int header_seconds(CURL *h, const char *name)
     return when <= now ? 0 : when - now > INT_MAX ? INT_MAX : (int)(when - now);
 }
 
-static void classify_http(ns_client *c, ns_reply *r, const char *where, int wlen)
+/* Mask every copy of the token in s (a server may echo what it was sent). */
+static void mask_token(char *s, const char *token)
+{
+    size_t n = token ? strlen(token) : 0;
+    char *p;
+    if (n < 4)
+        return;
+    while ((p = strstr(s, token))) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + n, strlen(p + n) + 1);
+    }
+}
+
+/* Netskope's own words from the error body, for err; "" when it said none. */
+static void error_words(ns_client *c, const char *token, char *out, size_t outlen)
+{
+    ns_error_text(c->errbody.data, c->errbody.len, out, outlen);
+    mask_token(out, token);
+}
+
+/* ratelimit-remaining: 0 on any reply: no request before ratelimit-reset
+ * (1 s when it is missing or unreadable). */
+static void read_ratelimit(ns_client *c, ns_reply *r)
+{
+    struct curl_header *hd;
+    if (curl_easy_header(c->curl, "ratelimit-remaining", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK ||
+        parse_seconds(hd->value) != 0)
+        return;
+    int reset = header_seconds(c->curl, "ratelimit-reset");
+    r->pause_s = reset > 0 ? reset : 1;
+}
+
+static void classify_http(ns_client *c, ns_reply *r, const char *where, int wlen,
+                          const char *token)
 {
     long code = r->http_code;
+    char said[NS_ERROR_TEXT_MAX + 8];
+    read_ratelimit(c, r);
     if (code == 200) {
         r->status = NS_OK;
         r->body = c->body.data ? c->body.data : "";
         r->body_len = c->body.len;
         return;
     }
+    error_words(c, token, said, sizeof said);
+    const char *sep = said[0] ? ": " : "";
     if (code == 401 || code == 403) {
         r->status = NS_AUTH;
-        set_err(r, "token rejected (HTTP %ld): create a new REST API v2 token with read "
+        set_err(r, "token rejected (HTTP %ld%s%s): create a new REST API v2 token with read "
                 "access to " NS_ALERT_PATH " and run `nscollect tenant set NAME "
-                "--token-file FILE`", code);
+                "--token-file FILE`", code, sep, said);
         return;
     }
-    if (code == 429 || code == 409 || code == 408 || (code >= 500 && code <= 599)) {
+    /* 429 is Netskope's documented rate limit. 409 is not documented for
+     * this endpoint and no source calls it a rate limit: a plain failure. */
+    if (code == 429 || code == 408 || (code >= 500 && code <= 599)) {
         r->status = NS_RETRY;
         r->retry_after_s = header_seconds(c->curl, "Retry-After");
-        if (r->retry_after_s < 0 && (code == 429 || code == 409))
+        if (r->retry_after_s < 0 && code == 429)
             r->retry_after_s = header_seconds(c->curl, "ratelimit-reset");
-        set_err(r, "HTTP %ld from %.*s%s", code, wlen, where,
-                code == 429 || code == 409 ? " (rate limited)" : "");
+        set_err(r, "HTTP %ld from %.*s%s%s%s", code, wlen, where,
+                code == 429 ? " (rate limited)" : "", sep, said);
         return;
     }
     r->status = NS_FAIL;
-    set_err(r, "HTTP %ld from %.*s", code, wlen, where);
+    set_err(r, "HTTP %ld from %.*s%s%s", code, wlen, where, sep, said);
 }
 
 /* Transport errors that a later attempt may not meet again. */
@@ -338,11 +558,12 @@ static void classify_curl(ns_client *c, CURLcode rc, ns_reply *r, const char *wh
 }
 
 static void perform(ns_client *c, const char *url, const char *where, int wlen,
-                    struct curl_slist *hdrs, ns_reply *r)
+                    struct curl_slist *hdrs, const char *token, ns_reply *r)
 {
     c->overflow = 0;
     c->errbuf[0] = '\0';
     buf_reset(&c->body);
+    buf_reset(&c->errbody);
     /* A failed CURLOPT_URL would leave the previous page's URL in place. */
     if (curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK) {
         set_err(r, "out of memory building the request");
@@ -353,7 +574,7 @@ static void perform(ns_client *c, const char *url, const char *where, int wlen,
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->http_code);
     if (rc == CURLE_OK)
-        classify_http(c, r, where, wlen);
+        classify_http(c, r, where, wlen, token);
     else
         classify_curl(c, rc, r, where, wlen);
 }
@@ -378,7 +599,7 @@ ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *r)
         set_err(r, "out of memory building the request");
         goto out;
     }
-    perform(c, url.data, url.data, wlen, hdrs, r);
+    perform(c, url.data, url.data, wlen, hdrs, q->token, r);
 out:
     headers_free(hdrs);
     buf_release(&url);

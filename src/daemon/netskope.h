@@ -27,20 +27,25 @@ typedef struct ns_http_opts {
 
 typedef enum ns_status {
     NS_OK = 0,       /* 200 with a body: parse it */
-    NS_RETRY,        /* 429, 409, 5xx, timeout, dropped connection: wait retry_after_s then retry */
+    NS_RETRY,        /* 429, 408, 5xx, timeout, dropped connection: wait retry_after_s then retry */
     NS_AUTH,         /* 401/403: token rejected; do not retry soon */
-    NS_FAIL,         /* anything else (404, bad URL, body over the cap): fail the run */
+    NS_FAIL,         /* anything else (400, 404, 409, bad URL, body over the cap): fail the run */
 } ns_status;
 
 typedef struct ns_reply {
     ns_status status;
     long http_code;          /* 0 when no HTTP reply arrived */
-    int retry_after_s;       /* from Retry-After or ratelimit-reset, else -1 */
+    int retry_after_s;       /* from Retry-After (or a 429's ratelimit-reset), else -1;
+                                as the server sent it: the caller caps it */
+    int pause_s;             /* any reply with ratelimit-remaining: 0: seconds until its
+                                ratelimit-reset (1 when missing), else -1. No request of
+                                this tenant may go before then */
     int timed_out;           /* NS_RETRY because no reply came in time (http.low_speed_time,
                                 http.total_timeout): the server may hang again */
     const char *body;        /* NS_OK: the body, owned by the client, valid until the next call */
     size_t body_len;
-    char err[256];           /* human-readable reason when status != NS_OK */
+    char err[512];           /* human-readable reason when status != NS_OK, with what
+                                Netskope's error body said (ns_error_text) */
 } ns_reply;
 
 typedef struct ns_query {
@@ -58,6 +63,16 @@ void ns_client_free(ns_client *c);
 
 /* Fetch one page. Always fills *reply; returns reply->status. */
 ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *reply);
+
+/* What a Netskope error body says, cleaned for a log line or a status
+ * column: in a JSON object, the value of "message", "errors" (strings
+ * joined by "; "), "reason", "error", "errorCode" or "status", the first
+ * present; else the body itself as text. Escapes are decoded, control
+ * characters become spaces, invalid UTF-8 '?', runs of blanks one space,
+ * and the text is cut to 200 bytes at a character boundary ("..." marks
+ * the cut). Writes a NUL-terminated string to out; returns its length
+ * (0 when the body says nothing). */
+size_t ns_error_text(const char *body, size_t len, char *out, size_t outlen);
 
 /* Check a tenant URL: http(s)://host[:port] with an optional trailing '/',
  * https required except for loopback hosts (127.0.0.0/8, ::1, localhost).

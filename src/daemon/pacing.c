@@ -11,6 +11,7 @@
 typedef struct entry {
     int64_t id;             /* 0 = empty slot (tenant ids start at 1) */
     int64_t next_us;        /* monotonic time (us) before which no request may go */
+    int64_t held_us;        /* the part of it a server asked for (pacing_defer) */
     int slice_s;            /* 0 = not adapted yet */
 } entry;
 
@@ -70,6 +71,26 @@ int pacing_wait(int64_t tenant_id, int64_t gap_us)
     if (wait > 0 && shutdown_sleep_ms((long)((wait + 999) / 1000)))
         return 1;
     return shutdown_requested();
+}
+
+void pacing_defer(int64_t tenant_id, int64_t until_us)
+{
+    pthread_mutex_lock(&lock);
+    entry *e = find(tenant_id);
+    if (e && e->next_us < until_us)
+        e->next_us = until_us;
+    if (e && e->held_us < until_us)
+        e->held_us = until_us;
+    pthread_mutex_unlock(&lock);
+}
+
+int64_t pacing_held_us(int64_t tenant_id)
+{
+    pthread_mutex_lock(&lock);
+    entry *e = find(tenant_id);
+    int64_t left = e ? e->held_us - mono_us() : 0;
+    pthread_mutex_unlock(&lock);
+    return left > 0 ? left : 0;
 }
 
 int pacing_slice(int64_t tenant_id, int max_s)

@@ -21,6 +21,15 @@
  * was requested while waiting. */
 int pacing_wait(int64_t tenant_id, int64_t gap_us);
 
+/* No request of tenant_id before until_us (mono_us() time): how a reply
+ * with ratelimit-remaining: 0 holds back the tenant's next request, on
+ * whichever worker or job sends it. Never brings a slot forward. */
+void pacing_defer(int64_t tenant_id, int64_t until_us);
+
+/* Microseconds left of the hold pacing_defer() put on tenant_id (0 when
+ * none is left); the ordinary gap between requests does not count. */
+int64_t pacing_held_us(int64_t tenant_id);
+
 /* The slice length to use for tenant_id: its adapted length, at most max_s. */
 int pacing_slice(int64_t tenant_id, int max_s);
 

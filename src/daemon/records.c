@@ -5,7 +5,7 @@
  * cannot take: NUL bytes, raw control characters in strings (they would
  * split a line), nesting deeper than RECORDS_MAX_DEPTH, more tokens than the
  * page's cap. On the way the lexer notes the envelope ("result",
- * "wait_time") and, for each element of "result", where it begins and ends,
+ * "wait_time", "ok") and, for each element of "result", where it begins and ends,
  * whether it has whitespace outside strings, and where the values of its
  * first "_id", "timestamp" and "_insertion_epoch_timestamp" keys are. When
  * an element closes it becomes a record: its times, its dedupe key and,
@@ -161,7 +161,7 @@ enum expect {
 };
 
 /* The top-level keys that matter, as the lexer meets them. */
-enum envelope_key { K_OTHER, K_RESULT, K_WAIT_TIME };
+enum envelope_key { K_OTHER, K_RESULT, K_WAIT_TIME, K_OK };
 
 /* The keys of a record that matter. */
 enum field { F_ID, F_TIMESTAMP, F_INSERTION, F_COUNT, F_NONE = F_COUNT };
@@ -318,6 +318,8 @@ HOT_INLINE int lex_primitive(lexer *lx, size_t *i)
                       e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
     if (number && lx->depth == 1 && lx->key == K_WAIT_TIME)
         lx->pg->wait_time = wait_value(lx->js + s, e - s);
+    if (lx->depth == 1 && lx->key == K_OK)
+        lx->pg->ok = e - s == 1 && lx->js[s] == '1';
     *i = e - 1;
     return 0;
 }
@@ -340,6 +342,7 @@ static void lex_key(lexer *lx, size_t open_quote, size_t close_quote)
     if (lx->depth == 1)
         lx->key = NAME_IS(k, n, "result")    ? K_RESULT
                 : NAME_IS(k, n, "wait_time") ? K_WAIT_TIME
+                : NAME_IS(k, n, "ok")        ? K_OK
                 : K_OTHER;
     else if (lx->depth == RECORD_DEPTH && lx->in_result)
         lx->field = NAME_IS(k, n, "_id")                        ? F_ID
@@ -387,6 +390,8 @@ static int lex_value(lexer *lx, size_t i)
         lx->result_is_array = c == '[';
     else if (lx->depth == 1 && lx->key == K_WAIT_TIME)
         lx->pg->wait_time = -1;                /* a number sets it in lex_primitive */
+    else if (lx->depth == 1 && lx->key == K_OK)
+        lx->pg->ok = 0;                        /* only the number 1 (lex_primitive) is ok */
     if (lx->depth == RESULT_DEPTH && lx->in_result)
         return element_begin(lx, i);
     return 0;
@@ -660,6 +665,7 @@ void ns_page_init(ns_page *pg, unsigned max_tokens)
     memset(pg, 0, sizeof(*pg));
     buf_init(&pg->out, 0);
     pg->wait_time = -1;
+    pg->ok = -1;
     pg->max_tokens = max_tokens ? max_tokens : DEFAULT_MAX_TOKENS;
 }
 
@@ -674,6 +680,7 @@ int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t e
 {
     pg->nrecs = 0;
     pg->wait_time = -1;
+    pg->ok = -1;
     buf_reset(&pg->out);
     if (err && errlen)
         err[0] = '\0';
@@ -681,6 +688,7 @@ int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t e
         return 0;
     pg->nrecs = 0;
     pg->wait_time = -1;
+    pg->ok = -1;
     buf_reset(&pg->out);
     return -1;
 }

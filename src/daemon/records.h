@@ -40,6 +40,10 @@ typedef struct ns_page {
                               the body passed to it is unchanged */
     size_t nrecs, recs_cap;
     int64_t wait_time;     /* body's "wait_time" in seconds, or -1 when absent */
+    int ok;                /* body's "ok": 1 when it is the number 1, 0 when it is
+                              anything else (0, "1", true...), -1 when absent. A page
+                              with ok 0 parses, but is Netskope saying the request
+                              failed: the caller must treat it as an error */
     unsigned max_tokens;   /* cap on tokens per page (hostile input) */
 } ns_page;
 

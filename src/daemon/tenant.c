@@ -275,14 +275,13 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
         return -1;
     if (write_settings(db, sql, t, err, errlen) < 0)
         goto fail;
-    if (token) {
-        if (store_token(db, key, t->id, token, token_len, err, errlen) < 0)
-            goto fail;
-        /* A new token deserves a prompt try: forget the back-off. */
-        if (run_for_id(db, "UPDATE tenant SET not_before = 0, next_run_at = 0 WHERE id = ?1",
-                       t->id, err, errlen) < 0)
-            goto fail;
-    }
+    if (token && store_token(db, key, t->id, token, token_len, err, errlen) < 0)
+        goto fail;
+    /* A changed (or re-enabled) tenant deserves a prompt try: forget the
+     * back-off and any wait a server asked for. */
+    if (run_for_id(db, "UPDATE tenant SET not_before = 0, next_run_at = 0 WHERE id = ?1",
+                   t->id, err, errlen) < 0)
+        goto fail;
     return db_commit(db, err, errlen);
 fail:
     db_rollback(db);

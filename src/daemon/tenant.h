@@ -49,8 +49,9 @@ void tenant_release(tenant *t);
  * ("tenant 'acme' already exists") on failure. Runs in its own transaction. */
 int tenant_insert(sqlite3 *db, const secret_key *key, tenant *t,
                   const char *token, size_t token_len, char *err, size_t errlen);
-/* Write every setting of t back; a non-NULL token replaces the stored one
- * and clears the tenant's back-off and error so it runs again soon. */
+/* Write every setting of t back; a non-NULL token replaces the stored one.
+ * Every update (`tenant set`, enable, disable) clears the tenant's
+ * back-off and any wait a server asked for, so it runs again soon. */
 int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
                   const char *token, size_t token_len, char *err, size_t errlen);
 /* Load by name or id: 0 found, 1 not found (err says so), -1 error. */

@@ -103,7 +103,7 @@ static void test_url_check(void)
 
 /* ---- 2. a canned HTTP server ------------------------------------------- */
 
-#define MAX_CANNED 16
+#define MAX_CANNED 32
 
 typedef struct canned {
     int lfd, port, n;
@@ -197,6 +197,17 @@ static const char *const responses[] = {
              "Content-Length: 0\r\nConnection: close\r\n\r\n",
     /* 13 */ "HTTP/1.1 500 Internal Server Error\r\nRetry-After: 2\r\n"
              "Content-Length: 0\r\nConnection: close\r\n\r\n",
+    /* 14 */ "HTTP/1.1 400 Bad Request\r\nContent-Length: 48\r\nConnection: close\r\n\r\n"
+             "{\"status\":400,\"message\":\"limit must be <= 5000\"}",
+    /* 15 */ "HTTP/1.1 200 OK\r\nratelimit-limit: 4\r\nratelimit-remaining: 0\r\n"
+             "ratelimit-reset: 9\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+             "{\"ok\":1,\"result\":[]}",
+    /* 16 */ "HTTP/1.1 429 Too Many Requests\r\nratelimit-remaining: 0\r\n"
+             "Content-Length: 0\r\nConnection: close\r\n\r\n",
+    /* 17 */ "HTTP/1.1 200 OK\r\nratelimit-remaining: 3\r\nratelimit-reset: 9\r\n"
+             "Content-Length: 20\r\nConnection: close\r\n\r\n{\"ok\":1,\"result\":[]}",
+    /* 18 */ "HTTP/1.1 403 Forbidden\r\nContent-Length: 55\r\nConnection: close\r\n\r\n"
+             "{\"message\":\"bad token tok-SECRET-0123456789abcdef\x1b[2J\"}",
 };
 
 static ns_client *client(long total_timeout, size_t max_body)
@@ -256,10 +267,11 @@ static void test_fetch_replies(canned *s, const char *url)
     /* 3.2 rate limits and server errors: retry, with the wait */
     fetch_expect(c, &q, NS_RETRY, 429, 7);
     fetch_expect(c, &q, NS_RETRY, 429, 3);
-    fetch_expect(c, &q, NS_RETRY, 409, -1);
+    /* 409: no source documents it as a rate limit: a plain failure */
+    fetch_expect(c, &q, NS_FAIL, 409, -1);
     CHECK_INT(ns_fetch_page(c, &q, &r), NS_RETRY);      /* 503 */
     char want[160];
-    snprintf(want, sizeof want, "HTTP 503 from %s/api/v2/events/data/alert", url);
+    snprintf(want, sizeof want, "HTTP 503 from %s/api/v2/events/data/alert: oops!", url);
     CHECK_STR(r.err, want);
 
     /* 3.3 the token is refused */
@@ -302,8 +314,68 @@ static void test_fetch_replies(canned *s, const char *url)
     /* 3.9 Retry-After on a 5xx */
     fetch_expect(c, &q, NS_RETRY, 500, 2);
 
+    /* 3.10 what Netskope said is kept in err */
+    CHECK_INT(ns_fetch_page(c, &q, &r), NS_FAIL);
+    CHECK_HAS(r.err, "HTTP 400 from ");
+    CHECK_HAS(r.err, "/api/v2/events/data/alert: limit must be <= 5000");
+    CHECK_INT(r.pause_s, -1);
+    /* 3.11 ratelimit-remaining: 0 on any reply pauses until ratelimit-reset */
+    CHECK_INT(ns_fetch_page(c, &q, &r), NS_OK);
+    CHECK_INT(r.pause_s, 9);
+    CHECK_INT(ns_fetch_page(c, &q, &r), NS_RETRY);
+    CHECK_INT(r.pause_s, 1);                            /* no reset given: 1 s */
+    CHECK_INT(ns_fetch_page(c, &q, &r), NS_OK);
+    CHECK_INT(r.pause_s, -1);                           /* requests remain */
+    /* 3.12 an echoed token is masked, control characters replaced */
+    CHECK_INT(ns_fetch_page(c, &q, &r), NS_AUTH);
+    CHECK_HAS(r.err, "(HTTP 403: bad token *** [2J)");
+    CHECK(strchr(r.err, '\x1b') == NULL);
+
     ns_client_free(big);
     ns_client_free(c);
+}
+
+/* ---- 5. ns_error_text ---------------------------------------------------- */
+
+static void error_text_is(const char *body, const char *want)
+{
+    char out[256];
+    size_t n = ns_error_text(body, strlen(body), out, sizeof out);
+    CHECK_STR(out, want);
+    CHECK_INT(n, strlen(want));
+}
+
+static void test_error_text(void)
+{
+    char out[256], big[2000];
+    error_text_is("{\"message\":\"Invalid request: limit\"}", "Invalid request: limit");
+    error_text_is("{\"status\":\"error\",\"errorCode\":\"General Error\","
+                  "\"errors\":[\"a is bad\",\"b too\"]}", "a is bad; b too");
+    error_text_is("{\"ok\":0,\"reason\":\"quota\\nexceeded\"}", "quota exceeded");
+    error_text_is("{\"error\":\"q\\\" injected=1 \\u0041\\u00e9\"}", "q\" injected=1 A?");
+    error_text_is("{}", "");
+    error_text_is("{\"ok\":0,\"result\":[]}", "");
+    error_text_is("", "");
+    error_text_is("<html>\r\n<body>502   Bad\tGateway</body>\r\n</html>\r\n",
+                  "<html> <body>502 Bad Gateway</body> </html>");
+    error_text_is("caf\xc3\xa9 \xff\xfe ok", "caf\xc3\xa9 ?? ok");
+    error_text_is("  \x1b[31mred\x07  ", "[31mred");
+    /* cut to 200 bytes at a character boundary, marked */
+    memset(big, 'x', sizeof big);
+    big[sizeof big - 1] = '\0';
+    CHECK_INT(ns_error_text(big, strlen(big), out, sizeof out), 203);
+    CHECK(strcmp(out + 200, "...") == 0);
+    for (int i = 0; i < 300; i++)
+        memcpy(big + 2 * i, "\xc3\xa9", 2);
+    big[199] = 'y';                               /* shift: byte 200 is inside a character */
+    ns_error_text(big, 600, out, sizeof out);
+    CHECK(strlen(out) <= 203);
+    CHECK(strcmp(out + strlen(out) - 3, "...") == 0);
+    CHECK(((unsigned char)out[strlen(out) - 4] & 0xc0) != 0xc0);   /* not a lone lead byte */
+    /* a small buffer */
+    char tiny[8];
+    ns_error_text("{\"message\":\"abcdefghijkl\"}", 26, tiny, sizeof tiny);
+    CHECK_STR(tiny, "abcd...");
 }
 
 static void test_fetch_local(void)
@@ -347,6 +419,7 @@ int main(void)
     char url[64];
 
     test_url_check();
+    test_error_text();
     test_fetch_local();
     for (int i = 0; i < s.n; i++)
         s.resp[i] = responses[i];

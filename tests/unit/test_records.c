@@ -389,6 +389,33 @@ static void test_wait_time(void)
     CHECK_INT(pg.wait_time, -1);
 }
 
+/* "ok": only the number 1 is ok; anything else is Netskope saying the
+ * request failed (the spec's enum is [0, 1]), absent is -1. */
+static void test_ok(void)
+{
+    static const struct { const char *in; int want; } t[] = {
+        { "{\"ok\":1,\"result\":[]}", 1 },
+        { "{\"ok\":0,\"result\":[]}", 0 },
+        { "{\"result\":[{\"_id\":\"a\"}],\"ok\":0}", 0 },
+        { "{ \"ok\" : 1 , \"result\" : [ ] }", 1 },
+        { "{\"ok\":\"1\",\"result\":[]}", 0 },
+        { "{\"ok\":true,\"result\":[]}", 0 },
+        { "{\"ok\":1.0,\"result\":[]}", 0 },
+        { "{\"ok\":10,\"result\":[]}", 0 },
+        { "{\"ok\":null,\"result\":[]}", 0 },
+        { "{\"ok\":[1],\"result\":[]}", 0 },
+        { "{\"ok\":1,\"ok\":0,\"result\":[]}", 0 },
+        { "{\"result\":[]}", -1 },
+        { "{\"result\":[{\"ok\":0}],\"x\":{\"ok\":0}}", -1 },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        CHECK_INT(ns_page_parse(&pg, t[i].in, strlen(t[i].in), err, sizeof(err)), 0);
+        CHECK_INT(pg.ok, t[i].want);
+    }
+    CHECK_INT(ns_page_parse(&pg, "{\"ok\":1}", 8, err, sizeof(err)), -1);
+    CHECK_INT(pg.ok, -1);
+}
+
 /* A body of depth levels: the page object, "result", the record, and
  * depth - 3 arrays inside the record. */
 static char *deep(int depth)
@@ -780,6 +807,7 @@ int main(void)
     test_hash();
     test_times();
     test_wait_time();
+    test_ok();
     test_depth();
     test_truncated();
     test_nul_and_size();
