@@ -28,7 +28,14 @@ ratelimit-remaining and ratelimit-reset; an error's body is Netskope's
 
 Admin API (JSON, no token header)
 ---------------------------------
-POST /_admin/tenant  {"token":T,"name":N[,"pretty":true]}      create (or update) a tenant
+POST /_admin/tenant  {"token":T,"name":N[,"pretty":true][,"mode":M]}  create (or update) a
+                     tenant; M (all optional):
+                       "shuffle":true  records of one insertion second come in a new
+                                       order on every request (ties are unordered), so
+                                       offset paging across requests is not stable
+                       "repeat":true   every offset answers the window's first page
+                                       again (a server that never ends a window)
+                       "max_limit":L   a larger limit is cut to L without a word
 POST /_admin/alerts  {"token":T,"generate":{"count":N,"insertion_start":S,
                       "insertion_end":E[,"event_lag":L][,"seed":X]}}
                      generate N realistic alerts, insertion times in [S, E),
@@ -311,6 +318,8 @@ class Tenant:
 
     def __init__(self, token, name, pretty):
         self.token, self.name, self.pretty = token, name, pretty
+        self.mode = {}
+        self.nreq = 0
         self.lock = threading.Lock()
         self.records = []          # sorted by (ins, id) unless dirty
         self.ins_keys = []         # records' insertion times, for bisect
@@ -345,6 +354,11 @@ class Tenant:
 
     def select(self, q):
         """The records of one page for a parsed query."""
+        q = dict(q, limit=min(q["limit"], self.mode.get("max_limit", q["limit"])))
+        if self.mode.get("repeat"):
+            q["offset"] = 0
+        if self.mode.get("shuffle"):
+            return self._select_shuffled(q)
         with self.lock:
             self._sort()
             if q["window"] == "event":
@@ -353,6 +367,17 @@ class Tenant:
             hi = bisect.bisect_left(self.ins_keys, q["end"])
             first = lo + q["offset"]
             return self.records[first:min(first + q["limit"], hi)] if first < hi else []
+
+    def _select_shuffled(self, q):
+        """select() with the records of each second in a fresh order."""
+        with self.lock:
+            self._sort()
+            self.nreq += 1
+            rng = random.Random(self.nreq)
+            key = (lambda r: r.ts) if q["window"] == "event" else (lambda r: r.ins)
+            recs = [r for r in self.records if q["start"] <= key(r) < q["end"]]
+            recs.sort(key=lambda r: (key(r), rng.random()))
+            return recs[q["offset"]:q["offset"] + q["limit"]]
 
     def all_records(self):
         with self.lock:
@@ -423,12 +448,12 @@ class State:
         with self.lock:
             return self.tenants.get(token) if token else None
 
-    def put_tenant(self, token, name, pretty):
+    def put_tenant(self, token, name, pretty, mode=None):
         with self.lock:
             t = self.tenants.get(token)
             if t is None:
                 self.tenants[token] = t = Tenant(token, name, pretty)
-            t.name, t.pretty = name, pretty
+            t.name, t.pretty, t.mode = name, pretty, dict(mode or {})
             return t
 
 
@@ -631,7 +656,11 @@ class Handler(BaseHTTPRequestHandler):
     def admin_tenant(self, args):
         if not isinstance(args.get("token"), str) or not args["token"]:
             raise ValueError("token must be a non-empty string")
-        self.server.state.put_tenant(args["token"], str(args.get("name", "")), bool(args.get("pretty")))
+        mode = args.get("mode") or {}
+        if not isinstance(mode, dict) or set(mode) - {"shuffle", "repeat", "max_limit"}:
+            raise ValueError("mode: an object with shuffle, repeat, max_limit")
+        self.server.state.put_tenant(args["token"], str(args.get("name", "")),
+                                     bool(args.get("pretty")), mode)
         return {"ok": True}
 
     def admin_alerts(self, tenant, args):

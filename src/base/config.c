@@ -75,7 +75,7 @@ static const struct key keys[] = {
     INT("tenant_defaults.interval", interval_s, 300, 1, DAY),
     INT("tenant_defaults.lookback", lookback_s, DAY, 60, 31 * DAY),
     INT("tenant_defaults.overlap", overlap_s, 120, 0, DAY),
-    INT("tenant_defaults.page_size", page_size, 1000, 1, 10000),
+    INT("tenant_defaults.page_size", page_size, 5000, 1, 10000),
     I64("tenant_defaults.max_records", max_records, 0, 0, 1000000000),
     ENUM("tenant_defaults.window", window_event, 0, window_names),
 
@@ -86,6 +86,7 @@ static const struct key keys[] = {
     INT("fetch.job_budget", job_budget_s, 10, 1, 3600),
     INT("fetch.requests_per_second", requests_per_s, 4, 1, 1000),
     BOOL("fetch.prefetch", prefetch, 0),
+    INT("fetch.offset_max", offset_max, 50000, 100, 1000000),
 
     INT("http.connect_timeout", connect_timeout_s, 10, 1, 300),
     INT("http.low_speed_time", low_speed_time_s, 30, 1, 3600),

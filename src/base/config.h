@@ -42,6 +42,7 @@ typedef struct nsc_config {
     int job_budget_s;                 /* "fetch.job_budget": a job yields its worker after this, default 10 */
     int requests_per_s;               /* "fetch.requests_per_second" per tenant, default 4 (Netskope's documented limit) */
     int prefetch;                     /* "fetch.prefetch": next page in flight while one is stored */
+    int offset_max;                   /* "fetch.offset_max": deepest offset before a slice is read smaller, default 50000 */
 
     int connect_timeout_s;            /* "http.connect_timeout", default 10 */
     int low_speed_time_s;             /* "http.low_speed_time", default 30 */

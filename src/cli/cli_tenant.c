@@ -231,6 +231,10 @@ static int apply_opts(tenant *t, const tenant_opts *o)
         t->page_size = (int)v;
     else if (o->page_size)
         return -1;
+    if (o->page_size && v > 5000)
+        fprintf(stderr, "nscollect: warning: --page-size %lld is above 5000, the most "
+                "Netskope's API specification allows for limit; a server may refuse it\n",
+                (long long)v);
     if (o->max_records && parse_number("max-records", o->max_records, 0, 1000000000, &v) == 0)
         t->max_records = v;
     else if (o->max_records)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "daemon/db.h"
+#include "daemon/keyset.h"
 #include "base/log.h"
 #include "daemon/netskope.h"
 #include "daemon/outbox.h"
@@ -21,6 +22,12 @@
 #define INLINE_ATTEMPTS 4        /* tries of one page before the job yields */
 #define AUTH_BACKOFF_S 3600      /* a rejected token is not retried for an hour */
 #define SERVER_WAIT_MAX_S 3600   /* no wait a server asks for is longer (nor the interval) */
+#define NS_LIMIT_SPEC_MAX 5000   /* the spec's maximum for limit (events/alert.yaml) */
+#define FETCH_OFFSET_HARD_MAX 1000000  /* no deeper offset even in a slice of 1 s (beyond
+                                          fetch.offset_max, 50000 by default, Cortex
+                                          XSOAR's collector's limit) */
+#define FETCH_STALE_PAGES 3      /* full pages in a row with nothing new: no progress */
+#define FETCH_SLICE_READS 3      /* reads of a slice whose page order keeps changing */
 
 /* The next page, fetched and parsed by a short-lived thread while this
  * one stores the page before it: on two cores, receiving and parsing
@@ -54,6 +61,7 @@ struct fetcher {
     int cur;                   /* the client and page being stored */
     prefetch next;
     outbox_batch batch;
+    keyset keys;               /* the keys one read of the current slice has met */
     fetch_waits waits;
 };
 
@@ -63,6 +71,7 @@ typedef struct job {
     int64_t started;          /* "now" of the job: the window never passes it */
     int64_t pages, fetched;   /* since the last commit */
     int64_t slice_pages;      /* requests made for the current slice */
+    int slice_s;              /* the current slice's length (without the overlap) */
     int64_t window_start;     /* where this job's first slice began */
     int64_t t0_ms;            /* when the job began (mono_ms) */
     long last_progress_ms;    /* when the last progress line was written */
@@ -93,6 +102,10 @@ fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_ke
         .proxy = cfg->proxy,
         .share = curl_share,
     };
+    if (keyset_init(&f->keys, (size_t)cfg->offset_max + 10000) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     f->db = db_open(db_path, 0, err, errlen);
     if (!f->db || !(f->ob = outbox_open(f->db, err, errlen)))
         goto fail;
@@ -117,11 +130,18 @@ void fetcher_free(fetcher *f)
     ns_page_release(&f->page[0]);
     ns_page_release(&f->page[1]);
     outbox_batch_release(&f->batch);
+    keyset_release(&f->keys);
     free(f);
 }
 
 void fetcher_reconfigure(fetcher *f, const nsc_config *cfg)
 {
+    keyset k;
+    if ((size_t)cfg->offset_max + 10000 > f->keys.max &&
+        keyset_init(&k, (size_t)cfg->offset_max + 10000) == 0) {
+        keyset_release(&f->keys);
+        f->keys = k;
+    }
     f->cfg = cfg;
     f->batch.data.max = (size_t)cfg->batch_max_bytes;
 }
@@ -427,44 +447,149 @@ static int honour_wait_time(fetcher *f, job *j)
     return idle_ms(f, (long)wt * 1000L);
 }
 
-/* The pages of window w. A full page without wait_time means the next
- * request is certain: with fetch.prefetch it is sent (prefetch_start)
- * before this page is stored. 0 done, 1 stopping, -1 failed. */
-static int slice_pages(fetcher *f, job *j, const window *w)
+/* One read of a slice: where it is, and what it met. */
+typedef struct pass {
+    int64_t offset;            /* of the next page */
+    int64_t repeats;           /* records whose key this read had met already */
+    int stale;                 /* full pages in a row with nothing this read had not met */
+} pass;
+
+/* A page is full (another may follow) when it holds page_size records, or
+ * the spec's maximum: a server that caps limit at 5000 must not end the
+ * window with a page that only looks short. */
+static int page_full(const job *j, size_t n)
 {
-    int64_t offset = 0;
+    size_t full = j->t.page_size < NS_LIMIT_SPEC_MAX ? (size_t)j->t.page_size : NS_LIMIT_SPEC_MAX;
+    return n >= full;
+}
+
+/* Note the page's keys in this read's keyset. The number of records it
+ * had not met. */
+static int64_t note_keys(fetcher *f, pass *p)
+{
+    const ns_page *pg = &f->page[f->cur];
+    int64_t fresh = 0;
+    for (size_t i = 0; i < pg->nrecs; i++) {
+        int r = keyset_add(&f->keys, pg->recs[i].key);
+        fresh += r != 0;           /* a full set (never, below the ceiling) counts as new */
+        p->repeats += r == 0;
+    }
+    return fresh;
+}
+
+/* After a full page: 2 when the slice must be given up and read smaller
+ * (the next offset would pass fetch.offset_max, or the job's budget is
+ * used and the slice can still shrink), -1 when the server makes no
+ * progress, else 0. */
+static int page_bounds(fetcher *f, job *j, const window *w, const pass *p)
+{
+    if (p->stale >= FETCH_STALE_PAGES) {
+        set_result(j, FETCH_FAILED, 0, "Netskope answered %d full pages in a row with only "
+                   "records already read (offset %lld of [%lld, %lld)): the slice is not "
+                   "committed", FETCH_STALE_PAGES, (long long)p->offset,
+                   (long long)w->start, (long long)w->end);
+        return -1;
+    }
+    if (p->offset >= f->cfg->offset_max && j->slice_s > 1) {
+        log_info("tenant=%s event=slice_too_deep offset=%lld slice_s=%d", j->t.name,
+                 (long long)p->offset, j->slice_s);
+        return 2;
+    }
+    if (p->offset >= FETCH_OFFSET_HARD_MAX) {
+        set_result(j, FETCH_FAILED, 0, "more than %d records in one second of [%lld, %lld): "
+                   "paging stopped at offset %lld; the slice is not committed",
+                   FETCH_OFFSET_HARD_MAX, (long long)w->start, (long long)w->end,
+                   (long long)p->offset);
+        return -1;
+    }
+    if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L && j->slice_s > PACING_MIN_SLICE_S) {
+        log_info("tenant=%s event=slice_over_budget offset=%lld slice_s=%d", j->t.name,
+                 (long long)p->offset, j->slice_s);
+        return 2;
+    }
+    return 0;
+}
+
+/* Start the next page's request early (fetch.prefetch) when it is certain. */
+static void maybe_prefetch(fetcher *f, job *j, const window *w, const pass *p, size_t n)
+{
+    const ns_page *pg = &f->page[f->cur];
+    int64_t next = p->offset + (int64_t)n;
+    if (f->cfg->prefetch && page_full(j, n) && pg->wait_time <= 0 && !shutdown_requested() &&
+        pacing_held_us(j->t.id) == 0 && next < f->cfg->offset_max && p->stale + 1 < FETCH_STALE_PAGES) {
+        ns_query q = page_query(j, w, next);
+        prefetch_start(f, j, &q);
+    }
+}
+
+/* One read of the pages of window w. A full page without wait_time means
+ * the next request is certain: with fetch.prefetch it is sent
+ * (prefetch_start) before this page is stored. 0 done, 1 stopping, -1
+ * failed, 2 give the slice up and read it smaller. */
+static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
+{
+    keyset_reset(&f->keys);
     for (;;) {
-        int rc = get_page(f, j, w, offset);
+        int rc = get_page(f, j, w, p->offset);
         if (rc != 0)
             return rc;
-        const ns_page *pg = &f->page[f->cur];
-        size_t n = pg->nrecs;
-        int full = n >= (size_t)j->t.page_size;
+        size_t n = f->page[f->cur].nrecs;
         j->pages++;
         j->fetched += (int64_t)n;
-        if (f->cfg->prefetch && full && pg->wait_time <= 0 && !shutdown_requested() &&
-            pacing_held_us(j->t.id) == 0) {
-            ns_query next = page_query(j, w, offset + (int64_t)n);
-            prefetch_start(f, j, &next);
-        }
+        int64_t fresh = note_keys(f, p);
+        p->stale = page_full(j, n) && fresh == 0 ? p->stale + 1 : 0;
+        maybe_prefetch(f, j, w, p, n);
         if (take_records(f, j) < 0)
             return -1;
-        if (!full)
+        if (!page_full(j, n))
             return 0;                                /* a short page ends the window */
-        offset += (int64_t)n;
-        if ((rc = honour_wait_time(f, j)) != 0)
+        p->offset += (int64_t)n;
+        if ((rc = page_bounds(f, j, w, p)) != 0 || (rc = honour_wait_time(f, j)) != 0)
             return rc;
     }
 }
 
 /* One slice: every page of window w, then the commit that moves the
- * cursor to w->end. 0 done, 1 stopping, -1 failed (res says why). */
+ * cursor to w->end. A read that met a key twice may have skipped records
+ * (the order changed between pages): the slice is read again, keeping
+ * every read's records (the commit drops repeats), until a read meets no
+ * key twice or two reads meet the same keys in the same order (records
+ * that are really there twice), at most FETCH_SLICE_READS reads; then it
+ * is read smaller (fewer pages, less for the order to move), down to 1 s.
+ * 0 done, 1 stopping, -1 failed (res says why), 2 read it smaller (what
+ * was read is committed without moving the cursor). */
 static int fetch_slice(fetcher *f, job *j, const window *w)
 {
+    uint64_t last_seq = 0;
     outbox_batch_reset(&f->batch);
-    int rc = slice_pages(f, j, w);
-    prefetch_join(f);                  /* a reply nobody will read: only wait for it */
-    return rc != 0 ? rc : commit(f, j, w->end);
+    for (int read = 1;; read++) {
+        pass p = {0};
+        int rc = slice_pages(f, j, w, &p);
+        prefetch_join(f);              /* a reply nobody will read: only wait for it */
+        if (rc == 2)
+            return commit(f, j, -1) < 0 ? -1 : 2;
+        if (rc != 0)
+            return rc;
+        if (p.repeats == 0 || (read > 1 && f->keys.seq == last_seq))
+            return commit(f, j, w->end);
+        if (read == FETCH_SLICE_READS && j->slice_s > 1) {
+            log_warn("tenant=%s event=slice_unstable reads=%d slice_s=%d", j->t.name, read,
+                     j->slice_s);
+            return commit(f, j, -1) < 0 ? -1 : 2;       /* fewer pages, less to move */
+        }
+        if (read == FETCH_SLICE_READS) {
+            set_result(j, FETCH_FAILED, 0, "Netskope's page order changed on each of %d reads "
+                       "of [%lld, %lld) (%lld records met twice in the last): the slice is not "
+                       "committed", read, (long long)w->start, (long long)w->end,
+                       (long long)p.repeats);
+            commit(f, j, -1);
+            return -1;
+        }
+        log_warn("tenant=%s event=page_order_changed read=%d repeats=%lld window_start=%lld "
+                 "window_end=%lld", j->t.name, read, (long long)p.repeats,
+                 (long long)w->start, (long long)w->end);
+        last_seq = f->keys.seq;
+    }
 }
 
 /* A backfill or catch-up of several slices reports how far it got, what it
@@ -501,22 +626,32 @@ static void fetch_window(fetcher *f, job *j)
         set_result(j, FETCH_OK, 0, "%s", "");
         return;
     }
-    for (int first = 1;; first = 0) {
+    for (int first = 1;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
         int slice_s = pacing_slice(j->t.id, f->cfg->slice_s);
         window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
                                first ? j->t.overlap_s : 0, slice_s);
         j->slice_pages = 0;
+        j->slice_s = slice_s;
         if (j->res->run_id == 0) {
             j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
             j->window_start = w.start;
         }
         int rc = fetch_slice(f, j, &w);
-        if (rc > 0)
+        if (rc == 2) {                 /* too deep or too long: the same start, shorter */
+            pacing_slice_shrink(j->t.id, slice_s);
+            if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
+                set_result(j, FETCH_YIELD, 0, "%s", "");
+                return;
+            }
+            continue;
+        }
+        if (rc == 1)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
+        first = 0;
         pacing_slice_done(j->t.id, slice_s, j->slice_pages,
                           (int64_t)f->cfg->job_budget_s * f->cfg->requests_per_s,
                           f->cfg->slice_s);
@@ -602,6 +737,9 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
     }
     j.started = db_now();
     j.t0_ms = mono_ms();
+    if (j.t.page_size > NS_LIMIT_SPEC_MAX)
+        log_warn("tenant=%s event=page_size_above_spec page_size=%d spec_max=%d", j.t.name,
+                 j.t.page_size, NS_LIMIT_SPEC_MAX);
     fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);

@@ -117,3 +117,12 @@ void pacing_slice_done(int64_t tenant_id, int slice_s, int64_t pages, int64_t bu
     }
     pthread_mutex_unlock(&lock);
 }
+
+void pacing_slice_shrink(int64_t tenant_id, int slice_s)
+{
+    pthread_mutex_lock(&lock);
+    entry *e = find(tenant_id);
+    if (e)
+        e->slice_s = slice_s > 1 ? slice_s / 2 : 1;
+    pthread_mutex_unlock(&lock);
+}

@@ -39,4 +39,9 @@ int pacing_slice(int64_t tenant_id, int max_s);
 void pacing_slice_done(int64_t tenant_id, int slice_s, int64_t pages, int64_t budget_pages,
                        int max_s);
 
+/* A slice of slice_s seconds was given up because it went deeper than the
+ * offset ceiling or past the job's budget: the tenant's next slices are
+ * half as long (down to 1 s). */
+void pacing_slice_shrink(int64_t tenant_id, int slice_s);
+
 #endif

@@ -211,8 +211,12 @@ class FakeNetskope(FakeServer):
 
     # -- admin API
 
-    def add_tenant(self, token, name="", pretty=False):
-        return self._admin("POST", "/_admin/tenant", {"token": token, "name": name, "pretty": pretty})
+    def add_tenant(self, token, name="", pretty=False, mode=None):
+        """mode: {"shuffle": True, "repeat": True, "max_limit": L} (fake_netskope.py)."""
+        body = {"token": token, "name": name, "pretty": pretty}
+        if mode:
+            body["mode"] = mode
+        return self._admin("POST", "/_admin/tenant", body)
 
     def generate(self, token, count, insertion_start, insertion_end, event_lag=0, seed=1):
         """Generate count alerts with insertion times in [insertion_start, insertion_end)."""

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""test_paging.py - offset paging against servers that do not keep still
+(issue 17 parts 4 and 6), end to end over loopback:
+
+- a server answering the same records at every offset: the job stops after
+  a few pages with nothing new (it used to page for ever), nothing moved;
+- a slice deeper than fetch.offset_max is read again shorter: no request
+  past the ceiling, every record once;
+- records of one second in a new order on every request (offset paging
+  across requests is then unstable): the slice is read again until a read
+  meets no record twice, and shorter if need be; nothing is lost or doubled;
+- a server that cuts limit to 5000 without a word: a page of 5000 never
+  ends the window;
+- records that arrive late inside a window already read (within the
+  overlap) are delivered by the next run, in a shuffled order too.
+
+    NSCOLLECT_BIN=./nscollect python3 tests/e2e/test_paging.py [NAME...]
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import FakeNetskope, Workspace, run_tests  # noqa: E402
+from test_spine import add_tenants, assert_exactly_once, cursor, run_once, token  # noqa: E402
+
+QUICK = "fetch = { requests_per_second = 200; retry_wait_max = 0; };\n"
+
+
+def rec(i, t):
+    return {"_id": "r%05d" % i, "_insertion_epoch_timestamp": t, "timestamp": t, "n": i}
+
+
+def offsets(fake, name="acme"):
+    return [r["offset"] for r in fake.served(token(name))["requests"]]
+
+
+def test_same_records_at_every_offset_end_the_job():
+    # Before: 240 requests in 60 s and `run --once` never ended.
+    with FakeNetskope() as fake, Workspace(config_extra=QUICK) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, [], ())
+        fake.add_tenant(token("acme"), "acme", mode={"repeat": True})
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                                 "--page-size", 100], stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 1000, insertion_start=now - 3000, insertion_end=now - 1)
+        rc, _, err = ws.run_cli(["run", "--once"], timeout=60)
+        assert rc == 1, err[-2000:]
+        assert offsets(fake) == [0, 100, 200, 300], offsets(fake)
+        e = ws.query("SELECT last_error FROM tenant WHERE name = 'acme'")
+        assert "3 full pages in a row with only records already read" in e, e
+        assert cursor(ws, "acme") is None
+
+
+def test_offset_ceiling_reads_the_slice_shorter():
+    cfg = "fetch = { requests_per_second = 200; retry_wait_max = 0; offset_max = 300; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], extra=("--page-size", 100))
+        fake.generate(token("acme"), 1500, insertion_start=now - 3000, insertion_end=now - 1)
+        err = run_once(ws)
+        assert max(offsets(fake)) <= 300, sorted(set(offsets(fake)))
+        assert "event=slice_too_deep" in err, err[-2000:]
+        assert_exactly_once(fake, ws, ["acme"])
+        assert cursor(ws, "acme") >= now
+
+
+def test_unstable_order_loses_nothing():
+    # 10 records in each of 30 seconds, pages of 25: every page boundary
+    # cuts a second whose records come in a new order on each request.
+    cfg = "fetch = { requests_per_second = 200; retry_wait_max = 0; slice = 60; job_budget = 60; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        fake.add_tenant(token("acme"), "acme", mode={"shuffle": True})
+        assert ws.run_cli(["init"])[0] == 0
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 600,
+                                 "--page-size", 25], stdin=token("acme"))
+        assert rc == 0, err
+        t0 = now - 300
+        fake.add_raw(token("acme"), [rec(i, t0 + i // 10) for i in range(300)])
+        err = run_once(ws)
+        assert "event=page_order_changed" in err, err[-2000:]
+        assert_exactly_once(fake, ws, ["acme"])
+        # late records inside the window just read (within the overlap), shuffled too
+        c = cursor(ws, "acme")
+        fake.add_raw(token("acme"), [rec(1000 + i, c - 30 + i // 10) for i in range(40)])
+        run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
+def test_a_server_that_caps_limit_at_5000():
+    with FakeNetskope() as fake, Workspace(config_extra=QUICK) as ws:
+        now = int(time.time())
+        fake.add_tenant(token("acme"), "acme", mode={"max_limit": 5000})
+        assert ws.run_cli(["init"])[0] == 0
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                                 "--page-size", 10000], stdin=token("acme"))
+        assert rc == 0 and "above 5000" in err, err
+        fake.generate(token("acme"), 5400, insertion_start=now - 3000, insertion_end=now - 1)
+        err = run_once(ws)
+        assert "event=page_size_above_spec page_size=10000" in err, err[-2000:]
+        assert offsets(fake) == [0, 5000], offsets(fake)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
+if __name__ == "__main__":
+    run_tests(globals())
