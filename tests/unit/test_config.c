@@ -96,7 +96,7 @@ static void test_defaults(void)
     CHECK_INT(c.interval_s, 300);
     CHECK_INT(c.lookback_s, 86400);
     CHECK_INT(c.overlap_s, 120);
-    CHECK_INT(c.page_size, 1000);
+    CHECK_INT(c.page_size, 5000);
     CHECK_INT(c.max_records, 0);
     CHECK_INT(c.window_event, 0);
     CHECK_INT(c.slice_s, 3600);
@@ -144,7 +144,7 @@ static void test_example_documents_every_key(void)
     text[n] = '\0';
     config_init(&cf);
     CHECK_INT(config_read_file(&cf, EXAMPLE), CONFIG_TRUE);
-    CHECK_INT(config_key_count(), 32);
+    CHECK_INT(config_key_count(), 33);
     CHECK(config_key_name(config_key_count()) == NULL);
     for (size_t i = 0; i < config_key_count(); i++) {
         const char *k = config_key_name(i), *dot = strrchr(k, '.');
