@@ -35,6 +35,30 @@ int log_enabled(enum log_level level)
     return (int)level >= min_level;
 }
 
+char *log_escape(char *out, size_t outlen, const char *s)
+{
+    size_t o = 0;
+    if (!outlen)
+        return out;
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        size_t need = c == '"' || c == '\\' ? 2 : c < 0x20 || c == 0x7f ? 4 : 1;
+        if (o + need >= outlen)
+            break;
+        if (need == 2) {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (need == 4) {
+            snprintf(out + o, outlen - o, "\\x%02x", c);
+            o += 4;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* JSON string escaping for the message field. */
 static void append_json_string(buf *b, const char *s)
 {

@@ -10,6 +10,8 @@
 #ifndef NSC_LOG_H
 #define NSC_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_KV, LOG_FORMAT_JSON };
 
@@ -20,6 +22,14 @@ int log_level_parse(const char *s);
 int log_enabled(enum log_level level);
 void log_write(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* s made safe inside a kv value's quotes (key="...") or a quoted name in a
+ * message: '"' and '\\' get a backslash, control characters become \xNN,
+ * so text from a server or an operator cannot end the value and forge
+ * fields (q" injected=1), nor move the terminal's cursor. Cut (whole
+ * escapes only) to fit out[outlen]; returns out. */
+char *log_escape(char *out, size_t outlen, const char *s);
+#define LOG_ESCAPE_MAX 1024          /* a buffer for one escaped value */
 
 /* The level is checked before the arguments are evaluated. */
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)

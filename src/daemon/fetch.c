@@ -423,8 +423,9 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
             j->res->told_to_wait = rep.retry_after_s >= 0;
             return -1;
         }
+        char esc[LOG_ESCAPE_MAX];
         log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
-                 j->t.name, attempt + 1, wait, rep.err);
+                 j->t.name, attempt + 1, wait, log_escape(esc, sizeof esc, rep.err));
         if (idle_ms(f, wait * 1000L))
             return 1;
     }
@@ -743,9 +744,10 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
     fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);
+    char q[LOG_ESCAPE_MAX];
     log_info("tenant=%s run=%lld event=fetch_done status=%s window_start=%lld stored=%lld "
              "duration_ms=%ld%s%s%s", j.t.name, (long long)res->run_id,
              fetch_status_name(res->status), (long long)j.window_start, (long long)res->stored,
-             ms_since(j.t0_ms), res->error[0] ? " error=\"" : "", res->error,
+             ms_since(j.t0_ms), res->error[0] ? " error=\"" : "", log_escape(q, sizeof q, res->error),
              res->error[0] ? "\"" : "");
 }

@@ -135,7 +135,8 @@ static void queue_due(pool *p, sqlite3 *db)
     char err[256];
     sqlite3_stmt *st = db_prepare(db, p->once ? sql_once : sql_daemon, err, sizeof err);
     if (!st) {
-        log_error("event=schedule_failed error=\"%s\"", err);
+        char q[LOG_ESCAPE_MAX];
+        log_error("event=schedule_failed error=\"%s\"", log_escape(q, sizeof q, err));
         return;
     }
     sqlite3_bind_int64(st, 1, db_now());
@@ -268,7 +269,8 @@ static int should_retire(const pool *p)
  * scheduler_run). what names the thread, err why. */
 static void start_failed(pool *p, const char *what, const char *err)
 {
-    log_error("event=%s_worker_failed error=\"%s\"", what, err);
+    char q[LOG_ESCAPE_MAX];
+    log_error("event=%s_worker_failed error=\"%s\"", what, log_escape(q, sizeof q, err));
     pthread_mutex_lock(&p->lock);
     if (!p->start_err[0])
         snprintf(p->start_err, sizeof p->start_err, "cannot start %s worker: %s", what,
@@ -297,8 +299,9 @@ static void *fetch_worker(void *arg)
     fetcher *f = fetcher_new(&job_cfg, p->db_path, p->key, http_share_handle(p->share), err,
                             sizeof err);
     if (!f && slot->late) {           /* the others go on without it */
+        char q[LOG_ESCAPE_MAX];
         log_warn("event=fetch_thread_failed error=\"%s\" note=\"no spare threads for %d s\"",
-                 err, SPARE_PAUSE_MS / 1000);
+                 log_escape(q, sizeof q, err), SPARE_PAUSE_MS / 1000);
         pthread_mutex_lock(&p->lock);
         p->no_spare_until_ms = mono_ms() + SPARE_PAUSE_MS;
         pthread_mutex_unlock(&p->lock);
@@ -472,7 +475,9 @@ static void reload_config(pool *p)
     }
     config_defaults(&fresh);
     if (config_load(&fresh, p->cfg.source, err, sizeof err) < 0) {
-        log_error("event=reload_failed error=\"%s\" note=\"keeping the running configuration\"", err);
+        char q[LOG_ESCAPE_MAX];
+        log_error("event=reload_failed error=\"%s\" note=\"keeping the running configuration\"",
+                  log_escape(q, sizeof q, err));
         return;
     }
     pthread_mutex_lock(&p->lock);
@@ -582,8 +587,9 @@ static void sweep_spool(sqlite3 *db)
     char err[512];
     outbox *ob = outbox_open(db, err, sizeof err);
     int n = ob ? outbox_spool_sweep(ob, err, sizeof err) : -1;
+    char q[LOG_ESCAPE_MAX];
     if (n < 0)
-        log_warn("event=spool_sweep_failed error=\"%s\"", err);
+        log_warn("event=spool_sweep_failed error=\"%s\"", log_escape(q, sizeof q, err));
     else if (n > 0)
         log_info("event=spool_sweep removed=%d note=\"spool files no outbox row names (left by a kill)\"", n);
     outbox_free(ob);

@@ -1,5 +1,6 @@
 /* tenant.c - see tenant.h. */
 #include "daemon/tenant.h"
+#include "base/log.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -25,8 +26,11 @@ int tenant_name_check(const char *name, char *err, size_t errlen)
     }
     if (ok)
         return 0;
-    snprintf(err, errlen, "invalid tenant name '%.80s': use 1-63 characters a-z, 0-9, '_' "
-             "and '-', starting with a letter or digit", name);
+    char shown[4 * 80 + 1];
+    char cut[81];
+    snprintf(cut, sizeof cut, "%s", name);       /* the first 80 bytes, escaped */
+    snprintf(err, errlen, "invalid tenant name '%s': use 1-63 characters a-z, 0-9, '_' "
+             "and '-', starting with a letter or digit", log_escape(shown, sizeof shown, cut));
     return -1;
 }
 
@@ -97,8 +101,10 @@ static int tenant_select(sqlite3 *db, const char *where, const char *name, int64
         tenant_from_row(t, st);
         rc = 0;
     } else if (rc == SQLITE_DONE) {
+        char shown[LOG_ESCAPE_MAX];
         if (name)
-            snprintf(err, errlen, "no tenant named '%s' (see `nscollect tenant list`)", name);
+            snprintf(err, errlen, "no tenant named '%s' (see `nscollect tenant list`)",
+                     log_escape(shown, sizeof shown, name));
         else
             snprintf(err, errlen, "no tenant with id %lld", (long long)id);
         rc = 1;

@@ -188,8 +188,9 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
     if (r == SINK_OK || r == SINK_EXISTS) {
         sink_describe(s, u->row.object_name, where, sizeof where);
         if (outbox_delivered(u->ob, &u->row, where, r == SINK_EXISTS) < 0) {
+            char esc[LOG_ESCAPE_MAX];
             log_error("batch=%lld event=deliver_record_failed error=\"%s\"",
-                      (long long)u->row.id, sqlite3_errmsg(u->db));
+                      (long long)u->row.id, log_escape(esc, sizeof esc, sqlite3_errmsg(u->db)));
             return UPLOAD_FAILED;
         }
         log_info("tenant=%s batch=%lld event=delivered records=%lld bytes=%lld to=%s%s", t->name,
@@ -202,8 +203,9 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
     int attempt = (int)u->row.attempts + 1;
     long wait_ms = r == SINK_PERMANENT ? PERMANENT_RETRY_S * 1000L : upload_backoff_ms(attempt);
     outbox_failed(u->ob, u->row.id, db_now() + (wait_ms + 999) / 1000, err);
+    char esc[LOG_ESCAPE_MAX];
     log_warn("tenant=%s batch=%lld event=upload_failed attempt=%d error=\"%s\"", t->name,
-             (long long)u->row.id, attempt, err);
+             (long long)u->row.id, attempt, log_escape(esc, sizeof esc, err));
     return UPLOAD_FAILED;
 }
 

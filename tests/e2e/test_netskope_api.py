@@ -15,6 +15,7 @@ show it (issue 17 parts 4 and 6), end to end over loopback:
 """
 
 import os
+import re
 import sys
 import time
 
@@ -148,6 +149,39 @@ def test_huge_wait_time_is_capped():
         err = run_once(ws, expect=1)
         assert "source=wait_time asked_s=1000000000000 wait_s=300" in err, err[-2000:]
         assert 200 < next_run_in(ws) <= 300, next_run_in(ws)
+
+
+KV = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|(\S*))')
+
+
+def kv_fields(line):
+    """The fields of one kv log line, as a log parser reads them."""
+    return {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
+            for m in KV.finditer(line)}
+
+
+def test_quotes_in_server_text_cannot_forge_log_fields():
+    with FakeNetskope() as fake, Workspace(config_extra=FAST) as ws:
+        add_tenants(fake, ws, ["acme"])
+        fake.faults(token("acme"), [{"kind": "status", "code": 500,
+                                     "message": 'q" injected=1 status="ok \\'}])
+        err = run_once(ws, expect=1)
+        lines = [l for l in err.splitlines() if "event=fetch_done" in l]
+        assert len(lines) == 1, err[-2000:]
+        f = kv_fields(lines[0])
+        assert "injected" not in f and f["status"] == "wait", f
+        assert f["error"].endswith('q\\" injected=1 status=\\"ok \\\\; retrying in 1 s'), f["error"]
+
+
+def test_cli_escapes_a_rejected_tenant_name():
+    with Workspace() as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        for cmd in (["tenant", "add", "ev\x1b[2Jil\nx", "--url", "https://a.example"],
+                    ["tenant", "show", "ev\x1b[2Jil\nx"]):
+            rc, out, err = ws.run_cli(cmd, stdin="tok")
+            assert rc == 2 if cmd[1] == "add" else rc != 0, (rc, err)
+            assert "\x1b" not in err and err.count("\n") == 1, repr(err)
+            assert "ev\\x1b[2Jil\\x0ax" in err, repr(err)
 
 
 if __name__ == "__main__":
