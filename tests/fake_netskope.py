@@ -36,6 +36,8 @@ POST /_admin/tenant  {"token":T,"name":N[,"pretty":true][,"mode":M]}  create (or
                        "repeat":true   every offset answers the window's first page
                                        again (a server that never ends a window)
                        "max_limit":L   a larger limit is cut to L without a word
+                       "unfiltered":true  every window answers every record, times
+                                       or none (a server that ignores the window)
 POST /_admin/alerts  {"token":T,"generate":{"count":N,"insertion_start":S,
                       "insertion_end":E[,"event_lag":L][,"seed":X]}}
                      generate N realistic alerts, insertion times in [S, E),
@@ -359,6 +361,10 @@ class Tenant:
             q["offset"] = 0
         if self.mode.get("shuffle"):
             return self._select_shuffled(q)
+        if self.mode.get("unfiltered"):
+            with self.lock:
+                self._sort()
+                return self.records[q["offset"]:q["offset"] + q["limit"]]
         with self.lock:
             self._sort()
             if q["window"] == "event":
@@ -657,8 +663,8 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(args.get("token"), str) or not args["token"]:
             raise ValueError("token must be a non-empty string")
         mode = args.get("mode") or {}
-        if not isinstance(mode, dict) or set(mode) - {"shuffle", "repeat", "max_limit"}:
-            raise ValueError("mode: an object with shuffle, repeat, max_limit")
+        if not isinstance(mode, dict) or set(mode) - {"shuffle", "repeat", "max_limit", "unfiltered"}:
+            raise ValueError("mode: an object with shuffle, repeat, max_limit, unfiltered")
         self.server.state.put_tenant(args["token"], str(args.get("name", "")),
                                      bool(args.get("pretty")), mode)
         return {"ok": True}

@@ -225,7 +225,7 @@ static int take_records(fetcher *f, job *j)
     const ns_page *pg = &f->page[f->cur];
     for (size_t i = 0; i < pg->nrecs; i++) {
         const ns_record *r = &pg->recs[i];
-        /* -1 when the record lacks the time: kept, never pruned (outbox.h) */
+        /* -1 when the record lacks the time: pruned by when it was stored (outbox.h) */
         int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
         const char *bytes = r->data;
         if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time) == 0)

@@ -19,7 +19,8 @@
 
 /* Every statement this part runs, prepared once per connection. */
 #define OUTBOX_STATEMENTS(X) \
-    X(seen_add, "INSERT OR IGNORE INTO seen (tenant_id, key, at) VALUES (?1, ?2, ?3)") \
+    X(seen_add, "INSERT OR IGNORE INTO seen (tenant_id, key, at, stored_at) " \
+                "VALUES (?1, ?2, ?3, ?4)") \
     X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
                  "newest_at, body, spooled) " \
                  "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7)") \
@@ -32,6 +33,7 @@
     X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
     X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
     X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at >= 0 AND at < ?2") \
+    X(seen_prune_stored, "DELETE FROM seen WHERE tenant_id = ?1 AND stored_at < ?2") \
     X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
                "window_end = coalesce(?5, window_end) WHERE id = ?1") \
     X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start) " \
@@ -202,6 +204,7 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
                             int64_t *stored, int64_t *newest)
 {
     size_t w = 0;
+    int64_t now = db_now();
     *stored = 0;
     *newest = -1;
     for (size_t i = 0; i < b->n; i++) {
@@ -209,6 +212,7 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
         sqlite3_bind_int64(o->st[ST_seen_add], 1, tenant_id);
         sqlite3_bind_blob(o->st[ST_seen_add], 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
         sqlite3_bind_int64(o->st[ST_seen_add], 3, it->at);
+        sqlite3_bind_int64(o->st[ST_seen_add], 4, now);
         if (step_done(o->st[ST_seen_add]) < 0)
             return -1;
         if (sqlite3_changes(o->db) == 0)
@@ -418,7 +422,13 @@ static int move_cursor(outbox *o, const outbox_commit_args *a)
         return -1;
     sqlite3_bind_int64(o->st[ST_seen_prune], 1, a->tenant_id);
     sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->prune_before);
-    return step_done(o->st[ST_seen_prune]);
+    if (step_done(o->st[ST_seen_prune]) < 0)
+        return -1;
+    /* Whatever time a record claims (none, the far future), it was in a
+     * window that ended by when its key was stored. */
+    sqlite3_bind_int64(o->st[ST_seen_prune_stored], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_seen_prune_stored], 2, a->prune_before);
+    return step_done(o->st[ST_seen_prune_stored]);
 }
 
 static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)

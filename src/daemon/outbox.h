@@ -39,7 +39,8 @@ typedef struct outbox_item {
     size_t off, len;                       /* record bytes in batch->data, without its '\n' */
     unsigned char key[RECORDS_KEY_LEN];
     int64_t at;                            /* window time: part of the record's identity and
-                                              what pruning goes by; -1 = none, never pruned */
+                                              what pruning goes by; -1 = none. Keys are also
+                                              pruned by when they were stored (migration 006) */
     int64_t event_time;                    /* -1 when unknown */
 } outbox_item;
 
@@ -62,7 +63,8 @@ typedef struct outbox_commit_args {
     const char *tenant_name;
     int64_t run_id;
     int64_t cursor;            /* new cursor, or -1 to leave it (mid-slice flush) */
-    int64_t prune_before;      /* with a cursor move: drop seen rows older than this */
+    int64_t prune_before;      /* with a cursor move: drop seen rows whose time, or the
+                                  time they were stored, is older than this */
     int64_t pages, fetched;    /* added to the run's counters */
     int64_t spool_min_bytes;   /* a body this large goes to a spool file; 0 = every one */
 } outbox_commit_args;

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""test_dedupe.py - the dedupe table is pruned by nscollect's own clock
+(issue 17.6): keys of records without _insertion_epoch_timestamp (at = -1)
+or with far-future times used to stay for ever; now a key goes once the
+time it was stored is older than cursor - overlap - margin, and migration
+006 gives the keys of an older database a stored time that prunes them no
+earlier than before.
+
+    NSCOLLECT_BIN=./nscollect python3 tests/e2e/test_dedupe.py [NAME...]
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import FakeNetskope, Workspace, run_tests, wait_until  # noqa: E402
+from test_cli import expect, migrations, old_database  # noqa: E402
+from test_spine import cursor, run_once, token  # noqa: E402
+
+CFG = "fetch = { prune_margin = 0; };\n"
+
+
+def test_keys_without_times_are_pruned_by_own_clock():
+    with FakeNetskope() as fake, Workspace(config_extra=CFG) as ws:
+        now = int(time.time())
+        fake.add_tenant(token("acme"), "acme", mode={"unfiltered": True})
+        assert ws.run_cli(["init"])[0] == 0
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 600,
+                                 "--overlap", 0], stdin=token("acme"))
+        assert rc == 0, err
+        fake.add_raw(token("acme"), [{"_id": "none%d" % i, "n": i} for i in range(20)] +
+                     [{"_id": "future%d" % i, "_insertion_epoch_timestamp": now + 10 ** 8,
+                       "timestamp": now + 10 ** 8} for i in range(20)])
+        run_once(ws)
+        assert len(ws.lines()) == 40
+        assert ws.query("SELECT count(*) FROM seen") == 40
+        # the server stops sending them; the cursor moves on past when they were stored
+        fake.add_tenant(token("acme"), "acme")
+        stored = ws.query("SELECT max(stored_at) FROM seen")
+        wait_until(lambda: int(time.time()) > stored, what="clock past the keys' stored time")
+        run_once(ws)
+        assert cursor(ws, "acme") > stored
+        assert ws.query("SELECT count(*) FROM seen") == 0, \
+            ws.query_rows("SELECT at, stored_at FROM seen LIMIT 5")
+        assert len(ws.lines()) == 40
+
+
+def test_keys_within_the_overlap_stay():
+    with FakeNetskope() as fake, Workspace(config_extra=CFG) as ws:
+        now = int(time.time())
+        fake.add_tenant(token("acme"), "acme")
+        assert ws.run_cli(["init"])[0] == 0
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 600],
+                                stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 30, insertion_start=now - 60, insertion_end=now - 1)
+        run_once(ws)
+        c = cursor(ws, "acme")
+        wait_until(lambda: int(time.time()) > c + 1, what="clock past the cursor")
+        run_once(ws)
+        # the 120 s overlap still covers them: their keys stay, nothing is sent twice
+        assert ws.query("SELECT count(*) FROM seen") == 30
+        assert len(ws.lines()) == 30
+
+
+def test_upgrade_gives_old_keys_a_stored_time():
+    with Workspace() as ws:
+        con = old_database(ws.db, 5, ["old"])
+        now = int(time.time())
+        rows = [(1, -1), (1, 1700000000), (1, now + 10 ** 8)]
+        con.executemany("INSERT INTO seen (tenant_id, at, key) VALUES (?, ?, randomblob(16))", rows)
+        con.commit()
+        con.close()
+        expect(ws, ["init"], 0, "schema version %d" % len(migrations()))
+        got = dict(ws.query_rows("SELECT at, stored_at FROM seen"))
+        assert got[1700000000] == 1700000000, got
+        assert now - 5 <= got[-1] <= now + 60 and now - 5 <= got[now + 10 ** 8] <= now + 60, got
+        assert ws.query("SELECT count(*) FROM sqlite_master WHERE name = 'seen_stored'") == 1
+
+
+if __name__ == "__main__":
+    run_tests(globals())
