@@ -5,7 +5,10 @@
  * object, and an existing object is never overwritten (EEXIST means an
  * earlier try stored it). link() does the same with a spool file that is
  * already written and fsynced: no byte is copied. Directories are created 0700, files 0600. The
- * data is stored as given: file sinks never gzip.
+ * data is stored as given: file sinks never gzip. Below the sink's root
+ * every directory is opened with openat(O_NOFOLLOW) and every file made
+ * with openat/linkat relative to it: a symbolic link placed inside the
+ * sink's directory (out/tenant -> /etc) is refused, never followed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,6 +111,7 @@ static sink_result io_error(int e, const char *what, const char *path, char *err
 }
 
 /* mkdir -p dir (mode 0700), fsyncing the parent of each directory made.
+ * For the sink's root only (the operator's path, links in it followed).
  * dir is modified while working and restored. -1 with errno. */
 static int mkdir_p(char *dir)
 {
@@ -133,16 +137,19 @@ static int mkdir_p(char *dir)
     return 0;
 }
 
-/* The paths of one put: final name, its directory, and a unique temp name. */
+/* One put: the final name (for messages), the directory it goes in, open
+ * below the root without following a link, and the name in it. */
 typedef struct put_paths {
     char final[PATH_MAX];
-    char dir[PATH_MAX];
-    char tmp[PATH_MAX];
+    int dirfd;                 /* -1 until opened */
+    const char *leaf;          /* the last component of final */
+    char tmp[NAME_MAX + 1];    /* a unique temp name in dirfd */
 } put_paths;
 
 static int paths_make(const file_sink *fs, const char *name, put_paths *pp)
 {
     unsigned int r = 0;
+    pp->dirfd = -1;
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -150,11 +157,71 @@ static int paths_make(const file_sink *fs, const char *name, put_paths *pp)
     }
     if (snprintf(pp->final, sizeof pp->final, "%s/%s", fs->root, name) >= (int)sizeof pp->final)
         return -1;
-    const char *slash = strrchr(pp->final, '/');
-    snprintf(pp->dir, sizeof pp->dir, "%.*s", (int)(slash - pp->final), pp->final);
-    int n = snprintf(pp->tmp, sizeof pp->tmp, "%s/.tmp.%s.%ld.%08x", pp->dir, slash + 1,
+    pp->leaf = strrchr(pp->final, '/') + 1;
+    int n = snprintf(pp->tmp, sizeof pp->tmp, ".tmp.%.200s.%ld.%08x", pp->leaf,
                      (long)getpid(), r);
     return n >= (int)sizeof pp->tmp ? -1 : 0;
+}
+
+/* The directory comp inside dfd, created (0700) when missing, opened
+ * without following a symbolic link. -1 with errno (ELOOP for a link). */
+static int subdir_open(int dfd, const char *comp)
+{
+    int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    struct stat st;
+    int fd = openat(dfd, comp, flags);
+    if (fd < 0 && errno == ENOTDIR && fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode))
+        errno = ELOOP;
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    if (mkdirat(dfd, comp, 0700) < 0 && errno != EEXIST)
+        return -1;
+    (void)fsync(dfd);
+    return openat(dfd, comp, flags);
+}
+
+/* Open pp->final's directory: the root (made if missing), then each
+ * directory of the name below it, none of them a link: a link placed at
+ * out/tenant cannot send the files elsewhere. -1 with errno and *where
+ * set to the path that failed. */
+static int dir_beneath(const file_sink *fs, const char *name, put_paths *pp, char *where,
+                       size_t wlen)
+{
+    char root[PATH_MAX], comp[NAME_MAX + 1];
+    snprintf(root, sizeof root, "%s", fs->root);
+    snprintf(where, wlen, "%s", fs->root[0] ? fs->root : "/");
+    if (mkdir_p(root) < 0)
+        return -1;
+    int dfd = open(fs->root[0] ? fs->root : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *p = name, *slash;
+    while (dfd >= 0 && (slash = strchr(p, '/'))) {
+        size_t n = (size_t)(slash - p);
+        if (n >= sizeof comp) {
+            close(dfd);
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        if (snprintf(where, wlen, "%s/%.*s", fs->root, (int)(slash - name), name) >= (int)wlen)
+            where[wlen - 1] = '\0';           /* shown cut; paths_make() checked the length */
+        int next = subdir_open(dfd, comp);
+        int e = errno;
+        close(dfd);
+        errno = e;
+        dfd = next;
+        p = slash + 1;
+    }
+    pp->dirfd = dfd;
+    return dfd < 0 ? -1 : 0;
+}
+
+static void paths_release(put_paths *pp)
+{
+    if (pp->dirfd >= 0)
+        close(pp->dirfd);
+    pp->dirfd = -1;
 }
 
 /* Create pp->tmp (which must not exist), write data and fsync it.
@@ -162,7 +229,8 @@ static int paths_make(const file_sink *fs, const char *name, put_paths *pp)
 static sink_result temp_write(const put_paths *pp, const void *data, size_t len, int *created,
                               char *err, size_t errlen)
 {
-    int fd = open(pp->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = openat(pp->dirfd, pp->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
     if (fd < 0)
         return io_error(errno, "cannot create", pp->final, err, errlen);
     *created = 1;
@@ -179,20 +247,28 @@ static sink_result temp_write(const put_paths *pp, const void *data, size_t len,
 
 /* The object is in place, linked now (SINK_OK) or by an earlier try
  * (SINK_EXISTS): its directory entry is made durable either way, since the
- * earlier try may have been killed before its own fsync_dir(), and the
- * batch is recorded as delivered (its spool file removed) on this answer. */
+ * earlier try may have been killed before its own fsync, and the batch is
+ * recorded as delivered (its spool file removed) on this answer. */
 static sink_result in_place(const put_paths *pp, sink_result r, char *err, size_t errlen)
 {
-    if (fsync_dir(pp->dir) < 0)
+    struct stat st;
+    if (r == SINK_EXISTS && (fstatat(pp->dirfd, pp->leaf, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                             !S_ISREG(st.st_mode))) {
+        seterr(err, errlen, "%s exists but is not a regular file (a symbolic link?): the "
+               "batch is not counted delivered; remove it", pp->final);
+        return SINK_PERMANENT;
+    }
+    if (fsync(pp->dirfd) < 0)
         return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
     return r;
 }
 
-/* link(2) the temp file to its final name; never replaces an object. */
+/* link the temp file to its final name; never replaces an object (nor
+ * follows a link there: linkat() never does). */
 static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
 {
     int exists = 0;
-    if (link(pp->tmp, pp->final) < 0) {
+    if (linkat(pp->dirfd, pp->tmp, pp->dirfd, pp->leaf, 0) < 0) {
         if (errno != EEXIST)
             return io_error(errno, "cannot create", pp->final, err, errlen);
         exists = 1;
@@ -200,16 +276,15 @@ static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
     return in_place(pp, exists ? SINK_EXISTS : SINK_OK, err, errlen);
 }
 
-/* Write data to an unnamed file in pp->dir (O_TMPFILE), fsync it and link
- * it to pp->final: killed at any point, the put leaves nothing behind.
- * *fallback is set when the filesystem (or a missing /proc) cannot do
- * that; the caller then uses a named temp file. */
+/* Write data to an unnamed file in the object's directory (O_TMPFILE),
+ * fsync it and link it to its name: killed at any point, the put leaves
+ * nothing behind. *fallback is set when the filesystem (or a missing
+ * /proc) cannot do that; the caller then uses a named temp file. */
 static sink_result anon_put(const put_paths *pp, const void *data, size_t len, int *fallback,
                             char *err, size_t errlen)
 {
     char proc[64];
-    const char *dir = pp->dir[0] ? pp->dir : "/";
-    int fd = open(dir, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
+    int fd = openat(pp->dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
     if (fd < 0) {
         if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
             *fallback = 1;
@@ -220,33 +295,41 @@ static sink_result anon_put(const put_paths *pp, const void *data, size_t len, i
         rc = fsync(fd);
     if (rc == 0) {
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        rc = linkat(AT_FDCWD, proc, AT_FDCWD, pp->final, AT_SYMLINK_FOLLOW);
+        rc = linkat(AT_FDCWD, proc, pp->dirfd, pp->leaf, AT_SYMLINK_FOLLOW);
     }
     int e = errno;
     close(fd);
     if (rc < 0 && e == EEXIST)
         return in_place(pp, SINK_EXISTS, err, errlen);
-    if (rc < 0 && e == ENOENT && access(dir, F_OK) == 0)
+    if (rc < 0 && e == ENOENT && access("/proc/self/fd", F_OK) != 0)
         *fallback = 1;                             /* no /proc */
     if (rc < 0)
         return io_error(e, "cannot write", pp->final, err, errlen);
     return in_place(pp, SINK_OK, err, errlen);
 }
 
-/* What every store does first: check the name, make the paths, create the
- * object's directory. SINK_OK, or the result to return. */
+/* What every store does first: check the name, make the paths, create
+ * and open the object's directory. SINK_OK, or the result to return. */
 static sink_result put_prepare(const file_sink *fs, const char *name, put_paths *pp, char *err,
                                size_t errlen)
 {
+    char where[PATH_MAX];
+    pp->dirfd = -1;
     if (sink_name_check(name, err, errlen) < 0)    /* also when called without sink_put */
         return SINK_PERMANENT;
     if (paths_make(fs, name, pp) < 0) {
         seterr(err, errlen, "object name '%s' makes too long a path", name);
         return SINK_PERMANENT;
     }
-    if (mkdir_p(pp->dir) < 0)
-        return io_error(errno, "cannot create directory", pp->dir, err, errlen);
-    return SINK_OK;
+    if (dir_beneath(fs, name, pp, where, sizeof where) == 0)
+        return SINK_OK;
+    if (errno == ELOOP) {
+        seterr(err, errlen, "%s is a symbolic link: the file sink does not follow links "
+               "below its directory (remove the link, or point --sink at the real directory)",
+               where);
+        return SINK_PERMANENT;
+    }
+    return io_error(errno, "cannot create directory", where, err, errlen);
 }
 
 static sink_result file_put(void *state, const char *name, const void *data, size_t len,
@@ -256,7 +339,7 @@ static sink_result file_put(void *state, const char *name, const void *data, siz
     int created = 0, fallback = 0;
     sink_result r = put_prepare(state, name, &pp, err, errlen);
     if (r != SINK_OK)
-        return r;
+        goto out;
     r = anon_put(&pp, data, len, &fallback, err, errlen);
     if (!fallback)
         goto out;
@@ -265,7 +348,8 @@ static sink_result file_put(void *state, const char *name, const void *data, siz
         r = temp_publish(&pp, err, errlen);
 out:
     if (created)
-        unlink(pp.tmp);
+        unlinkat(pp.dirfd, pp.tmp, 0);
+    paths_release(&pp);
     return r;
 }
 
@@ -278,19 +362,25 @@ static sink_result file_link(void *state, const char *name, const char *path, in
     put_paths pp;
     sink_result r = put_prepare(state, name, &pp, err, errlen);
     if (r != SINK_OK)
-        return r;
-    if (link(path, pp.final) < 0) {
-        switch (errno) {
-        case EEXIST:
-            return in_place(&pp, SINK_EXISTS, err, errlen);
-        case EXDEV: case EPERM: case EMLINK: case EOPNOTSUPP: case ENOENT:
-            *fallback = 1;      /* ENOENT: put_mapped names the missing spool file */
-            return SINK_RETRY;
-        default:
-            return io_error(errno, "cannot link", pp.final, err, errlen);
-        }
+        goto out;
+    if (linkat(AT_FDCWD, path, pp.dirfd, pp.leaf, 0) == 0) {
+        r = in_place(&pp, SINK_OK, err, errlen);
+        goto out;
     }
-    return in_place(&pp, SINK_OK, err, errlen);
+    switch (errno) {
+    case EEXIST:
+        r = in_place(&pp, SINK_EXISTS, err, errlen);
+        break;
+    case EXDEV: case EPERM: case EMLINK: case EOPNOTSUPP: case ENOENT:
+        *fallback = 1;          /* ENOENT: put_mapped names the missing spool file */
+        r = SINK_RETRY;
+        break;
+    default:
+        r = io_error(errno, "cannot link", pp.final, err, errlen);
+    }
+out:
+    paths_release(&pp);
+    return r;
 }
 
 const sink_ops sink_file_ops = {

@@ -281,6 +281,24 @@ static void test_put_errors(void)
         CHECK_HAS(err, "Permission denied");
         chmod(path, 0700);
     }
+    /* 4.3: a symbolic link below the sink's directory is never followed */
+    char outside[1024], target[1100];
+    snprintf(outside, sizeof outside, "%s/outside", dir);
+    mkdir(outside, 0700);
+    snprintf(path, sizeof path, "%s/errs/t1", dir);
+    CHECK_INT(symlink(outside, path), 0);
+    err[0] = '\0';
+    CHECK_INT(sink_put(s, "t1/x.ndjson", "x", 1, err, sizeof err), SINK_PERMANENT);
+    CHECK_HAS(err, "errs/t1 is a symbolic link");
+    snprintf(target, sizeof target, "%s/x.ndjson", outside);
+    CHECK(access(target, F_OK) != 0);
+    /* ... nor is one at the object's own name counted as the object */
+    snprintf(path, sizeof path, "%s/errs/ok/link.ndjson", dir);
+    CHECK_INT(symlink(target, path), 0);
+    err[0] = '\0';
+    CHECK_INT(sink_put(s, "ok/link.ndjson", "x", 1, err, sizeof err), SINK_PERMANENT);
+    CHECK_HAS(err, "not a regular file");
+    CHECK(access(target, F_OK) != 0);
     CHECK_INT(count_temp_files(dir), 0);
     sink_free(s);
 }
