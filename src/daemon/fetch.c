@@ -627,12 +627,17 @@ static void fetch_window(fetcher *f, job *j)
         set_result(j, FETCH_OK, 0, "%s", "");
         return;
     }
-    for (int first = 1;;) {
+    int64_t from = -1;             /* where the next slice starts, inside the overlap */
+    for (int first = 1, shrunk = 0;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
         int slice_s = pacing_slice(j->t.id, f->cfg->slice_s);
         window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
                                first ? j->t.overlap_s : 0, slice_s);
+        if (from >= 0)
+            w.start = from;
+        if (shrunk && w.end > w.start + slice_s)
+            w.end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
         j->slice_pages = 0;
         j->slice_s = slice_s;
         if (j->res->run_id == 0) {
@@ -642,6 +647,7 @@ static void fetch_window(fetcher *f, job *j)
         int rc = fetch_slice(f, j, &w);
         if (rc == 2) {                 /* too deep or too long: the same start, shorter */
             pacing_slice_shrink(j->t.id, slice_s);
+            shrunk = 1;
             if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
                 set_result(j, FETCH_YIELD, 0, "%s", "");
                 return;
@@ -652,11 +658,16 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
-        first = 0;
         pacing_slice_done(j->t.id, slice_s, j->slice_pages,
                           (int64_t)f->cfg->job_budget_s * f->cfg->requests_per_s,
                           f->cfg->slice_s);
         progress(j, w.end);
+        if (has_cursor && w.end < cursor) {
+            from = w.end;               /* a piece of the overlap: the cursor stays */
+            continue;
+        }
+        first = 0;
+        from = -1;
         has_cursor = 1;
         cursor = w.end;
         if (cursor >= j->started) {
