@@ -25,8 +25,9 @@ GCS routes (errors use GCS's {"error":{"code","message","errors":[...]}}):
         unless auth is off), bucket exists (404), bucket's allow_email
         matches the token's account (403), injected faults (503), the
         precondition (412 when ifGenerationMatch=0 and the name exists).
-        200 with the object resource {name, bucket, generation, size,
-        contentType, md5Hash}. Without ifGenerationMatch an existing object is
+        200 with the object resource, the fields Google's Storage emulator
+        returns (name, bucket, generation, size, contentType, md5Hash,
+        crc32c, etag, ...; tests/google/test_emulator.py compares them). Without ifGenerationMatch an existing object is
         overwritten (counted in stats "overwrites").
     GET /storage/v1/b/{bucket}/o[?prefix=P]     list: {"items":[resource...]}
     GET /storage/v1/b/{bucket}/o/{name}[?alt=media]   resource, or the bytes
@@ -160,12 +161,51 @@ def openssl_verify(pub_pem, data, sig):
         return r.returncode == 0
 
 
-def object_resource(bucket, name, obj):
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as GCS's crc32c field holds it."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def object_resource(base, bucket, name, obj):
+    """The object resource with the fields Google's Storage emulator
+    returns (tests/google/test_emulator.py compares them)."""
+    q = urllib.parse.quote(name, safe="")
+    gen = str(obj["generation"])
     return {"kind": "storage#object", "name": name, "bucket": bucket,
-            "generation": str(obj["generation"]), "size": str(len(obj["data"])),
+            "generation": gen, "metageneration": "1",
             "contentType": obj["content_type"],
+            "timeCreated": obj["created"], "updated": obj["created"],
+            "storageClass": "STANDARD", "size": str(len(obj["data"])),
             "md5Hash": base64.b64encode(hashlib.md5(obj["data"]).digest()).decode(),
-            "timeCreated": obj["created"]}
+            "etag": base64.b64encode(hashlib.sha1(obj["data"] + gen.encode()).digest()
+                                     ).decode().rstrip("="),
+            "crc32c": base64.b64encode(crc32c(obj["data"]).to_bytes(4, "big")).decode(),
+            "timeStorageClassUpdated": obj["created"],
+            "id": "%s/%s/%s" % (bucket, name, gen),
+            "selfLink": "%s/storage/v1/b/%s/o/%s" % (base, bucket, q),
+            "mediaLink": "%s/download/storage/v1/b/%s/o/%s?generation=%s&alt=media" % (
+                base, bucket, q, gen)}
+
+
+def now_rfc3339():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -224,6 +264,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     ("/_admin/", self.admin_post)]
         return [("/storage/v1/b/", self.read), ("/computeMetadata/v1/", self.metadata),
                 ("/_admin/", self.admin_get)]
+
+    def base_url(self):
+        host, port = self.server.server_address[:2]
+        return "http://%s:%d" % (host, port)
 
     def do_POST(self):
         self.dispatch("POST")
@@ -303,10 +347,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                   "did not hold.", "conditionNotMet")
         if exists:
             st.count("overwrites")
-        st.generation += 1
+        st.generation = max(st.generation + 1, int(time.time() * 1000))   # as the emulator
         obj = {"data": body, "generation": st.generation,
                "content_type": self.headers.get("Content-Type", "application/octet-stream"),
-               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+               "created": now_rfc3339()}
         b["objects"][name] = obj
         st.count("uploads")
         if st.take_fault("lost_replies"):
@@ -315,7 +359,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.count("uploads_failed")
             return 503, HttpError(503, "Injected lost reply.", "backendError")
         st.count("uploads_ok")
-        return 200, object_resource(bucket, name, obj)
+        return 200, object_resource(self.base_url(), bucket, name, obj)
 
     def read(self, path, body):
         rest = path[len("/storage/v1/b/"):]
@@ -325,18 +369,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             b = self.bucket_for(urllib.parse.unquote(bucket), email)
             if tail == "o":
                 prefix = self.query.get("prefix", "")
-                items = [object_resource(bucket, n, o) for n, o in sorted(b["objects"].items())
-                         if n.startswith(prefix)]
-                return self.reply(200, {"kind": "storage#objects", "items": items})
+                items = [object_resource(self.base_url(), bucket, n, o)
+                         for n, o in sorted(b["objects"].items()) if n.startswith(prefix)]
+                listing = {"kind": "storage#objects"}
+                if items:                        # GCS and the emulator omit an empty list
+                    listing["items"] = items
+                return self.reply(200, listing)
             if not tail.startswith("o/"):
                 raise HttpError(404, "no such route", "notFound")
             name = urllib.parse.unquote(tail[2:])
             obj = b["objects"].get(name)
+            if obj is None and self.query.get("alt") == "media":   # as the emulator: text
+                return self.reply(404, "No such object: %s/%s" % (bucket, name), "text/html")
             if obj is None:
                 raise HttpError(404, "No such object: %s/%s" % (bucket, name), "notFound")
             if self.query.get("alt") == "media":
                 return self.reply(200, obj["data"], obj["content_type"])
-            return self.reply(200, object_resource(bucket, name, obj))
+            return self.reply(200, object_resource(self.base_url(), bucket, name, obj))
 
     # ---- tokens ----
 
