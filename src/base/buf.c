@@ -1,6 +1,8 @@
 /* buf.c - see buf.h. */
 #include "base/buf.h"
 
+#include <openssl/crypto.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,13 @@ void buf_release(buf *b)
 {
     free(b->data);
     buf_init(b, b->max);
+}
+
+void buf_wipe(buf *b)
+{
+    if (b->data)
+        OPENSSL_cleanse(b->data, b->cap);
+    buf_release(b);
 }
 
 void buf_reset(buf *b)

@@ -26,6 +26,9 @@ void buf_init(buf *b, size_t max);
 void buf_init_aligned(buf *b, size_t max, size_t align);
 /* Free the storage; the buf may be reused after buf_init(). */
 void buf_release(buf *b);
+/* buf_release() after overwriting every allocated byte: for buffers that
+ * held a token, a key or a signed assertion. */
+void buf_wipe(buf *b);
 /* Forget the contents but keep the storage for reuse. */
 void buf_reset(buf *b);
 /* Append n bytes. Returns 0, or -1 when the cap would be exceeded or

@@ -2,6 +2,7 @@
 #include "base/http_share.h"
 
 #include "base/shutdown.h"
+#include "base/util.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -90,4 +91,32 @@ int http_host_is_loopback(const char *host)
     memcpy(v6, host + 1, n - 2);
     v6[n - 2] = '\0';
     return inet_pton(AF_INET6, v6, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+int http_url_check(const char *url, int *loopback, char *err, size_t errlen)
+{
+    int rc = -1;
+    char *scheme = NULL, *host = NULL;
+    CURLU *u = curl_url();
+    if (loopback)
+        *loopback = 0;
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        seterr(err, errlen, "'%s' is not a valid URL", url);
+        goto out;
+    }
+    int lo = http_host_is_loopback(host);
+    if (loopback)
+        *loopback = lo;
+    if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && lo)) {
+        seterr(err, errlen, "'%s' must be https:// (http:// only for loopback hosts)", url);
+        goto out;
+    }
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return rc;
 }

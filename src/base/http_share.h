@@ -8,6 +8,8 @@
 #ifndef NSC_HTTP_SHARE_H
 #define NSC_HTTP_SHARE_H
 
+#include <stddef.h>
+
 typedef struct http_share http_share;
 
 /* NULL when libcurl cannot make a share (callers then go without). */
@@ -20,6 +22,11 @@ void *http_share_handle(http_share *s);
  * "[::1]") is a loopback host, the only kind that may be spoken to over
  * plain http:// (tests, demos, emulators). */
 int http_host_is_loopback(const char *host);
+
+/* 0 when url may carry credentials or data: https://, or http:// to a
+ * loopback host. -1 with err ("'URL' must be https://...") otherwise.
+ * *loopback (if not NULL) is set when the host is a loopback host. */
+int http_url_check(const char *url, int *loopback, char *err, size_t errlen);
 
 /* Make the easy handle h (a CURL *) give up its transfer as soon as a
  * shutdown is requested (shutdown.h), so SIGTERM never waits out a slow

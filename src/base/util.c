@@ -6,9 +6,12 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 int seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -72,4 +75,22 @@ int64_t mono_us(void)
 int64_t mono_ms(void)
 {
     return mono_us() / 1000;
+}
+
+void free_secret(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+unsigned backoff_ms(int attempt, unsigned rnd)
+{
+    unsigned ceiling = 1000;
+    for (int i = 0; i < attempt && ceiling < 60000; i++)
+        ceiling *= 2;
+    if (ceiling > 60000)
+        ceiling = 60000;
+    return rnd % (ceiling + 1);
 }

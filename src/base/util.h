@@ -20,6 +20,14 @@ int fsync_dir(const char *dir);
  * just made there survives a crash. 0 or -1 (errno). */
 int fsync_parent(const char *path);
 
+/* Overwrite the NUL-terminated secret s, then free it. NULL is ignored. */
+void free_secret(char *s);
+
+/* Back-off before retry number attempt (0-based), Google's documented
+ * strategy for its APIs: ceiling 1 s, doubled per attempt, capped at 60 s,
+ * with full jitter (rnd mapped uniformly onto [0, ceiling] milliseconds). */
+unsigned backoff_ms(int attempt, unsigned rnd);
+
 /* CLOCK_MONOTONIC: for intervals, deadlines and pacing (never wall time). */
 int64_t mono_us(void);
 int64_t mono_ms(void);

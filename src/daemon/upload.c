@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "daemon/db.h"
-#include "google/gauth.h"
 #include "base/log.h"
 #include "daemon/outbox.h"
 #include "base/shutdown.h"
 #include "sink/sink.h"
 #include "daemon/tenant.h"
+#include "base/util.h"
 
 #define SINK_CACHE 16          /* destinations kept open per worker */
 #define ONCE_ATTEMPTS 4        /* tries of one batch in a one-shot pass */
@@ -142,7 +142,7 @@ void uploader_free(uploader *u)
 
 long upload_backoff_ms(int attempt)
 {
-    return gcs_backoff_ms(attempt - 1, (unsigned)random());
+    return backoff_ms(attempt - 1, (unsigned)random());
 }
 
 /* The open sink for a tenant's destination, opening it on first use. */

@@ -3,7 +3,7 @@
  * an earlier try stored it). One CURL handle per sink, kept alive between
  * puts; credentials come from a gauth shared by every sink with the same
  * source (see gauth.h). The caller retries SINK_RETRY with back-off
- * (gcs_backoff_ms); only a 401 is retried here, once, with a new token. */
+ * (backoff_ms in util.h); only a 401 is retried here, once, with a new token. */
 #include <limits.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "base/buf.h"
+#include "base/json.h"
 #include "google/gauth.h"
 #include "base/log.h"
 #include "sink/sink_impl.h"
@@ -124,7 +125,7 @@ static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
     size_t n = strlen(s->endpoint);
     while (n && s->endpoint[n - 1] == '/')
         s->endpoint[--n] = '\0';
-    if (gauth_url_check(s->endpoint, loopback, why, sizeof why) == 0)
+    if (http_url_check(s->endpoint, loopback, why, sizeof why) == 0)
         return 0;
     if (emu && *emu && strncmp(s->endpoint, "http://", 7) == 0)
         return 0;
@@ -189,6 +190,17 @@ static void gcs_close(void *state)
     free(s);
 }
 
+/* The emulator takes no credentials: no gauth then, and no key file read. */
+static int auth_open(gcs_sink *s, const char *credentials, const nsc_config *cfg,
+                     char *err, size_t errlen)
+{
+    const char *emu = getenv("STORAGE_EMULATOR_HOST");
+    if (emu && *emu)
+        return 0;
+    s->auth = gauth_acquire(credentials, GAUTH_SCOPE_GCS, cfg, err, errlen);
+    return s->auth ? 0 : -1;
+}
+
 static void *gcs_open(const char *rest, const char *credentials, const nsc_config *cfg,
                       char *err, size_t errlen)
 {
@@ -202,7 +214,7 @@ static void *gcs_open(const char *rest, const char *credentials, const nsc_confi
     s->gzip = cfg ? cfg->gcs_gzip : 0;
     if (parse_rest(rest, s, err, errlen) < 0 ||
         endpoint_resolve(s, cfg, &loopback, err, errlen) < 0 ||
-        !(s->auth = gauth_acquire(credentials, cfg, err, errlen)))
+        auth_open(s, credentials, cfg, err, errlen) < 0)
         goto fail_out;
     if (curl_setup(s, cfg, loopback) < 0) {
         seterr(err, errlen, "gs://%s: cannot start libcurl", rest);
@@ -343,7 +355,7 @@ static sink_result transport_result(const gcs_sink *s, const char *obj, CURLcode
 /* GCS's own words from an error reply: ": <message>", printable and short. */
 static void reply_message(const gcs_sink *s, char *out, size_t outlen)
 {
-    char *m = s->reply.len ? gauth_json_string(s->reply.data, s->reply.len, "error", "message")
+    char *m = s->reply.len ? json_string(s->reply.data, s->reply.len, "error", "message")
                            : NULL;
     out[0] = '\0';
     if (m && strlen(m) <= 300)
@@ -352,6 +364,11 @@ static void reply_message(const gcs_sink *s, char *out, size_t outlen)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';
     free(m);
+}
+
+static const char *auth_describe(const gcs_sink *s)
+{
+    return s->auth ? gauth_describe(s->auth) : "no credentials (STORAGE_EMULATOR_HOST)";
 }
 
 static sink_result status_result(const gcs_sink *s, const char *obj, long st,
@@ -364,11 +381,11 @@ static sink_result status_result(const gcs_sink *s, const char *obj, long st,
         return SINK_EXISTS;
     reply_message(s, msg, sizeof msg);
     if (st == 401)
-        seterr(err, errlen, "credentials rejected by GCS (HTTP 401): %s", gauth_describe(s->auth));
+        seterr(err, errlen, "credentials rejected by GCS (HTTP 401): %s", auth_describe(s));
     else if (st == 403)
         seterr(err, errlen, "service account lacks storage.objects.create on bucket '%s' "
              "(HTTP 403): %s; grant it Storage Object Creator (roles/storage.objectCreator) "
-             "on gs://%s%s", s->bucket, gauth_describe(s->auth), s->bucket, msg);
+             "on gs://%s%s", s->bucket, auth_describe(s), s->bucket, msg);
     else if (st == 404)
         seterr(err, errlen, "bucket '%s' not found (HTTP 404) at %s: create it, or fix the "
              "tenant's --sink gs:// URL%s", s->bucket, s->endpoint, msg);
@@ -390,13 +407,15 @@ static sink_result put_try(gcs_sink *s, const char *url, const char *obj, const 
     sink_result r;
     int may_retry = *again;
     *again = 0;
-    gauth_result ar = gauth_token(s->auth, tok, sizeof tok, err, errlen);
-    if (ar != GAUTH_OK)
-        return ar == GAUTH_RETRY ? SINK_RETRY : SINK_PERMANENT;
+    oauth_result ar = s->auth ? gauth_token(s->auth, tok, sizeof tok, err, errlen) : OAUTH_OK;
+    if (!s->auth)
+        tok[0] = '\0';
+    if (ar != OAUTH_OK)
+        return ar == OAUTH_RETRY ? SINK_RETRY : SINK_PERMANENT;
     CURLcode cc = post_once(s, url, tok, data, len, &st);
     if (cc != CURLE_OK) {
         r = transport_result(s, obj, cc, err, errlen);
-    } else if (st == 401 && may_retry && !gauth_is_anonymous(s->auth)) {
+    } else if (st == 401 && may_retry && s->auth) {
         gauth_invalidate(s->auth, tok);
         *again = 1;
         r = SINK_RETRY;
