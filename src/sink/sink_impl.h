@@ -1,5 +1,21 @@
 /* sink_impl.h - what sink.c expects of a backend (file, gcs). Private to
- * the sink files; the rest of nscollect sees only sink.h. */
+ * the sink files; the rest of nscollect (upload.c) sees only sink.h, so a
+ * new backend is one file here, one sink_ops and one line in sink.c's
+ * table, with upload.c untouched.
+ *
+ * What a backend promises:
+ *   - never overwrite: a put of a name that exists stores nothing and
+ *     returns SINK_EXISTS (only when what exists is an earlier try of the
+ *     same batch may the caller count it delivered);
+ *   - SINK_OK means durable: the object survives a crash of this host and
+ *     of the backend's own (file: fsync of file and directory; GCS: 200);
+ *   - classify every failure: SINK_RETRY for what passes by itself (5xx,
+ *     429, timeouts, a full disk), SINK_PERMANENT for what needs an
+ *     operator (missing bucket, denied permission, bad name), with err
+ *     naming the destination and what to do, never a credential;
+ *   - state from open() is used by one thread at a time and freed by close();
+ *     check() needs no network and no state (it runs at `tenant add`).
+ */
 #ifndef NSC_SINK_IMPL_H
 #define NSC_SINK_IMPL_H
 
