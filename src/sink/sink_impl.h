@@ -5,8 +5,9 @@
  *
  * What a backend promises:
  *   - never overwrite: a put of a name that exists stores nothing and
- *     returns SINK_EXISTS (only when what exists is an earlier try of the
- *     same batch may the caller count it delivered);
+ *     returns SINK_EXISTS, which the caller counts delivered: right only
+ *     while names are unique to one batch (issue 17's collision-proof
+ *     names and content comparison are not built for GCS yet);
  *   - SINK_OK means durable: the object survives a crash of this host and
  *     of the backend's own (file: fsync of file and directory; GCS: 200);
  *   - classify every failure: SINK_RETRY for what passes by itself (5xx,
