@@ -1,10 +1,10 @@
 /* sink.c - see sink.h. Splits "scheme://rest", checks the URL, and hands
  * the work to a backend from a small table (sink_impl.h).
  *
- * The gs:// syntax (bucket name rules, prefix) is checked here, so a URL can
- * be validated even by a binary built without the GCS backend; the backend
- * receives the normalized "bucket" or "bucket/prefix" (no leading, trailing
- * or doubled slashes). Object names are checked here for every backend.
+ * What every URL shares (a known scheme, no control characters, a length)
+ * is checked here; the rest of a URL is each backend's own (ops->check:
+ * the file sink's directory, GCS's bucket naming rules and prefix).
+ * Object names are checked here for every backend.
  */
 #include "sink/sink.h"
 
@@ -24,7 +24,6 @@
 
 #define SINK_URL_MAX 1024     /* same as a tenant's sink column */
 #define SINK_NAME_MAX 512     /* object names are short and generated */
-#define GCS_BUCKET_MAX 222    /* dotted names; 63 otherwise and per component */
 #define URL_EXPECTED "expected file:///absolute/dir or gs://bucket[/prefix]"
 
 struct sink {
@@ -32,18 +31,14 @@ struct sink {
     void *state;
 };
 
-static int gs_check(const char *rest, char *norm, size_t normlen, char *err, size_t errlen);
-
 typedef struct backend {
     const char *scheme;
     const sink_ops *ops;
-    /* Syntax checked here (with a normalized form); NULL = ops->check. */
-    int (*syntax)(const char *rest, char *norm, size_t normlen, char *err, size_t errlen);
 } backend;
 
 static const backend backends[] = {
-    {"file", &sink_file_ops, NULL},
-    {"gs", &sink_gcs_ops, gs_check},
+    {"file", &sink_file_ops},
+    {"gs", &sink_gcs_ops},
 };
 
 static int is_control(unsigned char c)
@@ -73,33 +68,6 @@ static void escape_controls(const char *s, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-/* ---- gs://bucket[/prefix] ---- */
-
-static int is_lower_alnum(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-/* GCS bucket naming: 3-63 characters of [a-z0-9_.-] starting and ending
- * with a letter or digit; a name with dots may reach 222 characters but
- * each dot-separated part stays within 63. */
-static int bucket_ok(const char *b, size_t n)
-{
-    size_t part = 0;
-    int dots = 0;
-    if (n < 3 || n > GCS_BUCKET_MAX || !is_lower_alnum(b[0]) || !is_lower_alnum(b[n - 1]))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!is_lower_alnum(b[i]) && b[i] != '-' && b[i] != '_' && b[i] != '.')
-            return 0;
-        part = b[i] == '.' ? 0 : part + 1;
-        dots += b[i] == '.';
-        if (part > 63)
-            return 0;
-    }
-    return dots > 0 || n <= 63;
-}
-
 int sink_path_normalize(const char *p, char *out, size_t outlen)
 {
     size_t o = 0;
@@ -120,25 +88,6 @@ int sink_path_normalize(const char *p, char *out, size_t outlen)
         p += n;
     }
     out[o] = '\0';
-    return 0;
-}
-
-static int gs_check(const char *rest, char *norm, size_t normlen, char *err, size_t errlen)
-{
-    char prefix[SINK_URL_MAX];
-    size_t blen = strcspn(rest, "/");
-    if (blen == 0)
-        return seterr(err, errlen, "no bucket name; expected gs://bucket[/prefix]");
-    if (!bucket_ok(rest, blen))
-        return seterr(err, errlen, "bucket name '%.*s' is not valid (expected 3-63 lowercase "
-                    "letters, digits, '-', '_' or '.', starting and ending with a letter "
-                    "or digit)", (int)blen, rest);
-    if (sink_path_normalize(rest + blen, prefix, sizeof prefix) < 0)
-        return seterr(err, errlen, "the prefix may not contain '.' or '..' path components; "
-                    "expected gs://bucket[/prefix]");
-    if (snprintf(norm, normlen, "%.*s%s%s", (int)blen, rest, prefix[0] ? "/" : "", prefix)
-        >= (int)normlen)
-        return seterr(err, errlen, "too long");
     return 0;
 }
 
@@ -183,9 +132,7 @@ static int url_parse(const char *url, const backend **be, char *norm, size_t nor
     *be = backend_for(url, &rest, err, errlen);
     if (!*be)
         return -1;
-    int rc = (*be)->syntax ? (*be)->syntax(rest, norm, normlen, why, sizeof why) : 0;
-    if (rc == 0 && !(*be)->syntax)
-        rc = snprintf(norm, normlen, "%s", rest) >= (int)normlen ? -1 : 0;
+    int rc = snprintf(norm, normlen, "%s", rest) >= (int)normlen ? -1 : 0;
     if (rc == 0 && (*be)->ops->check)
         rc = (*be)->ops->check(norm, why, sizeof why);
     if (rc < 0)

@@ -4,6 +4,7 @@
  * puts; credentials come from a gauth shared by every sink with the same
  * source (see gauth.h). The caller retries SINK_RETRY with back-off
  * (backoff_ms in util.h); only a 401 is retried here, once, with a new token. */
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -47,59 +48,91 @@ static int lower_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
-static int bucket_char_ok(char c)
+/* 1 when b holds "google" with any 'o' written as '0' (g00gle, go0gle...). */
+static int has_google(const char *b, size_t n)
 {
-    return lower_alnum(c) || c == '-' || c == '_' || c == '.';
+    static const char want[] = "google";
+    for (size_t i = 0; i + 6 <= n; i++) {
+        size_t k = 0;
+        while (k < 6 && (b[i + k] == want[k] || (want[k] == 'o' && b[i + k] == '0')))
+            k++;
+        if (k == 6)
+            return 1;
+    }
+    return 0;
 }
 
-static int bucket_name_ok(const char *b, size_t n)
+static int is_ipv4(const char *b, size_t n)
 {
-    if (n < 3 || n > BUCKET_MAX || (n > 63 && !memchr(b, '.', n)))
+    char tmp[16];
+    struct in_addr a;
+    if (n >= sizeof tmp)
         return 0;
-    if (!lower_alnum(b[0]) || !lower_alnum(b[n - 1]))
-        return 0;
+    memcpy(tmp, b, n);
+    tmp[n] = '\0';
+    return inet_pton(AF_INET, tmp, &a) == 1;
+}
+
+/* The length rules: 3-63 characters; with dots up to 222, each
+ * dot-separated part 1-63. NULL when they hold, else the rule. */
+static const char *bucket_length_rule(const char *b, size_t n)
+{
+    static const char *rule = "it must be 3-63 characters long (up to 222 with dots, each "
+                              "dot-separated part at most 63)";
     size_t part = 0;
+    int dots = 0;
+    if (n < 3 || n > BUCKET_MAX)
+        return rule;
     for (size_t i = 0; i < n; i++) {
-        if (!bucket_char_ok(b[i]))
-            return 0;
+        if (b[i] == '.' && part == 0)
+            return "it may not hold two dots in a row";
         part = b[i] == '.' ? 0 : part + 1;
+        dots += b[i] == '.';
         if (part > 63)
-            return 0;
+            return rule;
     }
-    return 1;
+    return dots || n <= 63 ? NULL : rule;
 }
 
-static int prefix_ok(const char *p, size_t n)
+/* GCS's bucket naming rules (cloud.google.com/storage/docs/naming-buckets).
+ * NULL when b[0, n) follows them, else the rule it breaks. */
+static const char *bucket_rule_broken(const char *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
-            return 0;
-        if (p[i] == '/' && (i == 0 || p[i - 1] == '/'))
-            return 0;
-    }
-    return 1;
+    for (size_t i = 0; i < n; i++)
+        if (!lower_alnum(b[i]) && b[i] != '-' && b[i] != '_' && b[i] != '.')
+            return "it may hold only lowercase letters, digits, '-', '_' and '.'";
+    if (n && (!lower_alnum(b[0]) || !lower_alnum(b[n - 1])))
+        return "it must start and end with a letter or digit";
+    const char *len = bucket_length_rule(b, n);
+    if (len)
+        return len;
+    if (is_ipv4(b, n))
+        return "it may not be an IP address";
+    if (n >= 4 && memcmp(b, "goog", 4) == 0)
+        return "it may not begin with \"goog\"";
+    if (has_google(b, n))
+        return "it may not contain \"google\" or a close misspelling such as \"g00gle\"";
+    return NULL;
 }
 
-/* Split "bucket[/prefix[/]]" into its parts, checking both. */
+/* Split "bucket[/prefix]" into its parts, checking both; the prefix is
+ * normalized (single '/' between parts, none leading or trailing). */
 static int parse_rest(const char *rest, gcs_sink *s, char *err, size_t errlen)
 {
-    const char *slash = strchr(rest, '/');
-    size_t blen = slash ? (size_t)(slash - rest) : strlen(rest);
-    if (!bucket_name_ok(rest, blen))
-        return seterr(err, errlen, "gs://%s: bucket name '%.*s' is not valid (3-63 characters: "
-                    "lowercase letters, digits, '-', '_', '.')", rest, (int)blen, rest);
+    size_t blen = strcspn(rest, "/");
+    if (blen == 0)
+        return seterr(err, errlen, "no bucket name; expected gs://bucket[/prefix]");
+    const char *rule = bucket_rule_broken(rest, blen);
+    if (rule)
+        return seterr(err, errlen, "bucket name '%.*s' is not valid: %s (GCS bucket naming "
+                    "rules)", (int)(blen > BUCKET_MAX ? BUCKET_MAX : blen), rest, rule);
     memcpy(s->bucket, rest, blen);
     s->bucket[blen] = '\0';
-    const char *p = slash ? slash + 1 : "";
-    size_t plen = strlen(p);
-    while (plen && p[plen - 1] == '/')
-        plen--;
-    if (plen > OBJECT_NAME_MAX - 100 || !prefix_ok(p, plen))
-        return seterr(err, errlen, "gs://%s: prefix '%.*s' is not valid (no control characters, "
-                    "no empty path segments, at most %d bytes)", rest, (int)plen, p,
-                    OBJECT_NAME_MAX - 100);
-    memcpy(s->prefix, p, plen);
-    s->prefix[plen] = '\0';
+    if (sink_path_normalize(rest + blen, s->prefix, OBJECT_NAME_MAX - 100) < 0)
+        return seterr(err, errlen, "the prefix may not contain '.' or '..' path components and "
+                    "is at most %d bytes; expected gs://bucket[/prefix]", OBJECT_NAME_MAX - 100);
+    if (sink_has_control(s->prefix))
+        return seterr(err, errlen, "the prefix may not contain control characters");
     return 0;
 }
 
@@ -110,7 +143,8 @@ static int gcs_check(const char *rest, char *err, size_t errlen)
 }
 
 /* $STORAGE_EMULATOR_HOST (http:// added when it has no scheme), else the
- * configured endpoint, else Google's; http:// only for loopback hosts. */
+ * configured endpoint, else Google's; http:// only for loopback hosts,
+ * the emulator's too (a cleartext emulator elsewhere is refused). */
 static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
                             char *err, size_t errlen)
 {
@@ -127,8 +161,8 @@ static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
         s->endpoint[--n] = '\0';
     if (http_url_check(s->endpoint, loopback, why, sizeof why) == 0)
         return 0;
-    if (emu && *emu && strncmp(s->endpoint, "http://", 7) == 0)
-        return 0;
+    if (emu && *emu)
+        return seterr(err, errlen, "STORAGE_EMULATOR_HOST %s", why);
     return seterr(err, errlen, "GCS endpoint %s", why);
 }
 

@@ -445,6 +445,32 @@ def test_permission_and_missing_bucket_errors():
                      expected_lines(fake, "tok-initech"))
 
 
+def test_bucket_naming_rules_at_add_and_set():
+    """tenant add and tenant set refuse a gs:// bucket that breaks GCS's
+    naming rules: exit 2, the rule named, nothing written or changed."""
+    cases = (("gs://goog-alerts/p", 'it may not begin with "goog"'),
+             ("gs://acme-g00gle", 'it may not contain "google" or a close misspelling'),
+             ("gs://192.168.5.4/x", "it may not be an IP address"),
+             ("gs://a..b/x", "it may not hold two dots in a row"),
+             ("gs://" + "a" * 64, "it must be 3-63 characters long"),
+             ("gs://Acme", "it may hold only lowercase letters"))
+    with Workspace() as ws:
+        rc, out, err = ws.run_cli(["init"])
+        assert rc == 0, (rc, out, err)
+        rc, out, err = ws.run_cli(["tenant", "add", "acme", "--url", "https://a.goskope.com",
+                                   "--sink", "gs://acme-secops/nsk"], stdin="tok")
+        assert rc == 0, (rc, out, err)
+        for url, rule in cases:
+            rc, out, err = ws.run_cli(["tenant", "add", "web", "--url", "https://a.goskope.com",
+                                       "--sink", url], stdin="tok")
+            assert rc == 2 and rule in err and "GCS bucket naming rules" in err, (url, rc, err)
+            rc, out, err = ws.run_cli(["tenant", "set", "acme", "--sink", url])
+            assert rc == 2 and rule in err, ("set", url, rc, err)
+        rc, out, err = ws.run_cli(["tenant", "list"])
+        assert "web" not in out, out
+        assert ws.query("SELECT sink FROM tenant WHERE name = 'acme'") == "gs://acme-secops/nsk"
+
+
 def open_public_key(account):
     """The public key of an account's key file (for registering it late)."""
     with open(account.path) as f:

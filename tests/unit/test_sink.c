@@ -99,8 +99,9 @@ static void test_url_good(void)
 
 static void test_url_bad(void)
 {
-    const char *gcs_rule = "expected 3-63 lowercase letters, digits, '-', '_' or '.', "
-                           "starting and ending with a letter or digit";
+    const char *gcs_len = "it must be 3-63 characters long";
+    const char *gcs_ends = "it must start and end with a letter or digit";
+    const char *gcs_chars = "it may hold only lowercase letters, digits, '-', '_' and '.'";
     url_bad("", "sink URL is empty; expected file:///absolute/dir or gs://bucket[/prefix]");
     url_bad("/var/out", "has no scheme; expected file:///absolute/dir or gs://bucket[/prefix]");
     url_bad("http://example.com/x", "unknown scheme 'http'");
@@ -116,12 +117,15 @@ static void test_url_bad(void)
     url_bad("file:///var/o\tut", "control characters");
     url_bad("gs://", "no bucket name; expected gs://bucket[/prefix]");
     url_bad("gs:///prefix", "no bucket name");
-    url_bad("gs://ab", gcs_rule);
+    url_bad("gs://ab", gcs_len);
     url_bad("gs://My-Bucket", "bucket name 'My-Bucket' is not valid");
-    url_bad("gs://-abc", gcs_rule);
-    url_bad("gs://abc-", gcs_rule);
-    url_bad("gs://ab c", gcs_rule);
-    url_bad("gs://0123456789012345678901234567890123456789012345678901234567890abc", gcs_rule);
+    url_bad("gs://-abc", gcs_ends);
+    url_bad("gs://abc-", gcs_ends);
+    url_bad("gs://ab c", gcs_chars);
+    url_bad("gs://0123456789012345678901234567890123456789012345678901234567890abc", gcs_len);
+    url_bad("gs://10.0.0.1/p", "sink URL 'gs://10.0.0.1/p': bucket name '10.0.0.1' is not "
+                               "valid: it may not be an IP address (GCS bucket naming rules)");
+    url_bad("gs://googlebucket", "it may not begin with \"goog\"");
     url_bad("gs://bucket/a/../b", "may not contain '.' or '..'");
     url_bad("gs://bucket/..", "'..'");
     url_bad("gs://bucket/a\x7f", "control characters");

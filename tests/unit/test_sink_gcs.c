@@ -187,20 +187,58 @@ out:
 
 /* ---- tests ---- */
 
+static void bucket_bad(const char *rest, const char *want)
+{
+    char err[512] = "";
+    CHECK_INT(sink_gcs_ops.check(rest, err, sizeof err), -1);
+    CHECK_HAS(err, want);
+}
+
 /* 1.x: bucket and prefix rules. */
 static void test_check(void)
 {
-    char err[256];
+    char err[512];
     CHECK_INT(sink_gcs_ops.check("my-bucket", err, sizeof err), 0);
     CHECK_INT(sink_gcs_ops.check("my.bucket_1/a/b", err, sizeof err), 0);
     CHECK_INT(sink_gcs_ops.check("my-bucket/a/b/", err, sizeof err), 0);
-    CHECK_INT(sink_gcs_ops.check("ab", err, sizeof err), -1);
-    CHECK_HAS(err, "bucket name 'ab' is not valid");
-    CHECK_INT(sink_gcs_ops.check("My-Bucket", err, sizeof err), -1);
-    CHECK_INT(sink_gcs_ops.check("-bucket", err, sizeof err), -1);
-    CHECK_INT(sink_gcs_ops.check("bucket/a//b", err, sizeof err), -1);
-    CHECK_HAS(err, "prefix 'a//b' is not valid");
-    CHECK_INT(sink_gcs_ops.check("bucket/a\nb", err, sizeof err), -1);
+    CHECK_INT(sink_gcs_ops.check("bucket//a//b/", err, sizeof err), 0);   /* normalized */
+    CHECK_INT(sink_gcs_ops.check("abc", err, sizeof err), 0);
+    CHECK_INT(sink_gcs_ops.check("1.2.3.4.5", err, sizeof err), 0);      /* not an address */
+    CHECK_INT(sink_gcs_ops.check("300.1.1.1", err, sizeof err), 0);
+    CHECK_INT(sink_gcs_ops.check("my-goog", err, sizeof err), 0);        /* "goog" inside */
+    CHECK_INT(sink_gcs_ops.check("go-ogle", err, sizeof err), 0);
+    bucket_bad("ab", "bucket name 'ab' is not valid: it must be 3-63 characters long");
+    bucket_bad("My-Bucket", "bucket name 'My-Bucket' is not valid: it may hold only lowercase "
+                            "letters, digits, '-', '_' and '.' (GCS bucket naming rules)");
+    bucket_bad("-bucket", "it must start and end with a letter or digit");
+    bucket_bad("bucket_", "it must start and end with a letter or digit");
+    bucket_bad("a..b", "it may not hold two dots in a row");
+    bucket_bad("192.168.5.4", "it may not be an IP address");
+    bucket_bad("goog-alerts", "it may not begin with \"goog\"");
+    bucket_bad("my-google-bucket", "it may not contain \"google\"");
+    bucket_bad("acme-g00gle", "close misspelling");
+    bucket_bad("acmego0gle", "close misspelling");
+    bucket_bad("/pre", "no bucket name");
+    bucket_bad("bucket/a/../b", "may not contain '.' or '..'");
+    bucket_bad("bucket/a\nb", "control characters");
+    /* 63 without dots; 222 with dots, parts of at most 63 */
+    char b[300];
+    memset(b, 'a', 63);
+    b[63] = '\0';
+    CHECK_INT(sink_gcs_ops.check(b, err, sizeof err), 0);
+    b[63] = 'a';
+    b[64] = '\0';
+    bucket_bad(b, "up to 222 with dots, each dot-separated part at most 63");
+    for (int i = 0; i < 222; i++)
+        b[i] = i % 50 == 49 ? '.' : 'a';
+    b[222] = '\0';
+    CHECK_INT(sink_gcs_ops.check(b, err, sizeof err), 0);
+    b[222] = 'a';
+    b[223] = '\0';
+    bucket_bad(b, "3-63 characters long");
+    memset(b, 'a', 64);
+    memcpy(b + 64, ".abc", 5);
+    bucket_bad(b, "each dot-separated part at most 63");
 }
 
 /* 2.x: describe, endpoint rules, put errors that need no server. */
@@ -220,6 +258,19 @@ static void test_offline(void)
         CHECK_HAS(err, "is not valid");
         sink_gcs_ops.close(s);
     }
+    /* a cleartext emulator is for loopback only, like every endpoint */
+    setenv("STORAGE_EMULATOR_HOST", "http://10.1.2.3:9199", 1);
+    CHECK(sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err) == NULL);
+    CHECK_HAS(err, "STORAGE_EMULATOR_HOST 'http://10.1.2.3:9199' must be https:// "
+                   "(http:// only for loopback hosts)");
+    setenv("STORAGE_EMULATOR_HOST", "storage.example.com:9199", 1);   /* http:// implied */
+    CHECK(sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err) == NULL);
+    CHECK_HAS(err, "STORAGE_EMULATOR_HOST 'http://storage.example.com:9199' must be https://");
+    setenv("STORAGE_EMULATOR_HOST", "http://localhost:1", 1);
+    s = sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err);
+    CHECK(s != NULL);
+    if (s)
+        sink_gcs_ops.close(s);
     unsetenv("STORAGE_EMULATOR_HOST");
     snprintf(cfg.gcs_endpoint, sizeof cfg.gcs_endpoint, "http://storage.example.com");
     CHECK(sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err) == NULL);
