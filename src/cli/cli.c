@@ -2,6 +2,7 @@
  * and the key file (see cli.h). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli/cli.h"
 #include "daemon/db.h"
@@ -30,11 +31,44 @@ sqlite3 *cli_open_db(const cli_ctx *ctx)
     return db;
 }
 
-int cli_load_key(const cli_ctx *ctx, secret_key *key)
+/* The first stored token must open with key: a wrong key file would
+ * otherwise seal new tokens under another key than the old ones. */
+static int key_opens_tokens(sqlite3 *db, const cli_ctx *ctx, const secret_key *key)
+{
+    char why[256], name[128] = "";
+    char *plain = NULL;
+    size_t plain_len = 0;
+    int rc = 0;
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, name, token FROM tenant WHERE length(token) > 0 "
+                                  "ORDER BY id LIMIT 1", why, sizeof why);
+    if (!st)
+        return cli_error("cannot read database '%s': %s", ctx->db_path, why);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(st, 1));
+        if (secret_open(key, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 2),
+                        (size_t)sqlite3_column_bytes(st, 2), &plain, &plain_len, why,
+                        sizeof why) < 0)
+            rc = cli_error("key file '%s' is not the key the tokens in database '%s' were "
+                           "sealed with (tenant '%s' cannot be decrypted): put the right key "
+                           "file back or set key_file; nothing was changed", ctx->key_path,
+                           ctx->db_path, name);
+        if (plain) {
+            secret_wipe(plain, plain_len);
+            free(plain);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cli_load_key(const cli_ctx *ctx, sqlite3 *db, secret_key *key)
 {
     char err[1024];
     if (secret_key_load(key, ctx->key_path, err, sizeof err) < 0)
-        return cli_error("%s (the key file is created by `nscollect init`; set key_file in the "
-                         "config if it lives elsewhere)", err);
+        return cli_error("%s", err);
+    if (db && key_opens_tokens(db, ctx, key) != 0) {
+        secret_wipe(key, sizeof *key);
+        return EXIT_USAGE;
+    }
     return 0;
 }

@@ -29,8 +29,10 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * NULL after printing the reason. The caller db_close()s it. */
 #include <sqlite3.h>
 sqlite3 *cli_open_db(const cli_ctx *ctx);
-/* Load the key file named by ctx; EXIT_USAGE after printing on failure. */
-int cli_load_key(const cli_ctx *ctx, secret_key *key);
+/* Load the key file named by ctx and, with db, check that it opens the
+ * tokens already stored there; EXIT_USAGE after printing on failure
+ * (missing, unreadable, not a key, not this database's key). */
+int cli_load_key(const cli_ctx *ctx, sqlite3 *db, secret_key *key);
 
 /* `tenant list` and `tenant show` output (cli_status.c). */
 #include <sqlite3.h>

@@ -563,7 +563,7 @@ int tenant_import_env(cli_ctx *ctx, const char *name, const char *state_file)
         goto out;
     if (!(db = cli_open_db(ctx)))
         goto out;
-    if (cli_load_key(ctx, &key) != 0 || import_store(db, &key, r, state_file != NULL, cursor) < 0)
+    if (cli_load_key(ctx, db, &key) != 0 || import_store(db, &key, r, state_file != NULL, cursor) < 0)
         goto out;
     print_summary(r, state_file, cursor);
     print_notes(r, state_file);

@@ -29,7 +29,13 @@ int cmd_init(cli_ctx *ctx, int argc, char **argv)
         db_close(db);
         return cli_error("%s", err);
     }
+    int64_t sealed = db_int(db, "SELECT count(*) FROM tenant WHERE length(token) > 0", 0, 0);
     db_close(db);
+    if (access(ctx->key_path, F_OK) != 0 && sealed > 0)
+        return cli_error("key file '%s' does not exist, and database '%s' holds %lld tokens "
+                         "sealed with it: restore it from your backup (or set key_file); "
+                         "`init` does not make a new one, which could not decrypt them",
+                         ctx->key_path, ctx->db_path, (long long)sealed);
     if (access(ctx->key_path, F_OK) != 0 &&
         secret_key_create(ctx->key_path, err, sizeof err) < 0)
         return cli_error("%s", err);
@@ -85,7 +91,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     /* The daemon holds every tenant's token in memory: no core files. */
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
-    if (cli_load_key(ctx, &key) != 0)
+    sqlite3 *db = cli_open_db(ctx);
+    int bad = !db || cli_load_key(ctx, db, &key) != 0;
+    db_close(db);
+    if (bad)
         return EXIT_USAGE;
     int rc = scheduler_run(&ctx->cfg, ctx->db_path, &key, &ro, err, sizeof err);
     if (rc == EXIT_USAGE)
@@ -155,7 +164,7 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
         return cli_error("%s", err);
     }
     snprintf(next_path, sizeof next_path, "%s.new", ctx->key_path);
-    if (cli_load_key(ctx, &old_key) != 0 || secret_key_generate(&new_key) < 0)
+    if (cli_load_key(ctx, db, &old_key) != 0 || secret_key_generate(&new_key) < 0)
         goto out;
     if (db_begin(db, err, sizeof err) < 0 || reseal_all(db, &old_key, &new_key, err, sizeof err) < 0) {
         db_rollback(db);

@@ -405,7 +405,7 @@ static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
     if (!db)
         return EXIT_USAGE;
     token_init(&token);
-    if (cli_load_key(ctx, &key) != 0 || read_token(o, 1, &token) < 0)
+    if (cli_load_key(ctx, db, &key) != 0 || read_token(o, 1, &token) < 0)
         goto out;
     if (tenant_insert(db, &key, &t, token.data, token.len, err, sizeof err) < 0) {
         cli_error("%s", err);
@@ -439,7 +439,7 @@ static int tenant_set(cli_ctx *ctx, const tenant_opts *o, const char *name)
     }
     if (apply_opts(&t, o) < 0 || (have_token = read_token(o, 0, &token)) < 0)
         goto out;
-    if (have_token && cli_load_key(ctx, &key) != 0)
+    if (have_token && cli_load_key(ctx, db, &key) != 0)
         goto out;
     if (tenant_update(db, &key, &t, have_token ? token.data : NULL, token.len,
                       err, sizeof err) < 0) {

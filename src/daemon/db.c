@@ -1,5 +1,6 @@
 /* db.c - see db.h. */
 #include "daemon/db.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,23 +64,111 @@ static void db_setup(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The directory that holds path ("." for a bare name) into dir. */
+static void parent_dir(const char *path, char *dir, size_t dirlen)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, dirlen, ".");
+    else if (slash == path)
+        snprintf(dir, dirlen, "/");
+    else
+        snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
+}
+
+/* 1 when the file starts with SQLite's header (or is empty: SQLite makes
+ * an empty file a database), 0 when it does not, -1 when unreadable. */
+static int has_sqlite_header(const char *path)
+{
+    char head[16];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, head, sizeof head);
+    close(fd);
+    if (n == 0)
+        return 1;
+    return n == (ssize_t)sizeof head && memcmp(head, "SQLite format 3", 16) == 0;
+}
+
+/* What is wrong with opening path, in words an operator acts on, before
+ * SQLite touches anything: -1 with err, else 0. Nothing is created here. */
+static int open_problem(const char *path, int create, char *err, size_t errlen)
+{
+    char dir[4096];
+    struct stat st;
+    parent_dir(path, dir, sizeof dir);
+    if (stat(path, &st) != 0) {
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return seterr(err, errlen, "database '%s': its directory '%s' does not exist; "
+                          "create it (mkdir -m 0700 '%s') or give another path with -d",
+                          path, dir, dir);
+        if (!create)
+            return seterr(err, errlen, "database '%s' does not exist: run `nscollect -d %s "
+                          "init` first", path, path);
+        if (access(dir, W_OK | X_OK) != 0)
+            return seterr(err, errlen, "cannot create database '%s': directory '%s' is not "
+                          "writable by this user (%s)", path, dir, strerror(errno));
+        return 0;
+    }
+    if (S_ISDIR(st.st_mode))
+        return seterr(err, errlen, "database '%s' is a directory, not a database file: give "
+                      "the file's path with -d (e.g. %s/nscollect.db)", path, path);
+    int h = has_sqlite_header(path);
+    if (h < 0)
+        return seterr(err, errlen, "cannot read database '%s': %s", path, strerror(errno));
+    if (h == 0)
+        return seterr(err, errlen, "'%s' is not a database (it does not begin with SQLite's "
+                      "header): check -d or the config's database; nothing was changed", path);
+    if (access(path, R_OK | W_OK) != 0)
+        return seterr(err, errlen, "database '%s' is read-only for this user (%s): nscollect "
+                      "writes to it; fix its owner or mode (0600, owned by the user that runs "
+                      "nscollect); nothing was changed", path, strerror(errno));
+    if (access(dir, W_OK | X_OK) != 0)
+        return seterr(err, errlen, "database '%s': its directory '%s' is not writable by this "
+                      "user (%s), and SQLite must create '%s-wal' and '%s-shm' there; nothing "
+                      "was changed", path, dir, strerror(errno), path, path);
+    return 0;
+}
+
+/* 1 for a database someone else made: tables, but user_version 0. */
+static int foreign_database(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int foreign = 0;
+    if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version) = 0 AND "
+                           "EXISTS (SELECT 1 FROM sqlite_master)", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        foreign = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return foreign;
+}
+
 sqlite3 *db_open(const char *path, int create, char *err, size_t errlen)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     sqlite3 *db = NULL;
     pthread_once(&once, db_setup);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    if (!create && access(path, F_OK) != 0) {
-        snprintf(err, errlen, "database '%s' does not exist: run `nscollect -d %s init` first",
-                 path, path);
+    if (open_problem(path, create, err, errlen) < 0)
         return NULL;
-    }
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database '%s': %s", path,
                  db ? sqlite3_errmsg(db) : "out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(db, 30000);
+    if (sqlite3_db_readonly(db, "main") == 1) {
+        snprintf(err, errlen, "database '%s' is read-only (a read-only file or filesystem): "
+                 "nscollect writes to it; nothing was changed", path);
+        goto fail;
+    }
+    if (foreign_database(db)) {        /* before WAL mode rewrites its header */
+        snprintf(err, errlen, "'%s' is an SQLite database but not nscollect's (it has tables "
+                 "and no nscollect schema version): give another path with -d; nothing was "
+                 "changed", path);
+        goto fail;
+    }
     if (sqlite3_exec(db, connection_settings, NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot use database '%s': %s", path, sqlite3_errmsg(db));
         goto fail;

@@ -200,6 +200,12 @@ int secret_key_load(secret_key *key, const char *path, char *err, size_t errlen)
     char text[KEY_FILE_MAX];
     int rc = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        seterr(err, errlen, "key file '%s' does not exist: `nscollect init` made it beside the "
+               "database; restore it from your backup (the stored tokens cannot be decrypted "
+               "without it) or set key_file in the config if it lives elsewhere", path);
+        goto out;
+    }
     if (fd < 0) {
         seterr(err, errlen, "cannot open key file '%s': %s", path, strerror(errno));
         goto out;
