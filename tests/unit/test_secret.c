@@ -172,7 +172,7 @@ static void test_key_load_errors(void)
     const char *invalid = "is not a valid nscollect key (expected 64 hex characters)";
 
     path_in_dir(path, sizeof path, "absent.key");
-    expect_load_fails(path, "No such file or directory");
+    expect_load_fails(path, "does not exist: `nscollect init` made it");
 
     expect_load_fails(dir, "is a directory");
 
