@@ -22,7 +22,12 @@ int cli_error(const char *fmt, ...)
 sqlite3 *cli_open_db(const cli_ctx *ctx)
 {
     char err[1024];
-    sqlite3 *db = db_open(ctx->db_path, 0, err, sizeof err);
+    sqlite3 *db = NULL;
+    if (db_open_problem(ctx->db_path, 0, err, sizeof err) < 0) {
+        cli_error("%s", err);
+        return NULL;
+    }
+    db = db_open(ctx->db_path, 0, err, sizeof err);
     if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
         cli_error("%s", err);
         db_close(db);

@@ -24,6 +24,8 @@ int cmd_init(cli_ctx *ctx, int argc, char **argv)
     }
     if (argc > 1)
         return cli_error("init takes no arguments (usage: nscollect [-d DB] init)");
+    if (db_open_problem(ctx->db_path, 1, err, sizeof err) < 0)
+        return cli_error("%s", err);
     sqlite3 *db = db_open(ctx->db_path, 1, err, sizeof err);
     if (!db || db_migrate(db, ctx->db_path, err, sizeof err) < 0) {
         db_close(db);
@@ -164,7 +166,7 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
         return cli_error("%s", err);
     }
     snprintf(next_path, sizeof next_path, "%s.new", ctx->key_path);
-    if (cli_load_key(ctx, db, &old_key) != 0 || secret_key_generate(&new_key) < 0)
+    if (cli_load_key(ctx, NULL, &old_key) != 0 || secret_key_generate(&new_key) < 0)
         goto out;
     if (db_begin(db, err, sizeof err) < 0 || reseal_all(db, &old_key, &new_key, err, sizeof err) < 0) {
         db_rollback(db);

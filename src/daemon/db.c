@@ -91,9 +91,7 @@ static int has_sqlite_header(const char *path)
     return n == (ssize_t)sizeof head && memcmp(head, "SQLite format 3", 16) == 0;
 }
 
-/* What is wrong with opening path, in words an operator acts on, before
- * SQLite touches anything: -1 with err, else 0. Nothing is created here. */
-static int open_problem(const char *path, int create, char *err, size_t errlen)
+int db_open_problem(const char *path, int create, char *err, size_t errlen)
 {
     char dir[4096];
     struct stat st;
@@ -150,8 +148,11 @@ sqlite3 *db_open(const char *path, int create, char *err, size_t errlen)
     sqlite3 *db = NULL;
     pthread_once(&once, db_setup);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    if (open_problem(path, create, err, errlen) < 0)
+    if (!create && access(path, F_OK) != 0) {
+        snprintf(err, errlen, "database '%s' does not exist: run `nscollect -d %s init` first",
+                 path, path);
         return NULL;
+    }
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database '%s': %s", path,
                  db ? sqlite3_errmsg(db) : "out of memory");

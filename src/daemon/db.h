@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What is wrong with opening path, in words an operator acts on (a
+ * missing directory, not a database, a directory, read-only file or
+ * directory), before SQLite touches anything: -1 with err, else 0. Nothing
+ * is created. It opens and closes the file to read its header, which drops
+ * this process's POSIX locks on it: call it only while the process has no
+ * connection to that database (the CLI, before its first db_open()). */
+int db_open_problem(const char *path, int create, char *err, size_t errlen);
+
 /* Open path (which must exist unless create is set) and apply the
  * connection settings (WAL, busy timeout, foreign keys). NULL with err
  * naming the file on failure, including "not a database". */
