@@ -11,8 +11,14 @@ tests wait for that file. The server runs until SIGTERM or SIGINT.
 
 Data API (what nscollect calls)
 -------------------------------
-GET /api/v2/events/data/alert, tenant chosen by the Netskope-Api-Token header
-(unknown or missing token: 401 with a JSON error body).
+GET /api/v2/events/data/{type}, tenant chosen by the Netskope-Api-Token header
+(unknown or missing token: 401 with a JSON error body); type is alert or one
+of the event types page, application, network, audit, infrastructure,
+incident, endpoint (another: 404). Each type of a tenant is its own store:
+its own records (each type's own fields and time fields, see
+EVENT_FORMATS), its own fault queue and its own served log. Every admin
+call below takes an optional "type" (POST body) or type= (GET query),
+default alert.
     insertionstarttime=S&insertionendtime=E   filter on _insertion_epoch_timestamp
     starttime=S&endtime=E                     filter on timestamp
     limit=L (1..10000, larger: 400)  offset=O (>= 0)
@@ -94,6 +100,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 ALERT_PATH = "/api/v2/events/data/alert"
+DATA_PREFIX = "/api/v2/events/data/"
+# The types /api/v2/events/data/{type} serves: "alert" (every alert type)
+# and the event types, each with its own record layout (EVENT_FORMATS).
+DATA_TYPES = ("alert", "page", "application", "network", "audit", "infrastructure",
+              "incident", "endpoint")
 MAX_LIMIT = 10000
 FAULT_KINDS = {"status", "malformed", "truncated", "not_array", "slow", "hang", "wait_time",
                "ok0", "ratelimit"}
@@ -293,8 +304,83 @@ def generate_one(rng, rid, ins, ts):
     return text.encode("utf-8")
 
 
-def generate(tenant_ids, spec):
-    """Records from a "generate" spec; ids are unique within the tenant."""
+# Event records: the fields Netskope's event types carry (its REST API v2
+# events pages and the Cloud Exchange / Splunk field lists), each type with
+# its own fields and its own time fields beside the two every record has
+# (timestamp: the event time; _insertion_epoch_timestamp: when stored).
+EVENT_HEAD = '{"_id":"%s","_insertion_epoch_timestamp":%d,"timestamp":%d,'
+EVENT_FORMATS = {
+    "page": ('"type":"connection","access_method":"Client","traffic_type":"CloudApp",'
+             '"page":"%(host)s\\/index.html","page_id":%(big)d,"page_starttime":%(t0)d,'
+             '"page_endtime":%(t1)d,"page_duration":%(dur)d,"url":"https:\\/\\/%(host)s\\/'
+             'p\\/%(n)d?utm_source=mail&lang=fr&q=r\\u00e9sum\\u00e9&session=%(hex)s",'
+             '"domain":"%(host)s","app":"%(app)s","appcategory":"%(cat)s","cci":%(cci)d,'
+             '"ccl":"high","user":"%(user)s","userip":"10.%(a)d.%(b)d.%(c)d",'
+             '"srcip":"198.51.100.%(a)d","dstip":"203.0.113.%(b)d","dst_country":"US",'
+             '"src_country":"%(country)s","src_location":"%(loc)s","src_latitude":%(lat)s,'
+             '"src_longitude":%(lon)s,"numbytes":%(bytes)d,"client_bytes":%(cb)d,'
+             '"server_bytes":%(sb)d,"req_cnt":%(a)d,"resp_cnt":%(b)d,'
+             '"useragent":"Mozilla\\/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit\\/537.36 '
+             '(KHTML, like Gecko) Chrome\\/119.0.0.0 Safari\\/537.36","browser":"%(browser)s",'
+             '"os":"%(os)s","hostname":"HOST-%(h)04X","connection_id":%(big)d,'
+             '"app_session_id":%(big2)d,"transaction_id":%(big3)d,"policy":"Web Default",'
+             '"site":"%(app)s","ssl_decrypt_policy":"yes","http_status":"200",'
+             '"request_id":%(big3)d,"organization_unit":"Sales\\/EMEA","notes":"%(pad)s"'),
+    "application": ('"type":"nspolicy","activity":"%(activity)s","app":"%(app)s",'
+                    '"appcategory":"%(cat)s","object":"Q3 r\\u00e9sultats \\"final\\".xlsx",'
+                    '"object_type":"File","object_id":"%(hex)s","instance_id":"tenant-%(a)d",'
+                    '"user":"%(user)s","from_user":"%(user)s","to_user":"support@test.com",'
+                    '"file_size":%(bytes)d,"md5":"%(hex)s","access_method":"API Connector",'
+                    '"app_activity_time":%(t0)d,"cci":%(cci)d,"policy":"Global Policy"'),
+    "network": ('"type":"network","network_session_id":%(big)d,"srcip":"10.%(a)d.%(b)d.%(c)d",'
+                '"dstip":"203.0.113.%(b)d","srcport":%(port)d,"dstport":443,"protocol":"TCP",'
+                '"action":"allow","client_bytes":%(cb)d,"server_bytes":%(sb)d,'
+                '"client_packets":%(a)d,"server_packets":%(b)d,"session_duration":%(dur)d,'
+                '"session_start_time":%(t0)d,"session_end_time":%(t1)d,"tunnel_id":"%(hex)s",'
+                '"tunnel_type":"IPSec","publisher_name":"pub-%(c)d","user":"%(user)s"'),
+    "audit": ('"type":"admin_audit_logs","audit_log_event":"%(activity)s","user":"%(user)s",'
+              '"severity_level":%(sev)d,"organization_unit":"IT","ur_normalized":"%(user)s",'
+              '"supporting_data":{"data_type":"user","data_values":["%(user)s",%(a)d]},'
+              '"audit_type":"admin","category":"Settings"'),
+    "infrastructure": ('"type":"infrastructure","alarm_name":"Tunnel down","alarm_type":"tunnel",'
+                       '"device":"ns-dp-%(c)d","serial":"%(hex)s","severity":"%(sevname)s",'
+                       '"metric_value":%(dur)d.%(a)d,"alarm_description":"IPSec tunnel '
+                       '%(hex)s went down","supporting_data":{"pop":"FR-PAR1","since":%(t0)d}'),
+    "incident": ('"type":"incident","incident_id":%(big)d,"dlp_incident_id":%(big2)d,'
+                 '"object_id":"%(hex)s","status":"new","assignee":"","severity":"%(sevname)s",'
+                 '"dlp_profile":"PCI-DSS","user":"%(user)s","app":"%(app)s",'
+                 '"original_incident_time":%(t0)d,"status_change_time":%(t1)d'),
+    "endpoint": ('"type":"endpoint","event_type":"Device Control","device_id":"%(hex)s",'
+                 '"hostname":"HOST-%(h)04X","os_version":"%(os)s","user":"%(user)s",'
+                 '"device_classification":"managed","usb_vendor":"Kingston",'
+                 '"usb_product_id":%(port)d,"action":"block","client_install_time":%(t0)d'),
+}
+
+
+def generate_event(rng, typ, rid, ins, ts):
+    """The JSON text of one generated event of type typ (page: about 2 KB)."""
+    b, c = rng.getrandbits(64), rng.getrandbits(64)
+    app, cat, cci = APPS[(b >> 8) % len(APPS)]
+    country, loc, _region, _tz, lat, lon = PLACES[(b >> 24) % len(PLACES)]
+    big = 1 << 60
+    v = {"host": app.replace(" ", "").lower() + ".example.com", "app": app, "cat": cat,
+         "cci": cci, "user": USERS[(b >> 16) % len(USERS)], "a": b & 255, "b": (b >> 8) & 255,
+         "c": (b >> 16) & 255, "country": country, "loc": loc,
+         "lat": float_text(lat + (c & 255) / 10000.0), "lon": float_text(lon - (c & 255) / 10000.0),
+         "bytes": c & 0xFFFFF, "cb": c & 0xFFFF, "sb": (c >> 16) & 0xFFFFF, "n": c & 0xFFFF,
+         "big": big + (c >> 4), "big2": big + (b >> 4), "big3": big + ((b ^ c) >> 4),
+         "hex": "%016x%016x" % (b, c), "t0": ts - (c & 63), "t1": ts, "dur": c & 63,
+         "browser": BROWSERS[(c >> 36) % len(BROWSERS)], "os": OSES[(c >> 44) % len(OSES)],
+         "h": (c >> 48) & 0xFFFF, "port": 1024 + (c & 0x7FFF),
+         "activity": ACTIVITIES[(b >> 32) % len(ACTIVITIES)], "sev": b & 3,
+         "sevname": SEVERITIES[(b >> 44) % len(SEVERITIES)],
+         "pad": ("tab\\tnewline\\n caf\u00e9 " * 24)}
+    text = EVENT_HEAD % (rid, ins, ts) + EVENT_FORMATS[typ] % v + "}"
+    return text.encode("utf-8")
+
+
+def generate(tenant_ids, spec, typ="alert"):
+    """Records from a "generate" spec; ids are unique within the tenant (and type)."""
     count = int(spec["count"])
     start, end = int(spec["insertion_start"]), int(spec["insertion_end"])
     lag, seed = int(spec.get("event_lag", 0)), spec.get("seed", 1)
@@ -309,7 +395,9 @@ def generate(tenant_ids, spec):
         tenant_ids.add(rid)
         ins = start + rng.randrange(end - start)
         ts = ins - rng.randrange(lag + 1) if lag else ins
-        out.append(Record(ins, ts, rid, generate_one(rng, rid, ins, ts)))
+        raw = (generate_one(rng, rid, ins, ts) if typ == "alert"
+               else generate_event(rng, typ, rid, ins, ts))
+        out.append(Record(ins, ts, rid, raw))
     return out
 
 
@@ -330,6 +418,19 @@ class Tenant:
         self.event_cache = collections.OrderedDict()
         self.faults = collections.deque()
         self.requests = []         # (entry, ids of the records it served)
+        self.types = {}            # type other than alert -> its own Tenant (records,
+                                   # faults, served log), same token
+
+    def of_type(self, typ):
+        """The store of data type typ: self for alert, else its own, created on first use."""
+        if typ == "alert":
+            return self
+        with self.lock:
+            t = self.types.get(typ)
+            if t is None:
+                t = self.types[typ] = Tenant(self.token, self.name, self.pretty)
+            t.name, t.pretty, t.mode = self.name, self.pretty, self.mode
+            return t
 
     def add(self, records):
         with self.lock:
@@ -550,9 +651,10 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path.startswith("/_admin/"):
             return self.admin_get(url)
-        if url.path != ALERT_PATH:
+        typ = url.path[len(DATA_PREFIX):] if url.path.startswith(DATA_PREFIX) else None
+        if typ not in DATA_TYPES:
             return self.send_json(404, {"status": 404, "message": "no such endpoint: " + url.path})
-        self.data_get(url)
+        self.data_get(url, typ)
 
     def do_POST(self):
         url = urlsplit(self.path)
@@ -565,12 +667,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- the data API
 
-    def data_get(self, url):
+    def data_get(self, url, typ="alert"):
         state = self.server.state
         tenant = state.tenant(self.headers.get("Netskope-Api-Token"))
         if tenant is None:
             return self.send_json(401, {"status": 401, "message": "Unauthorized: invalid token"},
                                   RATELIMIT_HEADERS)
+        tenant = tenant.of_type(typ)
         q = parse_query(url.query)
         if isinstance(q, str):
             return self.send_json(400, {"status": 400, "message": q}, RATELIMIT_HEADERS)
@@ -671,7 +774,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def admin_alerts(self, tenant, args):
         if "generate" in args:
-            recs = generate(tenant.gen_ids, args["generate"])
+            recs = generate(tenant.gen_ids, args["generate"], args.get("type", "alert"))
         elif isinstance(args.get("raw"), list):
             recs = [record_from_text(t) for t in args["raw"]]
         else:
@@ -698,13 +801,17 @@ class Handler(BaseHTTPRequestHandler):
         tenant = self.server.state.tenant(args.get("token"))
         if tenant is None:
             return self.send_json(404, {"error": "no tenant with that token"})
-        self.send_json(200, handlers[path](tenant, args))
+        if args.get("type", "alert") not in DATA_TYPES:
+            raise ValueError("type must be one of " + ", ".join(DATA_TYPES))
+        self.send_json(200, handlers[path](tenant.of_type(args.get("type", "alert")), args))
 
     def admin_get(self, url):
         token = parse_qs(url.query).get("token", [None])[-1]
+        typ = parse_qs(url.query).get("type", ["alert"])[-1]
         tenant = self.server.state.tenant(token)
-        if tenant is None:
-            return self.send_json(404, {"error": "no tenant with that token"})
+        if tenant is None or typ not in DATA_TYPES:
+            return self.send_json(404, {"error": "no tenant with that token (or no such type)"})
+        tenant = tenant.of_type(typ)
         if url.path == "/_admin/served":
             return self.send_json(200, tenant.served())
         if url.path == "/_admin/alerts":

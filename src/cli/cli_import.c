@@ -429,8 +429,10 @@ out:
 static int cursor_insert(sqlite3 *db, int64_t tenant_id, int64_t position,
                          char *err, size_t errlen)
 {
-    sqlite3_stmt *st = db_prepare(db, "INSERT INTO cursor (tenant_id, position, updated_at) "
-                                      "VALUES (?1, ?2, ?3)", err, errlen);
+    /* the recipe collects alerts: the tenant's alert stream's cursor */
+    sqlite3_stmt *st = db_prepare(db, "INSERT INTO cursor (stream_id, position, updated_at) "
+                                      "SELECT id, ?2, ?3 FROM stream WHERE tenant_id = ?1 "
+                                      "AND name = 'alert'", err, errlen);
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, tenant_id);

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "daemon/db.h"
+#include "daemon/stream.h"
 #include "daemon/tenant.h"
 
 /* Print the single text value a query returns (JSON documents). */
@@ -23,6 +24,20 @@ static int print_scalar(sqlite3 *db, const char *sql, const char *param)
         printf("%s\n", sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : cli_error("cannot query the database: %s", sqlite3_errmsg(db));
+}
+
+/* The text the query (?1 = id) returns, "" when none. */
+static void query_text(sqlite3 *db, const char *sql, int64_t id, char *out, size_t n)
+{
+    char err[256];
+    out[0] = '\0';
+    sqlite3_stmt *st = db_prepare(db, sql, err, sizeof err);
+    if (!st)
+        return;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
 }
 
 /* "3m", "2h05m", "4d" - a lag or age an operator reads at a glance. */
@@ -56,9 +71,34 @@ static const char status_json_sql[] =
     "'alerts_1h', alerts_1h, 'alerts_24h', alerts_24h, "
     "'pending_batches', pending_batches, 'pending_bytes', pending_bytes, "
     "'last_delivery_at', last_delivery_at, 'last_ok_at', last_ok_at, "
-    "'next_run_at', next_run_at, 'fail_count', fail_count, 'last_error', last_error)) "
+    "'next_run_at', next_run_at, 'fail_count', fail_count, 'last_error', last_error, "
+    "'streams', json((SELECT json_group_array(json_object('stream', ss.stream, 'state', ss.state, "
+    "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
+    "'records_24h', ss.records_24h, 'pending_batches', ss.pending_batches, "
+    "'pending_bytes', ss.pending_bytes, 'next_run_at', ss.next_run_at, "
+    "'fail_count', ss.fail_count, 'last_error', ss.last_error)) "
+    "FROM (SELECT * FROM stream_status x WHERE x.tenant = ts.name ORDER BY stream_id) ss)))) "
     "FROM (SELECT * FROM tenant_status ORDER BY CASE state WHEN 'failing' THEN 0 "
-    "WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name)";
+    "WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name) ts";
+
+static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char *indent);
+
+/* Whether the tenant has a stream other than alert alone (then `status`
+ * shows a line per stream under its own). */
+static int has_streams(sqlite3 *db, const char *tenant_name)
+{
+    char err[256];
+    int rc = 0;
+    sqlite3_stmt *st = db_prepare(db, "SELECT count(*) > 1 OR max(stream) != 'alert' "
+                                  "FROM stream_status WHERE tenant = ?1", err, sizeof err);
+    if (!st)
+        return 0;
+    sqlite3_bind_text(st, 1, tenant_name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        rc = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
 
 static int print_status_table(sqlite3 *db)
 {
@@ -77,6 +117,9 @@ static int print_status_table(sqlite3 *db)
                sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
                sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6), next,
                sqlite3_column_text(st, 8));
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (has_streams(db, name))
+            print_stream_lines(db, name, "  ");
     }
     sqlite3_finalize(st);
     return 0;
@@ -137,8 +180,38 @@ static const char show_json_sql[] =
     "'sink_credentials', t.sink_credentials, 'interval_s', t.interval_s, "
     "'lookback_s', t.lookback_s, 'overlap_s', t.overlap_s, 'page_size', t.page_size, "
     "'max_records', t.max_records, 'window', t.window, 'cursor', s.cursor, 'state', s.state, "
-    "'lag_s', s.lag_s, 'pending_batches', s.pending_batches, 'last_error', s.last_error) "
+    "'lag_s', s.lag_s, 'pending_batches', s.pending_batches, 'last_error', s.last_error, "
+    "'streams', json((SELECT json_group_array(json_object('stream', ss.stream, 'state', ss.state, "
+    "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
+    "'records_24h', ss.records_24h, 'pending_batches', ss.pending_batches, "
+    "'pending_bytes', ss.pending_bytes, 'next_run_at', ss.next_run_at, "
+    "'fail_count', ss.fail_count, 'last_error', ss.last_error)) "
+    "FROM (SELECT * FROM stream_status WHERE tenant_id = t.id ORDER BY stream_id) ss))) "
     "FROM tenant t JOIN tenant_status s ON s.name = t.name WHERE t.name = ?1";
+
+/* One line per stream of the tenant: `tenant show` and `status`. */
+static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char *indent)
+{
+    char err[512], lag[32];
+    sqlite3_stmt *st = db_prepare(db, "SELECT stream, state, lag_s, records_1h, records_24h, "
+                                  "pending_batches, coalesce(last_error, '-'), cursor "
+                                  "FROM stream_status WHERE tenant = ?1 ORDER BY stream_id",
+                                  err, sizeof err);
+    if (!st)
+        return;
+    sqlite3_bind_text(st, 1, tenant_name, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        format_age(st, 2, lag, sizeof lag);
+        printf("%sstream %-14s %-8s cursor %-10s lag %-6s 1h %lld 24h %lld pending %lld  "
+               "last error: %.70s\n", indent, sqlite3_column_text(st, 0),
+               sqlite3_column_text(st, 1),
+               sqlite3_column_type(st, 7) == SQLITE_NULL ? "none"
+                                                         : (const char *)sqlite3_column_text(st, 7),
+               lag, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+               sqlite3_column_int64(st, 5), sqlite3_column_text(st, 6));
+    }
+    sqlite3_finalize(st);
+}
 
 int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int json)
 {
@@ -151,7 +224,13 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
     if (json)
         return print_scalar(db, show_json_sql, name);
     tenant_sink_url(&t, &ctx->cfg, sink, sizeof sink);
-    int64_t cursor = db_int(db, "SELECT position FROM cursor WHERE tenant_id = ?1", t.id, -1);
+    /* the furthest-behind stream's (tenant_status) */
+    int64_t cursor = db_int(db, "SELECT coalesce((SELECT s.cursor FROM tenant_status s JOIN "
+                            "tenant t ON t.name = s.name WHERE t.id = ?1), -1)", t.id, -1);
+    char last_error[TENANT_ERR_MAX], streams[STREAM_LIST_MAX];
+    query_text(db, "SELECT last_error FROM tenant_status s JOIN tenant t ON t.name = s.name "
+            "WHERE t.id = ?1", t.id, last_error, sizeof last_error);
+    stream_list_format(t.streams, streams, sizeof streams);
     printf("name:          %s\nenabled:       %s\nurl:           %s\ntoken:         %s\n"
            "sink:          %s%s\nsink creds:    %s\ninterval:      %d s\nlookback:      %d s\n"
            "overlap:       %d s\npage size:     %d\nmax records:   %lld%s\nwindow:        %s time\n",
@@ -164,6 +243,8 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
                (long long)(db_now() - cursor));
     else
         printf("cursor:        none yet (first run reads the last %d s)\n", t.lookback_s);
-    printf("last error:    %s\n", t.last_error[0] ? t.last_error : "-");
+    printf("last error:    %s\n", last_error[0] ? last_error : "-");
+    printf("streams:       %s\n", streams);
+    print_stream_lines(db, t.name, "  ");
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "daemon/outbox.h"
 #include "daemon/secret.h"
 #include "sink/sink.h"
+#include "daemon/stream.h"
 #include "daemon/tenant.h"
 
 #define TOKEN_MAX 8192
@@ -26,6 +27,7 @@
 /* Options of `tenant add` and `tenant set`, as given (NULL = not given). */
 typedef struct tenant_opts {
     const char *url, *token_file, *token_env, *sink, *sink_credentials, *window, *state;
+    const char *streams;
     const char *interval, *lookback, *overlap, *page_size, *max_records;
     int disabled, json, force;
     unsigned given;             /* OPT_BIT of each option given */
@@ -33,7 +35,7 @@ typedef struct tenant_opts {
 
 enum { OPT_URL = 256, OPT_TOKEN_FILE, OPT_TOKEN_ENV, OPT_SINK, OPT_SINK_CRED, OPT_WINDOW,
        OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_DISABLED,
-       OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE };
+       OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS };
 #define OPT_BIT(opt) (1u << ((opt) - OPT_URL))
 /* The options of add and set: every setting of a tenant. */
 #define SETTINGS (OPT_BIT(OPT_STATE) - 1 - OPT_BIT(OPT_JSON) - OPT_BIT(OPT_FORCE) - \
@@ -56,6 +58,7 @@ static const struct option long_options[] = {
     {"force", no_argument, NULL, OPT_FORCE},
     {"help", no_argument, NULL, OPT_HELP},
     {"state", required_argument, NULL, OPT_STATE},
+    {"streams", required_argument, NULL, OPT_STREAMS},
     {NULL, 0, NULL, 0},
 };
 
@@ -63,8 +66,12 @@ static const char tenant_usage[] =
     "usage: nscollect tenant add NAME --url URL [--token-file F | --token-env VAR]\n"
     "                 [--sink URL] [--sink-credentials FILE] [--interval S] [--lookback S]\n"
     "                 [--overlap S] [--page-size N] [--max-records N] [--window insertion|event]\n"
-    "                 [--disabled]            (the token is read from stdin if no file/env)\n"
-    "       nscollect tenant set NAME [any option of add]\n"
+    "                 [--streams alert,page,...] [--disabled]\n"
+    "                                         (the token is read from stdin if no file/env)\n"
+    "       nscollect tenant set NAME [any option of add] [--force]\n"
+    "                 (--streams: alert (default), page, application, network, audit,\n"
+    "                 infrastructure, incident, endpoint; --force gives up the undelivered\n"
+    "                 batches of a stream that --streams removes)\n"
     "       nscollect tenant import-env NAME [--state FILE]   (from Google's Cloud Run recipe's\n"
     "                 NETSKOPE_TENANT, NETSKOPE_API_TOKEN, GCS_BUCKET, GCS_PREFIX, MAX_RECORDS,\n"
     "                 PAGE_SIZE, LOOKBACK_HOURS; --state: its state.json as the starting cursor)\n"
@@ -123,7 +130,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
     opterr = 0;
     for (;;) {
         int c = getopt_long(argc, argv, "+", long_options, NULL);
-        if (c >= OPT_URL && c <= OPT_STATE)
+        if (c >= OPT_URL && c <= OPT_STREAMS)
             o->given |= OPT_BIT(c);
         if (c == -1) {                       /* a positional argument, or the end */
             if (optind >= argc)
@@ -141,6 +148,8 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             o->force = 1;
         } else if (c == OPT_STATE) {
             o->state = optarg;
+        } else if (c == OPT_STREAMS) {
+            o->streams = optarg;
         } else if (c == OPT_HELP) {
             fputs(tenant_usage, stdout);
             return -1;
@@ -241,6 +250,9 @@ static int apply_opts(tenant *t, const tenant_opts *o)
         return -1;
     if (o->disabled)
         t->enabled = 0;
+    if (o->streams && stream_list_parse(o->streams, &t->streams, err, sizeof err) < 0)
+        return cli_error("%s", err), -1;
+    t->streams_force = o->force;
     return 0;
 }
 
@@ -524,7 +536,8 @@ static const struct subcommand {
     unsigned options;
     int takes_name;
 } subcommands[] = {
-    {"add", SETTINGS, 1},          {"set", SETTINGS, 1},
+    {"add", SETTINGS | OPT_BIT(OPT_STREAMS), 1},
+    {"set", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_FORCE), 1},
     {"import-env", OPT_BIT(OPT_STATE), 1},
     {"list", OPT_BIT(OPT_JSON), 0}, {"show", OPT_BIT(OPT_JSON), 1},
     {"enable", 0, 1},              {"disable", 0, 1},

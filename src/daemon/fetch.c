@@ -15,6 +15,7 @@
 #include "daemon/pacing.h"
 #include "daemon/records.h"
 #include "base/shutdown.h"
+#include "daemon/stream.h"
 #include "daemon/tenant.h"
 #include "base/util.h"
 #include "daemon/window.h"
@@ -68,6 +69,9 @@ struct fetcher {
 /* State of one job while it runs. */
 typedef struct job {
     tenant t;
+    stream s;                 /* the stream this job reads: cursor, keys, schedule */
+    char who[TENANT_NAME_MAX + 32];  /* for log lines: "acme", or "acme stream=page" */
+    char prefix[TENANT_NAME_MAX + 40];  /* object names: "acme/alerts", "acme/page/page" */
     int64_t started;          /* "now" of the job: the window never passes it */
     int64_t pages, fetched;   /* since the last commit */
     int64_t slice_pages;      /* requests made for the current slice */
@@ -203,7 +207,8 @@ static int commit(fetcher *f, job *j, int64_t cursor)
     char err[256];
     int64_t stored = 0;
     outbox_commit_args a = {
-        .tenant_id = j->t.id, .tenant_name = j->t.name, .run_id = j->res->run_id,
+        .tenant_id = j->t.id, .stream_id = j->s.id, .object_prefix = j->prefix,
+        .run_id = j->res->run_id,
         .cursor = cursor,
         .prune_before = window_prune_before(cursor, j->t.overlap_s, f->cfg->prune_margin_s),
         .pages = j->pages, .fetched = j->fetched,
@@ -252,7 +257,7 @@ static int64_t cap_wait(const job *j, int64_t asked, const char *what)
         cap = 1;
     if (asked <= cap)
         return asked;
-    log_warn("tenant=%s event=wait_capped source=%s asked_s=%lld wait_s=%lld", j->t.name, what,
+    log_warn("tenant=%s event=wait_capped source=%s asked_s=%lld wait_s=%lld", j->who, what,
              (long long)asked, (long long)cap);
     return cap;
 }
@@ -272,7 +277,7 @@ static void note_ratelimit(const job *j, const ns_reply *rep)
     if (rep->pause_s < 0)
         return;
     int64_t s = cap_wait(j, rep->pause_s, "ratelimit_reset");
-    log_info("tenant=%s event=ratelimit_pause wait_s=%lld", j->t.name, (long long)s);
+    log_info("tenant=%s event=ratelimit_pause wait_s=%lld", j->who, (long long)s);
     pacing_defer(j->t.id, mono_us() + s * 1000000);
 }
 
@@ -338,7 +343,8 @@ static int prefetch_join(fetcher *f)
 static ns_query page_query(const job *j, const window *w, int64_t offset)
 {
     ns_query q = {
-        .base_url = j->t.url, .token = j->t.token, .window_event = j->t.window_event,
+        .base_url = j->t.url, .path = stream_data_path(j->s.type), .token = j->t.token,
+        .window_event = j->t.window_event,
         .start = w->start, .end = w->end, .limit = j->t.page_size, .offset = offset,
     };
     return q;
@@ -425,7 +431,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
         }
         char esc[LOG_ESCAPE_MAX];
         log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
-                 j->t.name, attempt + 1, wait, log_escape(esc, sizeof esc, rep.err));
+                 j->who, attempt + 1, wait, log_escape(esc, sizeof esc, rep.err));
         if (idle_ms(f, wait * 1000L))
             return 1;
     }
@@ -492,7 +498,7 @@ static int page_bounds(fetcher *f, job *j, const window *w, const pass *p)
         return -1;
     }
     if (p->offset >= f->cfg->offset_max && j->slice_s > 1) {
-        log_info("tenant=%s event=slice_too_deep offset=%lld slice_s=%d", j->t.name,
+        log_info("tenant=%s event=slice_too_deep offset=%lld slice_s=%d", j->who,
                  (long long)p->offset, j->slice_s);
         return 2;
     }
@@ -504,7 +510,7 @@ static int page_bounds(fetcher *f, job *j, const window *w, const pass *p)
         return -1;
     }
     if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L && j->slice_s > PACING_MIN_SLICE_S) {
-        log_info("tenant=%s event=slice_over_budget offset=%lld slice_s=%d", j->t.name,
+        log_info("tenant=%s event=slice_over_budget offset=%lld slice_s=%d", j->who,
                  (long long)p->offset, j->slice_s);
         return 2;
     }
@@ -574,7 +580,7 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
         if (p.repeats == 0 || (read > 1 && f->keys.seq == last_seq))
             return commit(f, j, w->end);
         if (read == FETCH_SLICE_READS && j->slice_s > 1) {
-            log_warn("tenant=%s event=slice_unstable reads=%d slice_s=%d", j->t.name, read,
+            log_warn("tenant=%s event=slice_unstable reads=%d slice_s=%d", j->who, read,
                      j->slice_s);
             return commit(f, j, -1) < 0 ? -1 : 2;       /* fewer pages, less to move */
         }
@@ -587,7 +593,7 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
             return -1;
         }
         log_warn("tenant=%s event=page_order_changed read=%d repeats=%lld window_start=%lld "
-                 "window_end=%lld", j->t.name, read, (long long)p.repeats,
+                 "window_end=%lld", j->who, read, (long long)p.repeats,
                  (long long)w->start, (long long)w->end);
         last_seq = f->keys.seq;
     }
@@ -605,7 +611,7 @@ static void progress(job *j, int64_t covered_to)
     double total = (double)(j->started - j->window_start);
     double secs = ms / 1000.0;
     log_info("tenant=%s run=%lld event=progress covered=%.0f%% window_end=%lld stored=%lld "
-             "rate=%.0f/s eta_s=%.0f", j->t.name, (long long)j->res->run_id,
+             "rate=%.0f/s eta_s=%.0f", j->who, (long long)j->res->run_id,
              100.0 * done / total, (long long)covered_to, (long long)j->res->stored,
              j->res->stored / (secs > 0 ? secs : 1), done > 0 ? secs * (total - done) / done : -1.0);
 }
@@ -614,7 +620,7 @@ static void progress(job *j, int64_t covered_to)
 static void fetch_window(fetcher *f, job *j)
 {
     int64_t cursor = 0;
-    int has_cursor = outbox_cursor(f->ob, j->t.id, &cursor);
+    int has_cursor = outbox_cursor(f->ob, j->s.id, &cursor);
     if (has_cursor < 0) {
         set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
         return;
@@ -622,7 +628,7 @@ static void fetch_window(fetcher *f, job *j)
     if (has_cursor && cursor > j->started) {
         /* The clock is behind the cursor (window_next() would give an empty
          * window): nothing is due until it passes it again. */
-        log_warn("tenant=%s event=clock_behind_cursor cursor=%lld now=%lld", j->t.name,
+        log_warn("tenant=%s event=clock_behind_cursor cursor=%lld now=%lld", j->who,
                  (long long)cursor, (long long)j->started);
         set_result(j, FETCH_OK, 0, "%s", "");
         return;
@@ -631,7 +637,7 @@ static void fetch_window(fetcher *f, job *j)
     for (int first = 1, shrunk = 0;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
-        int slice_s = pacing_slice(j->t.id, f->cfg->slice_s);
+        int slice_s = pacing_slice(PACING_STREAM_KEY(j->s.id), f->cfg->slice_s);
         window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
                                first ? j->t.overlap_s : 0, slice_s);
         if (from >= 0)
@@ -641,12 +647,12 @@ static void fetch_window(fetcher *f, job *j)
         j->slice_pages = 0;
         j->slice_s = slice_s;
         if (j->res->run_id == 0) {
-            j->res->run_id = outbox_run_start(f->ob, j->t.id, w.start);
+            j->res->run_id = outbox_run_start(f->ob, j->s.id, w.start);
             j->window_start = w.start;
         }
         int rc = fetch_slice(f, j, &w);
         if (rc == 2) {                 /* too deep or too long: the same start, shorter */
-            pacing_slice_shrink(j->t.id, slice_s);
+            pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s);
             shrunk = 1;
             if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
                 set_result(j, FETCH_YIELD, 0, "%s", "");
@@ -658,7 +664,7 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
-        pacing_slice_done(j->t.id, slice_s, j->slice_pages,
+        pacing_slice_done(PACING_STREAM_KEY(j->s.id), slice_s, j->slice_pages,
                           (int64_t)f->cfg->job_budget_s * f->cfg->requests_per_s,
                           f->cfg->slice_s);
         progress(j, w.end);
@@ -717,25 +723,45 @@ static void record_outcome(fetcher *f, job *j)
         return;
     if (ok) {
         int64_t next = r->status == FETCH_OK ? now + j->t.interval_s : now;
-        outbox_tenant_result(f->ob, j->t.id, 1, NULL, next, 0);
+        outbox_stream_result(f->ob, j->s.id, 1, NULL, next, 0);
         return;
     }
     if (r->wait_until == 0) {   /* a failure: back off 30 s, doubling, up to the interval */
-        int64_t k = j->t.fail_count < 10 ? j->t.fail_count : 10, backoff = 30LL << k;
+        int64_t k = j->s.fail_count < 10 ? j->s.fail_count : 10, backoff = 30LL << k;
         r->wait_until = now + (backoff < j->t.interval_s ? backoff : j->t.interval_s);
     }
-    outbox_tenant_result(f->ob, j->t.id, 0, r->error, r->wait_until, r->wait_until);
+    outbox_stream_result(f->ob, j->s.id, 0, r->error, r->wait_until, r->wait_until);
 }
 
-void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
+/* Load the stream and its tenant into j, with the labels its log lines
+ * and object names use. 0, 1 when there is nothing to run, -1 failed. */
+static int job_load(fetcher *f, job *j, int64_t stream_id)
+{
+    fetch_result *res = j->res;
+    int found = stream_get(f->db, stream_id, &j->s, res->error, sizeof res->error);
+    if (found == 0)
+        found = tenant_get(f->db, j->s.tenant_id, &j->t, res->error, sizeof res->error);
+    if (found != 0 || !j->t.enabled) {
+        res->status = found < 0 ? FETCH_FAILED : FETCH_SKIPPED;
+        return found < 0 ? -1 : 1;
+    }
+    const char *sn = stream_name(j->s.type);
+    if (j->s.type == STREAM_ALERT) {      /* today's names and log lines, unchanged */
+        snprintf(j->who, sizeof j->who, "%s", j->t.name);
+        snprintf(j->prefix, sizeof j->prefix, "%s/alerts", j->t.name);
+    } else {
+        snprintf(j->who, sizeof j->who, "%s stream=%s", j->t.name, sn);
+        snprintf(j->prefix, sizeof j->prefix, "%s/%s/%s", j->t.name, sn, sn);
+    }
+    return 0;
+}
+
+void fetcher_run(fetcher *f, int64_t stream_id, fetch_result *res)
 {
     job j = {.res = res};
     memset(res, 0, sizeof *res);
-    int found = tenant_get(f->db, tenant_id, &j.t, res->error, sizeof res->error);
-    if (found != 0 || !j.t.enabled) {
-        res->status = found < 0 ? FETCH_FAILED : FETCH_SKIPPED;
+    if (job_load(f, &j, stream_id) != 0)
         return;
-    }
     if (tenant_load_token(f->db, f->key, &j.t, res->error, sizeof res->error) < 0) {
         res->status = FETCH_FAILED;
         res->wait_until = db_now() + AUTH_BACKOFF_S;
@@ -750,14 +776,14 @@ void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res)
     j.started = db_now();
     j.t0_ms = mono_ms();
     if (j.t.page_size > NS_LIMIT_SPEC_MAX)
-        log_warn("tenant=%s event=page_size_above_spec page_size=%d spec_max=%d", j.t.name,
+        log_warn("tenant=%s event=page_size_above_spec page_size=%d spec_max=%d", j.who,
                  j.t.page_size, NS_LIMIT_SPEC_MAX);
     fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);
     char q[LOG_ESCAPE_MAX];
     log_info("tenant=%s run=%lld event=fetch_done status=%s window_start=%lld stored=%lld "
-             "duration_ms=%ld%s%s%s", j.t.name, (long long)res->run_id,
+             "duration_ms=%ld%s%s%s", j.who, (long long)res->run_id,
              fetch_status_name(res->status), (long long)j.window_start, (long long)res->stored,
              ms_since(j.t0_ms), res->error[0] ? " error=\"" : "", log_escape(q, sizeof q, res->error),
              res->error[0] ? "\"" : "");

@@ -61,9 +61,9 @@ typedef struct fetch_waits {
 
 void fetcher_set_waits(fetcher *f, const fetch_waits *w);
 
-/* Run one job for tenant_id and record its outcome (run row, tenant
- * health and schedule). Fills *res. */
-void fetcher_run(fetcher *f, int64_t tenant_id, fetch_result *res);
+/* Run one job for stream stream_id (stream.h) and record its outcome (run
+ * row, the stream's health and schedule). Fills *res. */
+void fetcher_run(fetcher *f, int64_t stream_id, fetch_result *res);
 
 const char *fetch_status_name(fetch_status s);
 

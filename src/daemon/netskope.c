@@ -386,7 +386,7 @@ static int build_url(buf *url, const ns_query *q, int *where_len)
         n--;
     const char *s = q->window_event ? "starttime" : "insertionstarttime";
     const char *e = q->window_event ? "endtime" : "insertionendtime";
-    if (buf_printf(url, "%.*s" NS_ALERT_PATH, (int)n, q->base_url) < 0)
+    if (buf_printf(url, "%.*s%s", (int)n, q->base_url, q->path ? q->path : NS_ALERT_PATH) < 0)
         return -1;
     *where_len = (int)url->len;
     return buf_printf(url, "?%s=%" PRId64 "&%s=%" PRId64 "&limit=%ld&offset=%" PRId64,

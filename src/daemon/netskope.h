@@ -2,7 +2,7 @@
  *
  * One ns_client per worker thread; it keeps its CURL easy handle (so the
  * connection stays alive between pages and runs) and its body buffer.
- * ns_fetch_page() performs GET {url}/api/v2/events/data/alert with the
+ * ns_fetch_page() performs GET {url}/api/v2/events/data/{alert,page,...} with the
  * Netskope-Api-Token header and classifies the reply so the caller can
  * decide: use the page, wait and retry, stop for the token, or fail the run.
  * The token is never logged and never appears in err.
@@ -50,6 +50,7 @@ typedef struct ns_reply {
 
 typedef struct ns_query {
     const char *base_url;    /* tenant URL, e.g. https://acme.goskope.com (no trailing path) */
+    const char *path;        /* "/api/v2/events/data/page" (stream_data_path); NULL: alert */
     const char *token;
     int window_event;        /* 0: insertionstarttime/insertionendtime; 1: starttime/endtime */
     int64_t start, end;      /* epoch seconds, [start, end) */

@@ -19,30 +19,40 @@
 
 /* Every statement this part runs, prepared once per connection. */
 #define OUTBOX_STATEMENTS(X) \
-    X(seen_add, "INSERT OR IGNORE INTO seen (tenant_id, key, at, stored_at) " \
+    X(seen_add, "INSERT OR IGNORE INTO seen (stream_id, key, at, stored_at) " \
                 "VALUES (?1, ?2, ?3, ?4)") \
     X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
-                 "newest_at, body, spooled) " \
-                 "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7)") \
-    X(batch_name, "UPDATE outbox SET object_name = printf('%s/alerts_%s_%d.ndjson', ?1, " \
+                 "newest_at, body, spooled, stream_id) " \
+                 "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7, ?8)") \
+    X(batch_name, "UPDATE outbox SET object_name = printf('%s_%s_%d.ndjson', ?1, " \
                   "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), id) WHERE id = ?2") \
-    X(cursor_set, "INSERT INTO cursor (tenant_id, position, updated_at) VALUES (?1, ?2, ?3) " \
-                  "ON CONFLICT (tenant_id) DO UPDATE SET " \
+    X(cursor_set, "INSERT INTO cursor (stream_id, position, updated_at) VALUES (?1, ?2, ?3) " \
+                  "ON CONFLICT (stream_id) DO UPDATE SET " \
                   "position = max(position, excluded.position), " /* never back */ \
                   "updated_at = excluded.updated_at") \
-    X(cursor_get, "SELECT position FROM cursor WHERE tenant_id = ?1") \
+    X(cursor_get, "SELECT position FROM cursor WHERE stream_id = ?1") \
     X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
-    X(seen_prune, "DELETE FROM seen WHERE tenant_id = ?1 AND at >= 0 AND at < ?2") \
-    X(seen_prune_stored, "DELETE FROM seen WHERE tenant_id = ?1 AND stored_at < ?2") \
+    X(seen_prune, "DELETE FROM seen WHERE stream_id = ?1 AND at >= 0 AND at < ?2") \
+    X(seen_prune_stored, "DELETE FROM seen WHERE stream_id = ?1 AND stored_at < ?2") \
     X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
                "window_end = coalesce(?5, window_end) WHERE id = ?1") \
-    X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start) " \
-                 "VALUES (?1, ?2, 'running', ?3)") \
+    X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start, stream_id) " \
+                 "VALUES ((SELECT tenant_id FROM stream WHERE id = ?1), ?2, 'running', ?3, ?1)") \
     X(run_finish, "UPDATE run SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1") \
-    X(tenant_ok, "UPDATE tenant SET fail_count = 0, last_error = NULL, last_ok_at = ?2, " \
+    X(stream_ok, "UPDATE stream SET fail_count = 0, last_error = NULL, last_ok_at = ?2, " \
                  "next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
-    X(tenant_fail, "UPDATE tenant SET fail_count = fail_count + 1, last_error = ?2, " \
+    X(stream_fail, "UPDATE stream SET fail_count = fail_count + 1, last_error = ?2, " \
                    "last_error_at = ?5, next_run_at = ?3, not_before = ?4 WHERE id = ?1") \
+    X(tenant_sum, "UPDATE tenant SET " /* a summary of its streams, for older scripts */ \
+                  "fail_count = (SELECT max(fail_count) FROM stream WHERE tenant_id = tenant.id), " \
+                  "last_error = (SELECT last_error FROM stream WHERE tenant_id = tenant.id " \
+                  "AND last_error IS NOT NULL ORDER BY fail_count DESC, id LIMIT 1), " \
+                  "last_error_at = (SELECT max(last_error_at) FROM stream " \
+                  "WHERE tenant_id = tenant.id), " \
+                  "last_ok_at = (SELECT max(last_ok_at) FROM stream WHERE tenant_id = tenant.id), " \
+                  "next_run_at = (SELECT min(next_run_at) FROM stream WHERE tenant_id = tenant.id), " \
+                  "not_before = (SELECT min(not_before) FROM stream WHERE tenant_id = tenant.id) " \
+                  "WHERE id = (SELECT tenant_id FROM stream WHERE id = ?1)") \
     X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
                 "ORDER BY id LIMIT 1") \
     X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
@@ -50,9 +60,9 @@
     X(spooled, "SELECT 1 FROM outbox WHERE id = ?1 AND spooled") \
     X(tenant_spooled, "SELECT id FROM outbox WHERE tenant_id = ?1 AND spooled") \
     X(deliver, "INSERT INTO delivered (id, tenant_id, object_name, location, created_at, " \
-               "delivered_at, records, bytes, newest_at, attempts, existed) " \
+               "delivered_at, records, bytes, newest_at, attempts, existed, stream_id) " \
                "SELECT id, tenant_id, object_name, ?2, created_at, ?3, records, bytes, " \
-               "newest_at, attempts + 1, ?4 FROM outbox WHERE id = ?1") \
+               "newest_at, attempts + 1, ?4, stream_id FROM outbox WHERE id = ?1") \
     X(remove, "DELETE FROM outbox WHERE id = ?1") \
     X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 " \
             "WHERE id = ?1")
@@ -200,7 +210,7 @@ static int begin_synced(outbox *o, char *err, size_t errlen)
  * their lines (a record only ever moves towards the start, so memmove is
  * safe, and nothing is copied while every record is new, the usual case).
  * The batch is then only good for storing; the caller resets it. */
-static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
+static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id,
                             int64_t *stored, int64_t *newest)
 {
     size_t w = 0;
@@ -209,7 +219,7 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t tenant_id,
     *newest = -1;
     for (size_t i = 0; i < b->n; i++) {
         const outbox_item *it = &b->items[i];
-        sqlite3_bind_int64(o->st[ST_seen_add], 1, tenant_id);
+        sqlite3_bind_int64(o->st[ST_seen_add], 1, stream_id);
         sqlite3_bind_blob(o->st[ST_seen_add], 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
         sqlite3_bind_int64(o->st[ST_seen_add], 3, it->at);
         sqlite3_bind_int64(o->st[ST_seen_add], 4, now);
@@ -240,10 +250,11 @@ static int insert_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
     sqlite3_bind_blob64(o->st[ST_batch_add], 6, b->data.data, spooled ? 0 : b->data.len,
                         SQLITE_STATIC);
     sqlite3_bind_int(o->st[ST_batch_add], 7, spooled);
+    sqlite3_bind_int64(o->st[ST_batch_add], 8, a->stream_id);
     if (step_done(o->st[ST_batch_add]) < 0)
         return -1;
     *id = sqlite3_last_insert_rowid(o->db);
-    sqlite3_bind_text(o->st[ST_batch_name], 1, a->tenant_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(o->st[ST_batch_name], 1, a->object_prefix, -1, SQLITE_STATIC);
     sqlite3_bind_int64(o->st[ST_batch_name], 2, *id);
     return step_done(o->st[ST_batch_name]);
 }
@@ -415,18 +426,18 @@ int outbox_spool_sweep(outbox *o, char *err, size_t errlen)
 
 static int move_cursor(outbox *o, const outbox_commit_args *a)
 {
-    sqlite3_bind_int64(o->st[ST_cursor_set], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_cursor_set], 1, a->stream_id);
     sqlite3_bind_int64(o->st[ST_cursor_set], 2, a->cursor);
     sqlite3_bind_int64(o->st[ST_cursor_set], 3, db_now());
     if (step_done(o->st[ST_cursor_set]) < 0)
         return -1;
-    sqlite3_bind_int64(o->st[ST_seen_prune], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_seen_prune], 1, a->stream_id);
     sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->prune_before);
     if (step_done(o->st[ST_seen_prune]) < 0)
         return -1;
     /* Whatever time a record claims (none, the far future), it was in a
      * window that ended by when its key was stored. */
-    sqlite3_bind_int64(o->st[ST_seen_prune_stored], 1, a->tenant_id);
+    sqlite3_bind_int64(o->st[ST_seen_prune_stored], 1, a->stream_id);
     sqlite3_bind_int64(o->st[ST_seen_prune_stored], 2, a->prune_before);
     return step_done(o->st[ST_seen_prune_stored]);
 }
@@ -450,7 +461,7 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
     *stored = 0;
     if (begin_synced(o, err, errlen) < 0)
         return -1;
-    if (keep_new_records(o, b, a->tenant_id, stored, &newest) < 0)
+    if (keep_new_records(o, b, a->stream_id, stored, &newest) < 0)
         goto sql_fail;
     spooled = *stored > 0 && (int64_t)b->data.len >= a->spool_min_bytes;
     if (*stored > 0 && insert_batch(o, b, a, *stored, newest, spooled, &id) < 0)
@@ -477,9 +488,9 @@ fail:
     return -1;
 }
 
-int outbox_cursor(outbox *o, int64_t tenant_id, int64_t *pos)
+int outbox_cursor(outbox *o, int64_t stream_id, int64_t *pos)
 {
-    sqlite3_bind_int64(o->st[ST_cursor_get], 1, tenant_id);
+    sqlite3_bind_int64(o->st[ST_cursor_get], 1, stream_id);
     int rc = sqlite3_step(o->st[ST_cursor_get]);
     int found = rc == SQLITE_ROW;
     if (found)
@@ -488,9 +499,9 @@ int outbox_cursor(outbox *o, int64_t tenant_id, int64_t *pos)
     return found ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-int64_t outbox_run_start(outbox *o, int64_t tenant_id, int64_t window_start)
+int64_t outbox_run_start(outbox *o, int64_t stream_id, int64_t window_start)
 {
-    sqlite3_bind_int64(o->st[ST_run_start], 1, tenant_id);
+    sqlite3_bind_int64(o->st[ST_run_start], 1, stream_id);
     sqlite3_bind_int64(o->st[ST_run_start], 2, db_now());
     sqlite3_bind_int64(o->st[ST_run_start], 3, window_start);
     if (step_done(o->st[ST_run_start]) < 0)
@@ -508,11 +519,11 @@ int outbox_run_finish(outbox *o, int64_t run_id, const char *status, const char 
     return step_done(o->st[ST_run_finish]);
 }
 
-int outbox_tenant_result(outbox *o, int64_t tenant_id, int ok, const char *error,
+int outbox_stream_result(outbox *o, int64_t stream_id, int ok, const char *error,
                          int64_t next_run_at, int64_t not_before)
 {
-    sqlite3_stmt *st = ok ? o->st[ST_tenant_ok] : o->st[ST_tenant_fail];
-    sqlite3_bind_int64(st, 1, tenant_id);
+    sqlite3_stmt *st = ok ? o->st[ST_stream_ok] : o->st[ST_stream_fail];
+    sqlite3_bind_int64(st, 1, stream_id);
     if (ok)
         sqlite3_bind_int64(st, 2, db_now());
     else
@@ -521,7 +532,10 @@ int outbox_tenant_result(outbox *o, int64_t tenant_id, int ok, const char *error
     sqlite3_bind_int64(st, 4, not_before);
     if (!ok)
         sqlite3_bind_int64(st, 5, db_now());
-    return step_done(st);
+    if (step_done(st) < 0)
+        return -1;
+    sqlite3_bind_int64(o->st[ST_tenant_sum], 1, stream_id);
+    return step_done(o->st[ST_tenant_sum]);
 }
 
 int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t *id)

@@ -60,7 +60,9 @@ int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
 /* What a commit does besides storing records. */
 typedef struct outbox_commit_args {
     int64_t tenant_id;
-    const char *tenant_name;
+    int64_t stream_id;         /* whose keys, cursor and batch */
+    const char *object_prefix; /* object names are <prefix>_<yyyymmdd_HHMMSS>_<id>.ndjson:
+                                  "acme/alerts" (alert), "acme/page/page" (events) */
     int64_t run_id;
     int64_t cursor;            /* new cursor, or -1 to leave it (mid-slice flush) */
     int64_t prune_before;      /* with a cursor move: drop seen rows whose time, or the
@@ -77,16 +79,19 @@ void outbox_free(outbox *o);
 int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
                   int64_t *stored, char *err, size_t errlen);
 
-/* The tenant's cursor: 1 and *pos when it has one, 0 when new, -1 error. */
-int outbox_cursor(outbox *o, int64_t tenant_id, int64_t *pos);
+/* The stream's cursor: 1 and *pos when it has one, 0 when new, -1 error. */
+int outbox_cursor(outbox *o, int64_t stream_id, int64_t *pos);
 
-/* Run rows. start returns the new run id or -1. */
-int64_t outbox_run_start(outbox *o, int64_t tenant_id, int64_t window_start);
+/* Run rows (of a stream). start returns the new run id or -1. */
+int64_t outbox_run_start(outbox *o, int64_t stream_id, int64_t window_start);
 /* status: "ok", "failed", "abandoned". error may be NULL. */
 int outbox_run_finish(outbox *o, int64_t run_id, const char *status, const char *error);
 
-/* Record the outcome of a fetch job on the tenant row. */
-int outbox_tenant_result(outbox *o, int64_t tenant_id, int ok, const char *error,
+/* Record the outcome of a fetch job on the stream row; the tenant row's
+ * schedule and health columns are then set to a summary of its streams
+ * (worst fail_count and its error, earliest next run), for scripts that
+ * read them from before streams existed. */
+int outbox_stream_result(outbox *o, int64_t stream_id, int ok, const char *error,
                          int64_t next_run_at, int64_t not_before);
 
 /* --- upload side --- */

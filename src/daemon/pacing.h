@@ -16,6 +16,12 @@
 
 #define PACING_MIN_SLICE_S 60
 
+/* Requests are paced per tenant (one token, one budget: pass the tenant
+ * id); slice lengths adapt per stream (an alert stream and a page stream
+ * of one tenant differ by orders of magnitude): the slice functions take
+ * PACING_STREAM_KEY(stream id), negative, so the two never collide. */
+#define PACING_STREAM_KEY(stream_id) (-(int64_t)(stream_id))
+
 /* Wait until tenant_id may send its next request and claim that slot; the
  * slot after it opens gap_us microseconds later. Returns 1 when a shutdown
  * was requested while waiting. */

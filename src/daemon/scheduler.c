@@ -125,13 +125,16 @@ static void enqueue(pool *p, int64_t id)
     pass_on(p);
 }
 
-/* Queue every tenant the database says is due. */
+/* Queue every stream the database says is due (a job is one stream of
+ * one tenant: its streams run side by side, paced as one tenant). */
 static void queue_due(pool *p, sqlite3 *db)
 {
     static const char *sql_daemon =
-        "SELECT id FROM tenant WHERE enabled AND max(next_run_at, not_before) <= ?1 "
-        "ORDER BY max(next_run_at, not_before), id";
-    static const char *sql_once = "SELECT id FROM tenant WHERE enabled AND ?1 ORDER BY id";
+        "SELECT s.id FROM stream s JOIN tenant t ON t.id = s.tenant_id WHERE t.enabled "
+        "AND max(s.next_run_at, s.not_before) <= ?1 "
+        "ORDER BY max(s.next_run_at, s.not_before), s.id";
+    static const char *sql_once = "SELECT s.id FROM stream s JOIN tenant t ON "
+        "t.id = s.tenant_id WHERE t.enabled AND ?1 ORDER BY s.id";
     char err[256];
     sqlite3_stmt *st = db_prepare(db, p->once ? sql_once : sql_daemon, err, sizeof err);
     if (!st) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/db.h"
+#include "daemon/stream.h"
 
 #define TENANT_COLUMNS \
     "id, name, url, token_fp, coalesce(sink, ''), coalesce(sink_credentials, ''), " \
@@ -113,6 +114,8 @@ static int tenant_select(sqlite3 *db, const char *where, const char *name, int64
         rc = -1;
     }
     db_stmt_done(st);
+    if (rc == 0)
+        t->streams = stream_mask_of(db, t->id);
     return rc;
 }
 
@@ -261,7 +264,9 @@ int tenant_insert(sqlite3 *db, const secret_key *key, tenant *t,
     if (write_settings(db, sql, t, err, errlen) < 0)
         goto fail;
     t->id = sqlite3_last_insert_rowid(db);
-    if (store_token(db, key, t->id, token, token_len, err, errlen) < 0)
+    if (store_token(db, key, t->id, token, token_len, err, errlen) < 0 ||
+        stream_set(db, t->id, t->streams ? t->streams : STREAM_MASK(STREAM_ALERT), 0, err,
+                   errlen) < 0)
         goto fail;
     return db_commit(db, err, errlen);
 fail:
@@ -283,9 +288,13 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
         goto fail;
     if (token && store_token(db, key, t->id, token, token_len, err, errlen) < 0)
         goto fail;
+    if (t->streams && stream_set(db, t->id, t->streams, t->streams_force, err, errlen) < 0)
+        goto fail;
     /* A changed (or re-enabled) tenant deserves a prompt try: forget the
      * back-off and any wait a server asked for. */
     if (run_for_id(db, "UPDATE tenant SET not_before = 0, next_run_at = 0 WHERE id = ?1",
+                   t->id, err, errlen) < 0 ||
+        run_for_id(db, "UPDATE stream SET not_before = 0, next_run_at = 0 WHERE tenant_id = ?1",
                    t->id, err, errlen) < 0)
         goto fail;
     return db_commit(db, err, errlen);

@@ -32,6 +32,9 @@ typedef struct tenant {
     int enabled;
     int64_t next_run_at, not_before, fail_count, last_ok_at;
     char last_error[TENANT_ERR_MAX];
+    unsigned streams;                   /* stream.h mask: loaded with the tenant; for insert
+                                           0 = alert only, for update 0 = unchanged */
+    int streams_force;                  /* update: give up a removed stream's batches */
 
     char *token;                        /* plaintext, only after tenant_load_token */
     size_t token_len;
@@ -45,13 +48,17 @@ void tenant_init(tenant *t, const nsc_config *cfg);
 /* Wipe and free the plaintext token, if any. */
 void tenant_release(tenant *t);
 
-/* Insert t (sets t->id) with token sealed under key. -1 with err
+/* Insert t (sets t->id) with token sealed under key, and its streams
+ * (t->streams, 'alert' alone when 0). -1 with err
  * ("tenant 'acme' already exists") on failure. Runs in its own transaction. */
 int tenant_insert(sqlite3 *db, const secret_key *key, tenant *t,
                   const char *token, size_t token_len, char *err, size_t errlen);
 /* Write every setting of t back; a non-NULL token replaces the stored one.
- * Every update (`tenant set`, enable, disable) clears the tenant's
- * back-off and any wait a server asked for, so it runs again soon. */
+ * A non-zero t->streams becomes the tenant's set of streams (stream_set:
+ * a removed stream with undelivered batches is refused unless
+ * t->streams_force, and then nothing is written).
+ * Every update (`tenant set`, enable, disable) clears the back-off of each
+ * of the tenant's streams and any wait a server asked for, so it runs again soon. */
 int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
                   const char *token, size_t token_len, char *err, size_t errlen);
 /* Load by name or id: 0 found, 1 not found (err says so), -1 error. */

@@ -218,32 +218,38 @@ class FakeNetskope(FakeServer):
             body["mode"] = mode
         return self._admin("POST", "/_admin/tenant", body)
 
-    def generate(self, token, count, insertion_start, insertion_end, event_lag=0, seed=1):
-        """Generate count alerts with insertion times in [insertion_start, insertion_end)."""
+    def generate(self, token, count, insertion_start, insertion_end, event_lag=0, seed=1,
+                 type="alert"):
+        """Generate count alerts (or events of type) with insertion times in
+        [insertion_start, insertion_end)."""
         spec = {"count": count, "insertion_start": insertion_start,
                 "insertion_end": insertion_end, "event_lag": event_lag, "seed": seed}
-        return self._admin("POST", "/_admin/alerts", {"token": token, "generate": spec})["added"]
+        return self._admin("POST", "/_admin/alerts", {"token": token, "generate": spec,
+                                                      "type": type})["added"]
 
     def add_raw(self, token, records):
         """Add records (JSON texts, or dicts serialized here) verbatim."""
         texts = [r if isinstance(r, str) else json.dumps(r) for r in records]
         return self._admin("POST", "/_admin/alerts", {"token": token, "raw": texts})["added"]
 
-    def faults(self, token, faults):
-        return self._admin("POST", "/_admin/faults", {"token": token, "faults": list(faults)})["queued"]
+    def faults(self, token, faults, type="alert"):
+        return self._admin("POST", "/_admin/faults", {"token": token, "faults": list(faults),
+                                                      "type": type})["queued"]
 
-    def served(self, token):
+    def served(self, token, type="alert"):
         """{"requests": [{window,start,end,offset,limit,status,count,fault,t,peer}...],
-        "ids": [...]} for the tenant."""
-        return self._admin("GET", "/_admin/served?" + urlencode({"token": token}))
+        "ids": [...]} for the tenant (its records of type)."""
+        return self._admin("GET", "/_admin/served?" + urlencode({"token": token, "type": type}))
 
-    def alerts(self, token):
-        """The raw JSON text of every stored record, in served order."""
-        return self._admin("GET", "/_admin/alerts?" + urlencode({"token": token}))["records"]
+    def alerts(self, token, type="alert"):
+        """The raw JSON text of every stored record (of type), in served order."""
+        return self._admin("GET", "/_admin/alerts?" + urlencode({"token": token,
+                                                                  "type": type}))["records"]
 
-    def reset(self, token, alerts=False):
+    def reset(self, token, alerts=False, type="alert"):
         """Forget the served log and queued faults (and the records if alerts)."""
-        return self._admin("POST", "/_admin/reset", {"token": token, "alerts": alerts})
+        return self._admin("POST", "/_admin/reset", {"token": token, "alerts": alerts,
+                                                     "type": type})
 
 
 # ---- the nscollect CLI ------------------------------------------------------

@@ -231,10 +231,11 @@ def test_upgrade_keeps_dedupe_keys():
         before = con.execute("SELECT tenant_id, at, hex(key) FROM seen ORDER BY 1, 2").fetchall()
         con.close()
         expect(ws, ["init"], 0, "schema version %d" % len(migrations()))
-        assert ws.query_rows("SELECT tenant_id, at, hex(key) FROM seen ORDER BY 1, 2") == before
+        # migration 006: keys belong to the tenant's alert stream, whose id is the tenant's
+        assert ws.query_rows("SELECT stream_id, at, hex(key) FROM seen ORDER BY 1, 2") == before
         assert "REFERENCES" not in ws.query("SELECT sql FROM sqlite_master WHERE name = 'seen'")
         expect(ws, ["tenant", "remove", "old"], 0, "removed")
-        assert ws.query_rows("SELECT DISTINCT tenant_id FROM seen") == [(2,)]
+        assert ws.query_rows("SELECT DISTINCT stream_id FROM seen") == [(2,)]
 
 
 def test_key_file_problems():

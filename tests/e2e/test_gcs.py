@@ -103,8 +103,9 @@ def outbox_count(ws, name=None):
 
 
 def cursor_of(ws, name):
-    rows = db_query(ws.db, "SELECT position FROM cursor WHERE tenant_id = "
-                           "(SELECT id FROM tenant WHERE name = ?)", (name,))
+    rows = db_query(ws.db, "SELECT position FROM cursor WHERE stream_id = "
+                           "(SELECT s.id FROM stream s JOIN tenant t ON t.id = s.tenant_id "
+                           "WHERE t.name = ? AND s.name = 'alert')", (name,))
     return rows[0][0] if rows else None
 
 

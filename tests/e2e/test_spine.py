@@ -33,8 +33,9 @@ def db_value(ws, sql, *args):
 
 
 def cursor(ws, name):
-    return db_value(ws, "SELECT position FROM cursor JOIN tenant ON tenant.id = tenant_id "
-                        "WHERE name = ?", name)
+    return db_value(ws, "SELECT position FROM cursor c JOIN stream s ON s.id = c.stream_id "
+                        "JOIN tenant t ON t.id = s.tenant_id WHERE t.name = ? AND "
+                        "s.name = 'alert'", name)
 
 
 def add_tenants(fake, ws, names, extra=(), pretty=()):
@@ -610,8 +611,8 @@ def test_removing_a_tenant_removes_its_spool_files():
         acme, globex = files("acme"), files("globex")
         assert sorted(os.listdir(ws.db + ".spool")) == sorted(acme + globex)
         keys = lambda: dict(ws.query_rows(  # noqa: E731
-            "SELECT t.name, count(*) FROM seen s LEFT JOIN tenant t ON t.id = s.tenant_id "
-            "GROUP BY s.tenant_id"))
+            "SELECT t.name, count(*) FROM seen k LEFT JOIN stream s ON s.id = k.stream_id "
+            "LEFT JOIN tenant t ON t.id = s.tenant_id GROUP BY k.stream_id"))
         before = keys()
         assert before.get("acme", 0) > 0 and before.get("globex", 0) > 0, before
         rc, out, err = ws.run_cli(["tenant", "remove", "acme", "--force"])

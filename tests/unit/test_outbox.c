@@ -16,7 +16,8 @@ typedef struct racer {
 } racer;
 
 static const outbox_commit_args args = {
-    .tenant_id = 1, .tenant_name = "t", .cursor = -1, .spool_min_bytes = 0,
+    .tenant_id = 1, .stream_id = 1, .object_prefix = "t/alerts", .cursor = -1,
+    .spool_min_bytes = 0,
 };
 
 static int commit_one(outbox *o, const char *rec, unsigned char tag, int64_t *stored)
@@ -107,6 +108,8 @@ int main(void)
                       "lookback_s, overlap_s, page_size, max_records, window, created_at, "
                       "updated_at) VALUES (1, 't', 'http://127.0.0.1', x'00', 'fp', 60, 60, "
                       "0, 100, 0, 'insertion', 0, 0)", err, sizeof err) == 0);
+    CHECK(db_exec(db, "INSERT INTO stream (id, tenant_id, name, created_at) "
+                      "VALUES (1, 1, 'alert', 0)", err, sizeof err) == 0);
     db_close(db);
     test_failed_commit_keeps_the_next_batch_file(path);
     char cmd[128];
