@@ -6,7 +6,7 @@
  * /api/v2/events/data/{type}). It owns the cursor, the dedupe keys, the
  * schedule, back-off and health, the run rows and the batches; the tenant
  * keeps the URL, token, sink, window settings and request pacing, shared
- * by its streams. Migration 006 gave every older tenant one 'alert' stream
+ * by its streams. Migration 007 gave every older tenant one 'alert' stream
  * whose id is the tenant's id.
  *
  * A set of streams is a bit mask over the types (bit 1 << type). The

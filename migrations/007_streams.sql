@@ -1,4 +1,4 @@
--- 006: streams. A tenant keeps its URL, token, sink and request budget and
+-- 007: streams. A tenant keeps its URL, token, sink and request budget and
 -- owns one or more streams: 'alert' (every alert type, as before) and
 -- Netskope's event types. The cursor, the dedupe keys, the schedule and
 -- health (next_run_at, back-off, failures, last error) and the run rows
