@@ -166,7 +166,7 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
         return cli_error("%s", err);
     }
     snprintf(next_path, sizeof next_path, "%s.new", ctx->key_path);
-    if (cli_load_key(ctx, NULL, &old_key) != 0 || secret_key_generate(&new_key) < 0)
+    if (cli_load_key(ctx, db, &old_key) != 0 || secret_key_generate(&new_key) < 0)
         goto out;
     if (db_begin(db, err, sizeof err) < 0 || reseal_all(db, &old_key, &new_key, err, sizeof err) < 0) {
         db_rollback(db);
