@@ -53,6 +53,8 @@ Admin API (JSON bodies and replies; never needs auth):
         "fail_uploads": N   the next N uploads get fail_status, nothing stored
         "fail_status": S    status used by fail_uploads (default 503)
         "lost_replies": N   the next N uploads are stored, then answered 503
+        "lost_412s": N      the next N 412 answers (a retry onto a stored object) are
+                            lost too: answered 503, so the batch stays undecided
         "token_ttl": S      expires_in of tokens issued from now on (default 3600)
         "fail_tokens": N    the next N /token or metadata token requests get 503
         "upload_delay_ms": M  sleep M ms before answering each upload
@@ -92,7 +94,7 @@ WRITE_SCOPES = {
     "https://www.googleapis.com/auth/devstorage.full_control",
     "https://www.googleapis.com/auth/cloud-platform",
 }
-DEFAULT_FAULTS = {"fail_uploads": 0, "fail_status": 503, "lost_replies": 0,
+DEFAULT_FAULTS = {"fail_uploads": 0, "fail_status": 503, "lost_replies": 0, "lost_412s": 0,
                   "token_ttl": 3600, "fail_tokens": 0, "upload_delay_ms": 0}
 STAT_KEYS = ("upload_requests", "uploads", "uploads_ok", "uploads_412", "uploads_503",
              "uploads_failed", "lost_replies", "uploads_401", "uploads_403",
@@ -342,6 +344,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return status, HttpError(status, "Injected failure.", "backendError")
         exists = name in b["objects"]
         if self.query.get("ifGenerationMatch") == "0" and exists:
+            if st.take_fault("lost_412s"):
+                st.count("uploads_failed")
+                return 503, HttpError(503, "Injected lost reply.", "backendError")
             st.count("uploads_412")
             return 412, HttpError(412, "At least one of the pre-conditions you specified "
                                   "did not hold.", "conditionNotMet")

@@ -156,7 +156,7 @@ static const char list_json_sql[] =
 
 int tenant_print_list(sqlite3 *db, const cli_ctx *ctx, int json)
 {
-    char err[512], sink[CONFIG_PATH_MAX];
+    char err[512], sink_url[CONFIG_PATH_MAX];
     if (json)
         return print_scalar(db, list_json_sql, NULL);
     sqlite3_stmt *st = db_prepare(db, "SELECT id FROM tenant ORDER BY name", err, sizeof err);
@@ -167,8 +167,8 @@ int tenant_print_list(sqlite3 *db, const cli_ctx *ctx, int json)
         tenant t;
         if (tenant_get(db, sqlite3_column_int64(st, 0), &t, err, sizeof err) != 0)
             continue;
-        tenant_sink_url(&t, &ctx->cfg, sink, sizeof sink);
-        printf("%-24s %-8s %-40s %s\n", t.name, t.enabled ? "yes" : "no", t.url, sink);
+        tenant_sink_url(&t, &ctx->cfg, sink_url, sizeof sink_url);
+        printf("%-24s %-8s %-40s %s\n", t.name, t.enabled ? "yes" : "no", t.url, sink_url);
     }
     sqlite3_finalize(st);
     return 0;
@@ -215,7 +215,7 @@ static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char 
 
 int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int json)
 {
-    char err[512], sink[CONFIG_PATH_MAX];
+    char err[512], sink_url[CONFIG_PATH_MAX];
     tenant t;
     if (!name)
         return cli_error("tenant show: NAME is missing (usage: nscollect tenant show NAME [--json])");
@@ -223,7 +223,7 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
         return cli_error("%s", err);
     if (json)
         return print_scalar(db, show_json_sql, name);
-    tenant_sink_url(&t, &ctx->cfg, sink, sizeof sink);
+    tenant_sink_url(&t, &ctx->cfg, sink_url, sizeof sink_url);
     /* the furthest-behind stream's (tenant_status) */
     int64_t cursor = db_int(db, "SELECT coalesce((SELECT s.cursor FROM tenant_status s JOIN "
                             "tenant t ON t.name = s.name WHERE t.id = ?1), -1)", t.id, -1);
@@ -234,7 +234,7 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
     printf("name:          %s\nenabled:       %s\nurl:           %s\ntoken:         %s\n"
            "sink:          %s%s\nsink creds:    %s\ninterval:      %d s\nlookback:      %d s\n"
            "overlap:       %d s\npage size:     %d\nmax records:   %lld%s\nwindow:        %s time\n",
-           t.name, t.enabled ? "yes" : "no", t.url, t.token_fp, sink,
+           t.name, t.enabled ? "yes" : "no", t.url, t.token_fp, sink_url,
            t.sink[0] ? "" : " (default)", t.sink_credentials[0] ? t.sink_credentials : "-",
            t.interval_s, t.lookback_s, t.overlap_s, t.page_size, (long long)t.max_records,
            t.max_records ? "" : " (no cap)", t.window_event ? "event" : "insertion");

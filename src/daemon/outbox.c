@@ -24,8 +24,9 @@
     X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
                  "newest_at, body, spooled, stream_id) " \
                  "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7, ?8)") \
-    X(batch_name, "UPDATE outbox SET object_name = printf('%s_%s_%d.ndjson', ?1, " \
-                  "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), id) WHERE id = ?2") \
+    X(batch_name, "UPDATE outbox SET object_name = printf('%s_%s_%s_%d.ndjson', ?1, " \
+                  "strftime('%Y%m%d_%H%M%S', created_at, 'unixepoch'), " \
+                  "(SELECT db_id FROM identity), id) WHERE id = ?2") \
     X(cursor_set, "INSERT INTO cursor (stream_id, position, updated_at) VALUES (?1, ?2, ?3) " \
                   "ON CONFLICT (stream_id) DO UPDATE SET " \
                   "position = max(position, excluded.position), " /* never back */ \
@@ -56,7 +57,9 @@
     X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
                 "ORDER BY id LIMIT 1") \
     X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
-            "CASE WHEN spooled THEN NULL ELSE body END FROM outbox WHERE id = ?1") \
+            "sink_url, sink_credentials, sink_gzip, sink_maybe FROM outbox WHERE id = ?1") \
+    X(pin, "UPDATE outbox SET sink_url = ?2, sink_credentials = ?3, sink_gzip = ?4 " \
+           "WHERE id = ?1 AND sink_url IS NULL") \
     X(spooled, "SELECT 1 FROM outbox WHERE id = ?1 AND spooled") \
     X(tenant_spooled, "SELECT id FROM outbox WHERE tenant_id = ?1 AND spooled") \
     X(deliver, "INSERT INTO delivered (id, tenant_id, object_name, location, created_at, " \
@@ -64,8 +67,11 @@
                "SELECT id, tenant_id, object_name, ?2, created_at, ?3, records, bytes, " \
                "newest_at, attempts + 1, ?4, stream_id FROM outbox WHERE id = ?1") \
     X(remove, "DELETE FROM outbox WHERE id = ?1") \
-    X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 " \
-            "WHERE id = ?1")
+    X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, " \
+            "sink_maybe = (sink_maybe OR ?4), " /* a refusal drops a pin nothing can be under */ \
+            "sink_url = CASE WHEN sink_maybe OR ?4 THEN sink_url END, " \
+            "sink_credentials = CASE WHEN sink_maybe OR ?4 THEN sink_credentials END, " \
+            "sink_gzip = CASE WHEN sink_maybe OR ?4 THEN sink_gzip END WHERE id = ?1")
 
 enum {
 #define X(name, sql) ST_##name,
@@ -550,30 +556,79 @@ int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t 
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Read row id's body straight into the caller's (reused) buffer with the
+ * incremental blob API: a column read would have SQLite copy up to
+ * fetch.batch_max_bytes into its own memory first. */
+static int body_read(outbox *o, int64_t id, buf *body)
+{
+    sqlite3_blob *blob = NULL;
+    if (sqlite3_blob_open(o->db, "main", "outbox", "body", id, 0, &blob) != SQLITE_OK) {
+        sqlite3_blob_close(blob);
+        return -1;
+    }
+    int n = sqlite3_blob_bytes(blob);
+    int rc = buf_reserve(body, (size_t)n) < 0 ? -1
+           : sqlite3_blob_read(blob, body->data, n, 0) != SQLITE_OK ? -1 : 0;
+    if (rc == 0) {
+        body->len = (size_t)n;
+        body->data[n] = '\0';
+    }
+    sqlite3_blob_close(blob);
+    return rc;
+}
+
+static void load_pin(sqlite3_stmt *st, outbox_row *row)
+{
+    row->pinned = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    row->maybe_stored = sqlite3_column_int(st, 9);
+    memset(&row->dest, 0, sizeof row->dest);
+    if (!row->pinned)
+        return;
+    const char *cred = (const char *)sqlite3_column_text(st, 7);
+    snprintf(row->dest.url, sizeof row->dest.url, "%s", (const char *)sqlite3_column_text(st, 6));
+    snprintf(row->dest.credentials, sizeof row->dest.credentials, "%s", cred ? cred : "");
+    row->dest.gzip = sqlite3_column_int(st, 8);
+}
+
 int outbox_load(outbox *o, int64_t id, outbox_row *row)
 {
-    sqlite3_bind_int64(o->st[ST_load], 1, id);
-    int rc = sqlite3_step(o->st[ST_load]);
+    sqlite3_stmt *st = o->st[ST_load];
+    int spooled = 0;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         row->id = id;
-        row->tenant_id = sqlite3_column_int64(o->st[ST_load], 0);
+        row->tenant_id = sqlite3_column_int64(st, 0);
         snprintf(row->object_name, sizeof row->object_name, "%s",
-                 (const char *)sqlite3_column_text(o->st[ST_load], 1));
-        row->records = sqlite3_column_int64(o->st[ST_load], 2);
-        row->attempts = sqlite3_column_int64(o->st[ST_load], 3);
-        row->bytes = sqlite3_column_int64(o->st[ST_load], 4);
-        row->spool_path[0] = '\0';
-        buf_reset(&row->body);
-        if (sqlite3_column_int(o->st[ST_load], 5)) {
-            char name[32];
-            spool_name(id, name, sizeof name);
-            snprintf(row->spool_path, sizeof row->spool_path, "%s/%s", o->spool_dir, name);
-        } else if (buf_append(&row->body, sqlite3_column_blob(o->st[ST_load], 6),
-                              (size_t)sqlite3_column_bytes(o->st[ST_load], 6)) < 0)
-            rc = SQLITE_NOMEM;
+                 (const char *)sqlite3_column_text(st, 1));
+        row->records = sqlite3_column_int64(st, 2);
+        row->attempts = sqlite3_column_int64(st, 3);
+        row->bytes = sqlite3_column_int64(st, 4);
+        spooled = sqlite3_column_int(st, 5);
+        load_pin(st, row);
     }
-    sqlite3_reset(o->st[ST_load]);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : -1;
+    row->spool_path[0] = '\0';
+    buf_reset(&row->body);
+    if (spooled) {
+        char name[32];
+        spool_name(id, name, sizeof name);
+        snprintf(row->spool_path, sizeof row->spool_path, "%s/%s", o->spool_dir, name);
+        return 1;
+    }
+    return body_read(o, id, &row->body) < 0 ? -1 : 1;
+}
+
+int outbox_pin(outbox *o, int64_t id, const sink_dest *d)
+{
+    sqlite3_stmt *st = o->st[ST_pin];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, d->url, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, d->credentials, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, d->gzip);
+    return step_done(st);
 }
 
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed)
@@ -602,8 +657,10 @@ int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int
     return 0;
 }
 
-int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error)
+int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error,
+                  int maybe_stored)
 {
+    sqlite3_bind_int(o->st[ST_fail], 4, maybe_stored);
     sqlite3_bind_int64(o->st[ST_fail], 1, id);
     sqlite3_bind_int64(o->st[ST_fail], 2, next_attempt_at);
     sqlite3_bind_text(o->st[ST_fail], 3, error, -1, SQLITE_STATIC);

@@ -30,6 +30,7 @@
 
 #include "base/buf.h"
 #include "daemon/records.h"
+#include "sink/sink.h"
 
 typedef struct outbox outbox;
 
@@ -100,14 +101,22 @@ typedef struct outbox_row {
     char object_name[512];
     int64_t records, bytes;
     char spool_path[OUTBOX_PATH_MAX];  /* the body's spool file, or "" when it is in body */
-    buf body;                  /* caller-owned: init before, release after */
+    buf body;                  /* caller-owned: init before, release after; reused */
+    int pinned;                /* dest holds where an earlier attempt went (migration 008) */
+    int maybe_stored;          /* an attempt there ended without a definite answer */
+    sink_dest dest;
 } outbox_row;
 
 /* Smallest id > after whose next attempt is due at now (any row when
  * ignore_time). 1 found, 0 none, -1 error. */
 int outbox_next(outbox *o, int64_t after, int64_t now, int ignore_time, int64_t *id);
-/* Load row id with its body (or its spool path). 1 found, 0 gone, -1 error. */
+/* Load row id with its body (read in place into row->body, whose storage
+ * is kept between loads) or its spool path, and its pinned destination.
+ * 1 found, 0 gone, -1 error. */
 int outbox_load(outbox *o, int64_t id, outbox_row *row);
+/* Pin where row id's first attempt goes, before it is made; a row already
+ * pinned keeps its pin. 0 or -1. */
+int outbox_pin(outbox *o, int64_t id, const sink_dest *d);
 /* Move row to delivered. existed: an earlier try had stored it. */
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed);
 /* Delete a tenant (its outbox, seen, cursor and run rows go with it, ON
@@ -119,7 +128,12 @@ int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
  * writing one and committing, or between a delivery and its removal).
  * Call with no other writer running. Number removed, or -1 with err. */
 int outbox_spool_sweep(outbox *o, char *err, size_t errlen);
-/* Note a failed attempt; retry not before next_attempt_at. */
-int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error);
+/* Note a failed attempt; retry not before next_attempt_at. maybe_stored:
+ * the attempt ended without a definite answer (the object may exist), so
+ * the pin stays for good; a definite refusal of a pin with no such attempt
+ * behind it drops the pin, and the next attempt follows the tenant's
+ * current sink. */
+int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error,
+                  int maybe_stored);
 
 #endif

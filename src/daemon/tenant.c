@@ -332,6 +332,13 @@ int tenant_remove(sqlite3 *db, int64_t id, char *err, size_t errlen)
     return run_for_id(db, "DELETE FROM tenant WHERE id = ?1", id, err, errlen);
 }
 
+void tenant_sink_dest(const tenant *t, const nsc_config *cfg, sink_dest *d)
+{
+    tenant_sink_url(t, cfg, d->url, sizeof d->url);
+    snprintf(d->credentials, sizeof d->credentials, "%s", t->sink_credentials);
+    d->gzip = cfg->gcs_gzip;
+}
+
 void tenant_sink_url(const tenant *t, const nsc_config *cfg, char *out, size_t outlen)
 {
     char abs[PATH_MAX];

@@ -14,6 +14,7 @@
 
 #include "base/config.h"
 #include "daemon/secret.h"
+#include "sink/sink.h"
 
 #define TENANT_NAME_MAX 64
 #define TENANT_URL_MAX 512
@@ -71,5 +72,7 @@ int tenant_remove(sqlite3 *db, int64_t id, char *err, size_t errlen);
 
 /* The sink URL actually used: t->sink, or file://<abs output_dir>. */
 void tenant_sink_url(const tenant *t, const nsc_config *cfg, char *out, size_t outlen);
+/* Where t's next new batch goes: its sink URL, credentials and gzip. */
+void tenant_sink_dest(const tenant *t, const nsc_config *cfg, sink_dest *d);
 
 #endif

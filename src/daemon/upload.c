@@ -27,8 +27,7 @@ struct upload_queue {
 };
 
 typedef struct open_sink {
-    char url[CONFIG_PATH_MAX];
-    char credentials[CONFIG_PATH_MAX];
+    sink_dest dest;
     sink *s;
 } open_sink;
 
@@ -145,23 +144,53 @@ long upload_backoff_ms(int attempt)
     return backoff_ms(attempt - 1, (unsigned)random());
 }
 
-/* The open sink for a tenant's destination, opening it on first use. */
-static sink *sink_for(uploader *u, const tenant *t, char *err, size_t errlen)
+static int dest_equal(const sink_dest *a, const sink_dest *b)
 {
-    char url[CONFIG_PATH_MAX];
-    tenant_sink_url(t, u->cfg, url, sizeof url);
+    return strcmp(a->url, b->url) == 0 && strcmp(a->credentials, b->credentials) == 0 &&
+           a->gzip == b->gzip;
+}
+
+/* The open sink for destination d, opening it on first use. */
+static sink *sink_for(uploader *u, const sink_dest *d, char *err, size_t errlen)
+{
     for (int i = 0; i < SINK_CACHE; i++) {
         open_sink *o = &u->sinks[i];
-        if (o->s && strcmp(o->url, url) == 0 && strcmp(o->credentials, t->sink_credentials) == 0)
+        if (o->s && dest_equal(&o->dest, d))
             return o->s;
     }
     open_sink *o = &u->sinks[u->next_evict++ % SINK_CACHE];
     sink_free(o->s);
-    o->s = sink_open(url, t->sink_credentials[0] ? t->sink_credentials : NULL, u->cfg,
-                     err, errlen);
-    snprintf(o->url, sizeof o->url, "%s", url);
-    snprintf(o->credentials, sizeof o->credentials, "%s", t->sink_credentials);
+    o->s = sink_open(d, u->cfg, err, errlen);
+    o->dest = *d;
     return o->s;
+}
+
+/* Where the loaded row goes: its pin, or (first attempt, or a pin that was
+ * refused outright) the tenant's sink now, pinned before anything is sent.
+ * -1 when the pin cannot be written: then nothing is sent. */
+static int row_dest(uploader *u, const tenant *t, sink_dest *d)
+{
+    if (u->row.pinned) {
+        *d = u->row.dest;
+        return 0;
+    }
+    tenant_sink_dest(t, u->cfg, d);
+    return outbox_pin(u->ob, u->row.id, d);
+}
+
+/* Say so when a batch goes to a pin that is no longer the tenant's sink:
+ * the operator changed it, and this batch still goes where it first went. */
+static void note_pin(uploader *u, const tenant *t, const sink_dest *pin)
+{
+    sink_dest now;
+    tenant_sink_dest(t, u->cfg, &now);
+    if (dest_equal(pin, &now))
+        return;
+    char esc[LOG_ESCAPE_MAX];
+    log_info("tenant=%s batch=%lld event=pinned to=\"%s\" gzip=%d why=\"%s\"", t->name,
+             (long long)u->row.id, log_escape(esc, sizeof esc, pin->url), pin->gzip,
+             u->row.maybe_stored ? "an earlier attempt there may have stored it"
+                                 : "its first attempt went there");
 }
 
 /* Put the loaded row; in once mode retry transient failures a little. */
@@ -183,7 +212,16 @@ static sink_result put_row(uploader *u, upload_queue *q, sink *s, char *err, siz
 static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
 {
     char err[512] = "", where[1024];
-    sink *s = sink_for(u, t, err, sizeof err);
+    sink_dest dest;
+    if (row_dest(u, t, &dest) < 0) {
+        char esc[LOG_ESCAPE_MAX];
+        log_error("batch=%lld event=pin_failed error=\"%s\"", (long long)u->row.id,
+                  log_escape(esc, sizeof esc, sqlite3_errmsg(u->db)));
+        return UPLOAD_FAILED;
+    }
+    if (u->row.pinned)
+        note_pin(u, t, &dest);
+    sink *s = sink_for(u, &dest, err, sizeof err);
     sink_result r = s ? put_row(u, q, s, err, sizeof err) : SINK_PERMANENT;
     if (r == SINK_OK || r == SINK_EXISTS) {
         sink_describe(s, u->row.object_name, where, sizeof where);
@@ -202,7 +240,7 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
         return UPLOAD_IDLE;            /* cut short by SIGTERM: the batch simply stays */
     int attempt = (int)u->row.attempts + 1;
     long wait_ms = r == SINK_PERMANENT ? PERMANENT_RETRY_S * 1000L : upload_backoff_ms(attempt);
-    outbox_failed(u->ob, u->row.id, db_now() + (wait_ms + 999) / 1000, err);
+    outbox_failed(u->ob, u->row.id, db_now() + (wait_ms + 999) / 1000, err, r == SINK_RETRY);
     char esc[LOG_ESCAPE_MAX];
     log_warn("tenant=%s batch=%lld event=upload_failed attempt=%d error=\"%s\"", t->name,
              (long long)u->row.id, attempt, log_escape(esc, sizeof esc, err));

@@ -147,9 +147,9 @@ int sink_url_check(const char *url, char *err, size_t errlen)
     return url_parse(url, &be, norm, sizeof norm, err, errlen);
 }
 
-sink *sink_open(const char *url, const char *credentials, const nsc_config *cfg,
-                char *err, size_t errlen)
+sink *sink_open(const sink_dest *d, const nsc_config *cfg, char *err, size_t errlen)
 {
+    const char *url = d->url;
     const backend *be = NULL;
     char norm[SINK_URL_MAX], why[512] = "";
     if (url_parse(url, &be, norm, sizeof norm, err, errlen) < 0)
@@ -160,7 +160,7 @@ sink *sink_open(const char *url, const char *credentials, const nsc_config *cfg,
         return NULL;
     }
     s->ops = be->ops;
-    s->state = s->ops->open(norm, credentials, cfg, why, sizeof why);
+    s->state = s->ops->open(norm, d, cfg, why, sizeof why);
     if (!s->state) {
         seterr(err, errlen, "cannot open sink '%s': %s", url, why[0] ? why : "unknown error");
         free(s);

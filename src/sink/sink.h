@@ -27,10 +27,18 @@ typedef enum sink_result {
  * "gs://bucket[/prefix]". Returns 0 or -1 with the reason in err. */
 int sink_url_check(const char *url, char *err, size_t errlen);
 
-/* Open the sink for url. credentials may be NULL (GCS: fall back to the
- * config, the environment, the metadata server). NULL with err on failure. */
-sink *sink_open(const char *url, const char *credentials, const nsc_config *cfg,
-                char *err, size_t errlen);
+/* Where a batch goes: everything that decides the object it becomes. A
+ * batch's destination is pinned (in its outbox row) at its first upload
+ * attempt, so a retry goes where the first try went. */
+typedef struct sink_dest {
+    char url[CONFIG_PATH_MAX];          /* file:///dir or gs://bucket[/prefix] */
+    char credentials[CONFIG_PATH_MAX];  /* "" = the default chain (GCS: config,
+                                           environment, metadata server) */
+    int gzip;                           /* GCS: ".gz" objects; file sinks ignore it */
+} sink_dest;
+
+/* Open the sink for d. NULL with err on failure. */
+sink *sink_open(const sink_dest *d, const nsc_config *cfg, char *err, size_t errlen);
 void sink_free(sink *s);
 
 /* Store data under name (relative to the sink's root; ".gz" is appended and

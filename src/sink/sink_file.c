@@ -60,10 +60,10 @@ static int file_check(const char *rest, char *err, size_t errlen)
     return 0;
 }
 
-static void *file_open(const char *rest, const char *credentials, const nsc_config *cfg,
+static void *file_open(const char *rest, const sink_dest *d, const nsc_config *cfg,
                        char *err, size_t errlen)
 {
-    (void)credentials;      /* nothing to authenticate; the directory's mode rules */
+    (void)d;                /* nothing to authenticate or compress; the directory's mode rules */
     (void)cfg;
     if (file_check(rest, err, errlen) < 0)
         return NULL;

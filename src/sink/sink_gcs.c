@@ -235,7 +235,7 @@ static int auth_open(gcs_sink *s, const char *credentials, const nsc_config *cfg
     return s->auth ? 0 : -1;
 }
 
-static void *gcs_open(const char *rest, const char *credentials, const nsc_config *cfg,
+static void *gcs_open(const char *rest, const sink_dest *d, const nsc_config *cfg,
                       char *err, size_t errlen)
 {
     int loopback = 0;
@@ -245,10 +245,10 @@ static void *gcs_open(const char *rest, const char *credentials, const nsc_confi
         return NULL;
     }
     buf_init(&s->reply, REPLY_KEEP);
-    s->gzip = cfg ? cfg->gcs_gzip : 0;
+    s->gzip = d->gzip;      /* pinned with the batch, not read from today's config */
     if (parse_rest(rest, s, err, errlen) < 0 ||
         endpoint_resolve(s, cfg, &loopback, err, errlen) < 0 ||
-        auth_open(s, credentials, cfg, err, errlen) < 0)
+        auth_open(s, d->credentials[0] ? d->credentials : NULL, cfg, err, errlen) < 0)
         goto fail_out;
     if (curl_setup(s, cfg, loopback) < 0) {
         seterr(err, errlen, "gs://%s: cannot start libcurl", rest);

@@ -26,8 +26,9 @@ typedef struct sink_ops {
     const char *scheme;                                   /* "file", "gs" */
     /* Validate the part after "scheme://". 0 or -1 with err. */
     int (*check)(const char *rest, char *err, size_t errlen);
-    /* Open; the returned pointer is the backend's own state. */
-    void *(*open)(const char *rest, const char *credentials, const nsc_config *cfg,
+    /* Open the destination d (rest: d->url after "scheme://", checked);
+     * the returned pointer is the backend's own state. */
+    void *(*open)(const char *rest, const sink_dest *d, const nsc_config *cfg,
                   char *err, size_t errlen);
     sink_result (*put)(void *state, const char *name, const void *data, size_t len,
                        char *err, size_t errlen);

@@ -119,16 +119,18 @@ def check_bucket(gcs, ws, bucket, prefix, tenant, expected, gz=False):
     Returns the objects."""
     objs = gcs.objects(bucket)
     assert objs, "bucket %s is empty" % bucket
-    pat = re.compile(r"^%s/%s/alerts_(\d{8}_\d{6})_(\d+)\.ndjson%s$" % (
+    pat = re.compile(r"^%s/%s/alerts_(\d{8}_\d{6})_([0-9a-f]{12})_(\d+)\.ndjson%s$" % (
         re.escape(prefix), re.escape(tenant), r"\.gz" if gz else ""))
     delivered = {row[0]: row[1:] for row in db_query(
         ws.db, "SELECT d.id, d.location, d.created_at, d.records FROM delivered d "
                "JOIN tenant t ON t.id = d.tenant_id WHERE t.name = ?", (tenant,))}
+    db_id = db_query(ws.db, "SELECT db_id FROM identity")[0][0]
     lines = []
     for name, data in sorted(objs.items()):
         m = pat.match(name)
         assert m, "object name %r in %s does not match %s" % (name, bucket, pat.pattern)
-        batch = int(m.group(2))
+        assert m.group(2) == db_id, "object %s does not carry this database's id %s" % (name, db_id)
+        batch = int(m.group(3))
         assert batch in delivered, "object %s: batch %d not in the delivery log" % (name, batch)
         location, created, records = delivered[batch]
         assert location == "gs://%s/%s" % (bucket, name), (location, name)
@@ -198,6 +200,64 @@ def test_503_and_lost_replies_exactly_once():
         existed = db_query(ws.db, "SELECT count(*) FROM delivered WHERE existed = 1")[0][0]
         assert existed == 4, "delivery log counts %d existed=1 rows, expected 4" % existed
         assert "existed=1" in err, err[-2000:]
+
+
+def test_sink_changed_after_lost_replies_goes_where_the_first_try_went():
+    """Every upload is stored but its reply lost, so the pass ends with the
+    batches waiting. The operator then moves the tenant to another bucket and
+    turns gzip on. The waiting batches were pinned at their first attempt:
+    they go to the first bucket, uncompressed, under their first names (412,
+    existed=1); nothing reaches the new bucket twice. New batches follow the
+    new sink."""
+    with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs, extra=SMALL_BATCHES) as ws:
+        key = acme_on_gcs(fake, gcs, ws, 900, seed=31)
+        gcs.bucket("acme-new", allow_email=key.email)
+        gcs.faults(lost_replies=10 ** 6, lost_412s=10 ** 6)
+        rc, err = run_once(ws)
+        assert rc == 1, "lost replies must leave the batches waiting (%d):\n%s" % (rc, err[-2000:])
+        first = dict(gcs.objects("acme-secops"))
+        waiting = outbox_count(ws, "acme")
+        assert waiting >= 2 and len(first) == waiting, (waiting, sorted(first))
+        pins = db_query(ws.db, "SELECT DISTINCT sink_url, sink_gzip, sink_maybe FROM outbox")
+        assert pins == [("gs://acme-secops/netskope", 0, 1)], pins
+
+        gcs.faults(lost_replies=0, lost_412s=0)
+        rc, out, err = ws.run_cli(["tenant", "set", "acme", "--sink", "gs://acme-new/netskope"])
+        assert rc == 0, (rc, out, err)
+        ws.write_config(gcs.config(True, SMALL_BATCHES))
+        rc, err = run_once(ws)
+        assert rc == 0, "run after the move failed (%d):\n%s" % (rc, err[-3000:])
+        assert "event=pinned" in err and 'to="gs://acme-secops/netskope"' in err, err[-2000:]
+        assert gcs.objects("acme-new") == {}, "a pinned batch was written a second time"
+        assert gcs.objects("acme-secops") == first, "the first bucket's objects changed"
+        check_bucket(gcs, ws, "acme-secops", "netskope", "acme", expected_lines(fake, "tok-acme"))
+        assert gcs.stats()["uploads_412"] == waiting and gcs.stats()["overwrites"] == 0
+
+        now = int(time.time())               # new alerts: new batches, the new sink
+        fake.generate("tok-acme", 50, insertion_start=now - 20, insertion_end=now - 5, seed=32)
+        rc, err = run_once(ws)
+        assert rc == 0, err[-3000:]
+        new = gcs.objects("acme-new")
+        assert new and all(n.endswith(".ndjson.gz") for n in new), sorted(new)
+
+
+def test_refused_pin_follows_the_new_sink():
+    """A bucket that does not exist refuses the batch outright (404): nothing
+    can be stored there, so the pin is dropped and, after the operator points
+    the tenant at the right bucket, the batch goes there."""
+    with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs) as ws:
+        key = gcs.service_account(ws.dir, "acme-writer")
+        gcs.bucket("acme-secops", allow_email=key.email)
+        generate(fake, "tok-acme", "acme", 300, seed=33)
+        add_tenant(ws, fake, "acme", "tok-acme", "gs://acme-typo/netskope", key)
+        rc, err = run_once(ws)
+        assert rc == 1, err[-2000:]
+        assert db_query(ws.db, "SELECT count(*) FROM outbox WHERE sink_url IS NOT NULL")[0][0] == 0
+        rc, out, err = ws.run_cli(["tenant", "set", "acme", "--sink", "gs://acme-secops/netskope"])
+        assert rc == 0, (rc, out, err)
+        rc, err = run_once(ws)
+        assert rc == 0, "the corrected sink did not receive the batch (%d):\n%s" % (rc, err[-3000:])
+        check_bucket(gcs, ws, "acme-secops", "netskope", "acme", expected_lines(fake, "tok-acme"))
 
 
 def test_token_expires_mid_run():

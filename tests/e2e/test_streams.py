@@ -145,13 +145,13 @@ def test_upgrade_from_the_previous_release():
         for n, root in (("acme", ""), ("globex", "")):
             want = [minify(r) for r in fake.alerts("tok-" + n)]
             if n == "acme":
-                got = lines_under(files, r"^acme/alerts_\d{8}_\d{6}_\d+\.ndjson$")
+                got = lines_under(files, r"^acme/alerts_\d{8}_\d{6}_(?:[0-9a-f]{12}_)?\d+\.ndjson$")
             else:
                 got = [line for path, lines in ndjson_files(blocker).items() for line in lines]
             once_each(got, want, n)
         delivered = sorted(r[0] for r in ws.query_rows("SELECT object_name FROM delivered"))
         assert set(old_names) <= set(delivered), (old_names, delivered)
-        assert all(re.match(r"^(acme|globex)/alerts_\d{8}_\d{6}_\d+\.ndjson$", n)
+        assert all(re.match(r"^(acme|globex)/alerts_\d{8}_\d{6}_(?:[0-9a-f]{12}_)?\d+\.ndjson$", n)
                    for n in delivered), delivered
 
 
@@ -243,8 +243,8 @@ def check_objects(ws, fake):
     named = set()
     for tenant, streams in LAYOUT.items():
         for s in streams:
-            pat = (r"^%s/alerts_\d{8}_\d{6}_\d+\.ndjson$" % tenant if s == "alert" else
-                   r"^%s/%s/%s_\d{8}_\d{6}_\d+\.ndjson$" % (tenant, s, s))
+            pat = (r"^%s/alerts_\d{8}_\d{6}_[0-9a-f]{12}_\d+\.ndjson$" % tenant if s == "alert" else
+                   r"^%s/%s/%s_\d{8}_\d{6}_[0-9a-f]{12}_\d+\.ndjson$" % (tenant, s, s))
             named |= {p for p in files if re.match(pat, p)}
             got = lines_under(files, pat)
             want = [minify(r) for r in fake.alerts("tok-" + tenant, type=s)]

@@ -70,11 +70,18 @@ static int count_temp_files(const char *root)
     return temp_files;
 }
 
+static sink *open_url(const char *url, char *err, size_t errlen)
+{
+    sink_dest d = {.gzip = 0};
+    snprintf(d.url, sizeof d.url, "%s", url);
+    return sink_open(&d, &cfg, err, errlen);
+}
+
 static sink *open_file_sink(const char *sub)
 {
     char url[1024], err[512] = "";
     snprintf(url, sizeof url, "file://%s/%s", dir, sub);
-    sink *s = sink_open(url, NULL, &cfg, err, sizeof err);
+    sink *s = open_url(url, err, sizeof err);
     if (!s)
         fprintf(stderr, "sink_open %s: %s\n", url, err);
     return s;
@@ -135,14 +142,14 @@ static void test_url_bad(void)
 static void test_describe(void)
 {
     char err[512] = "", out[1024];
-    sink *s = sink_open("file:///srv//out/", NULL, &cfg, err, sizeof err);
+    sink *s = open_url("file:///srv//out/", err, sizeof err);
     CHECK(s != NULL);
     if (!s)
         return;
     sink_describe(s, "acme/a.ndjson", out, sizeof out);
     CHECK_STR(out, "/srv/out/acme/a.ndjson");
     sink_free(s);
-    s = sink_open("file:///", NULL, &cfg, err, sizeof err);
+    s = open_url("file:///", err, sizeof err);
     CHECK(s != NULL);
     if (s) {
         sink_describe(s, "acme/a.ndjson", out, sizeof out);

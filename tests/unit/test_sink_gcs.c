@@ -242,12 +242,21 @@ static void test_check(void)
 }
 
 /* 2.x: describe, endpoint rules, put errors that need no server. */
+/* Open the GCS backend on gs://rest as the uploader would, gzip from cfg. */
+static void *open_gcs(const char *rest, const char *credentials, char *err, size_t errlen)
+{
+    sink_dest d = {.gzip = cfg.gcs_gzip};
+    snprintf(d.url, sizeof d.url, "gs://%s", rest);
+    snprintf(d.credentials, sizeof d.credentials, "%s", credentials ? credentials : "");
+    return sink_gcs_ops.open(rest, &d, &cfg, err, errlen);
+}
+
 static void test_offline(void)
 {
     char err[512], where[512];
     setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:1", 1);
     /* the emulator takes no credentials: a key file is not even read */
-    void *s = sink_gcs_ops.open("bkt/pre", "/nonexistent/key.json", &cfg, err, sizeof err);
+    void *s = open_gcs("bkt/pre", "/nonexistent/key.json", err, sizeof err);
     CHECK(s != NULL);
     if (s) {
         sink_gcs_ops.describe(s, "acme/a.ndjson", where, sizeof where);
@@ -260,23 +269,23 @@ static void test_offline(void)
     }
     /* a cleartext emulator is for loopback only, like every endpoint */
     setenv("STORAGE_EMULATOR_HOST", "http://10.1.2.3:9199", 1);
-    CHECK(sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err) == NULL);
+    CHECK(open_gcs("bkt", NULL, err, sizeof err) == NULL);
     CHECK_HAS(err, "STORAGE_EMULATOR_HOST 'http://10.1.2.3:9199' must be https:// "
                    "(http:// only for loopback hosts)");
     setenv("STORAGE_EMULATOR_HOST", "storage.example.com:9199", 1);   /* http:// implied */
-    CHECK(sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err) == NULL);
+    CHECK(open_gcs("bkt", NULL, err, sizeof err) == NULL);
     CHECK_HAS(err, "STORAGE_EMULATOR_HOST 'http://storage.example.com:9199' must be https://");
     setenv("STORAGE_EMULATOR_HOST", "http://localhost:1", 1);
-    s = sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err);
+    s = open_gcs("bkt", NULL, err, sizeof err);
     CHECK(s != NULL);
     if (s)
         sink_gcs_ops.close(s);
     unsetenv("STORAGE_EMULATOR_HOST");
     snprintf(cfg.gcs_endpoint, sizeof cfg.gcs_endpoint, "http://storage.example.com");
-    CHECK(sink_gcs_ops.open("bkt", NULL, &cfg, err, sizeof err) == NULL);
+    CHECK(open_gcs("bkt", NULL, err, sizeof err) == NULL);
     CHECK_HAS(err, "GCS endpoint 'http://storage.example.com' must be https://");
     snprintf(cfg.gcs_endpoint, sizeof cfg.gcs_endpoint, "https://storage.googleapis.com");
-    CHECK(sink_gcs_ops.open("bkt", "/nonexistent/key.json", &cfg, err, sizeof err) == NULL);
+    CHECK(open_gcs("bkt", "/nonexistent/key.json", err, sizeof err) == NULL);
     CHECK_HAS(err, "cannot read key file '/nonexistent/key.json'");
 }
 
@@ -336,18 +345,18 @@ static void test_refusals(const char *key_file)
 {
     char err[512], where[512];
     admin_post("/_admin/bucket", "{\"name\":\"locked\",\"allow_email\":\"else@p\"}");
-    void *s = sink_gcs_ops.open("locked", key_file, &cfg, err, sizeof err);
+    void *s = open_gcs("locked", key_file, err, sizeof err);
     CHECK_INT(put_str(s, "x.ndjson", "{}\n", err, sizeof err), SINK_PERMANENT);
     CHECK_HAS(err, "lacks storage.objects.create on bucket 'locked' (HTTP 403)");
     sink_gcs_ops.close(s);
-    s = sink_gcs_ops.open("missing-bucket", key_file, &cfg, err, sizeof err);
+    s = open_gcs("missing-bucket", key_file, err, sizeof err);
     CHECK_INT(put_str(s, "x.ndjson", "{}\n", err, sizeof err), SINK_PERMANENT);
     CHECK_HAS(err, "bucket 'missing-bucket' not found (HTTP 404)");
     CHECK_HAS(err, "create it, or fix the tenant's --sink gs:// URL");
     sink_gcs_ops.close(s);
 
     cfg.gcs_gzip = 1;
-    s = sink_gcs_ops.open("up-bucket/gz", key_file, &cfg, err, sizeof err);
+    s = open_gcs("up-bucket/gz", key_file, err, sizeof err);
     sink_gcs_ops.describe(s, "acme/z.ndjson", where, sizeof where);
     CHECK_STR(where, "gs://up-bucket/gz/acme/z.ndjson.gz");
     CHECK_INT(put_str(s, "acme/z.ndjson", "{\"z\":1}\n", err, sizeof err), SINK_OK);
@@ -372,7 +381,7 @@ static void test_with_fake(void)
     }
     snprintf(cfg.gcs_endpoint, sizeof cfg.gcs_endpoint, "http://127.0.0.1:%d", port);
     CHECK_INT(make_account(key_file, sizeof key_file), 0);
-    void *s = sink_gcs_ops.open("up-bucket/pre/", key_file, &cfg, err, sizeof err);
+    void *s = open_gcs("up-bucket/pre/", key_file, err, sizeof err);
     CHECK(s != NULL);
     if (s) {
         test_uploads(s);
