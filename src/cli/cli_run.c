@@ -145,6 +145,16 @@ static int reseal_all(sqlite3 *db, const secret_key *old_key, const secret_key *
  * between commit and rename, KEY.new is the key that opens the tokens: so
  * KEY.new is only written once the tokens have opened with KEY (a rekey
  * run again in that state must not overwrite it, then delete it). */
+/* A rekey that committed but stopped before its rename leaves the tokens
+ * sealed with KEY.new: say so, since that file is then the working key. */
+static void interrupted_rekey_hint(const cli_ctx *ctx, const char *next_path)
+{
+    if (access(next_path, F_OK) == 0)
+        cli_error("rekey: nothing changed. %s exists: if an earlier rekey stopped before "
+                  "replacing %s, the tokens are sealed with it; move it over %s, then run "
+                  "rekey again", next_path, ctx->key_path, ctx->key_path);
+}
+
 int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
 {
     char err[1024], next_path[CONFIG_PATH_MAX + 8];
@@ -166,17 +176,16 @@ int cmd_rekey(cli_ctx *ctx, int argc, char **argv)
         return cli_error("%s", err);
     }
     snprintf(next_path, sizeof next_path, "%s.new", ctx->key_path);
-    if (cli_load_key(ctx, db, &old_key) != 0 || secret_key_generate(&new_key) < 0)
+    if (cli_load_key(ctx, db, &old_key) != 0) {
+        interrupted_rekey_hint(ctx, next_path);
+        goto out;
+    }
+    if (secret_key_generate(&new_key) < 0)
         goto out;
     if (db_begin(db, err, sizeof err) < 0 || reseal_all(db, &old_key, &new_key, err, sizeof err) < 0) {
         db_rollback(db);
-        if (access(next_path, F_OK) == 0)
-            cli_error("rekey failed, nothing changed: %s. %s exists: if an earlier rekey "
-                      "stopped before replacing %s, the tokens are sealed with it; move it "
-                      "over %s, then run rekey again", err, next_path, ctx->key_path,
-                      ctx->key_path);
-        else
-            cli_error("rekey failed, nothing changed: %s", err);
+        cli_error("rekey failed, nothing changed: %s", err);
+        interrupted_rekey_hint(ctx, next_path);
         goto out;
     }
     if (secret_key_save(&new_key, next_path, err, sizeof err) < 0 ||
