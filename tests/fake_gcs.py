@@ -44,9 +44,13 @@ GET /computeMetadata/v1/instance/service-accounts/default/token
 GET /computeMetadata/v1/instance/service-accounts/default/email   text.
 
 Admin API (JSON bodies and replies; never needs auth):
-    POST /_admin/bucket  {"name": B, "allow_email": E (optional)}
+    POST /_admin/bucket  {"name": B, "allow_email": E (optional), "create_only": bool}
         create bucket B (idempotent; updates allow_email). With allow_email,
-        only tokens issued to account E may upload (others get 403).
+        only tokens issued to account E may upload (others get 403). With
+        create_only, reading an object's metadata or bytes with a token is 403,
+        as for an account granted only Storage Object Creator.
+    POST /_admin/object  {"bucket": B, "name": N, "data_b64": D}
+        place an object as another writer would (no precondition, no token).
     POST /_admin/account {"email": E, "public_key_pem": PEM, "key_id": K (optional)}
         register a service account whose JWTs /token accepts.
     POST /_admin/faults  any of:
@@ -100,7 +104,7 @@ STAT_KEYS = ("upload_requests", "uploads", "uploads_ok", "uploads_412", "uploads
              "uploads_failed", "lost_replies", "uploads_401", "uploads_403",
              "uploads_404", "uploads_400", "overwrites", "token_requests",
              "tokens_issued", "metadata_tokens_issued", "token_verify_failed",
-             "metadata_rejected")
+             "metadata_rejected", "reads", "reads_403")
 MAX_BODY = 512 * 1024 * 1024
 
 
@@ -383,6 +387,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not tail.startswith("o/"):
                 raise HttpError(404, "no such route", "notFound")
             name = urllib.parse.unquote(tail[2:])
+            if b.get("create_only") and email is not None:
+                self.st.count("reads_403")
+                raise HttpError(403, "%s does not have storage.objects.get access to the "
+                                "Google Cloud Storage object." % email, "forbidden")
+            self.st.count("reads")
             obj = b["objects"].get(name)
             if obj is None and self.query.get("alt") == "media":   # as the emulator: text
                 return self.reply(404, "No such object: %s/%s" % (bucket, name), "text/html")
@@ -486,7 +495,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HttpError(400, "admin bodies are JSON")
         fn = {"/_admin/bucket": self.admin_bucket, "/_admin/account": self.admin_account,
               "/_admin/faults": self.admin_faults, "/_admin/config": self.admin_config,
-              "/_admin/revoke": self.admin_revoke, "/_admin/reset": self.admin_reset}.get(path)
+              "/_admin/revoke": self.admin_revoke, "/_admin/reset": self.admin_reset,
+              "/_admin/object": self.admin_object}.get(path)
         if fn is None:
             raise HttpError(404, "no admin route %s" % path, "notFound")
         with self.st.lock:
@@ -497,7 +507,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HttpError(400, "bucket needs a name")
         b = self.st.buckets.setdefault(req["name"], {"allow_email": None, "objects": {}})
         b["allow_email"] = req.get("allow_email")
+        b["create_only"] = bool(req.get("create_only"))
         return {"name": req["name"], "allow_email": b["allow_email"]}
+
+    def admin_object(self, req):
+        """Place an object as another writer would (no preconditions)."""
+        b = self.st.buckets.get(req.get("bucket"))
+        if b is None or not req.get("name"):
+            raise HttpError(400, "object needs an existing bucket and a name")
+        self.st.generation = max(self.st.generation + 1, int(time.time() * 1000))
+        b["objects"][req["name"]] = {"data": base64.b64decode(req.get("data_b64", "")),
+                                     "generation": self.st.generation,
+                                     "content_type": "application/octet-stream",
+                                     "created": now_rfc3339()}
+        return {"name": req["name"]}
 
     def admin_account(self, req):
         if not req.get("email") or "BEGIN PUBLIC KEY" not in req.get("public_key_pem", ""):

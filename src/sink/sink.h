@@ -1,10 +1,12 @@
 /* sink.h - where delivered batches go: file:///dir or gs://bucket/prefix.
  *
  * A sink stores one object per outbox batch under a deterministic name
- * "<tenant>/alerts_<yyyymmdd_HHMMSS>_<batch id>.ndjson" below its own root
- * or prefix. Puts never overwrite: an object that already exists is an
- * earlier try that succeeded, reported as SINK_EXISTS and counted as
- * delivered (GCS: ifGenerationMatch=0 -> 412; file: link(2) -> EEXIST).
+ * "<tenant>/alerts_<yyyymmdd_HHMMSS>_<db id>_<batch id>.ndjson" below its
+ * own root or prefix. Puts never overwrite: an object that already exists
+ * with the same bytes is an earlier try that succeeded, reported as
+ * SINK_EXISTS and counted as delivered (GCS: ifGenerationMatch=0 -> 412,
+ * then md5Hash compared; file: link(2) -> EEXIST, then the bytes); other
+ * bytes there are SINK_PERMANENT.
  * A sink is used by one thread at a time; open one per upload worker.
  */
 #ifndef NSC_SINK_H

@@ -245,19 +245,97 @@ static sink_result temp_write(const put_paths *pp, const void *data, size_t len,
     return rc < 0 ? io_error(e, "cannot write", pp->final, err, errlen) : SINK_OK;
 }
 
-/* The object is in place, linked now (SINK_OK) or by an earlier try
- * (SINK_EXISTS): its directory entry is made durable either way, since the
- * earlier try may have been killed before its own fsync, and the batch is
- * recorded as delivered (its spool file removed) on this answer. */
-static sink_result in_place(const put_paths *pp, sink_result r, char *err, size_t errlen)
+/* What the batch is, to compare with an object already under its name:
+ * its bytes in memory, or the file it is stored in. */
+typedef struct batch_src {
+    const void *data;
+    size_t len;
+    const char *path;          /* set instead of data: a spool file */
+} batch_src;
+
+#define CMP_CHUNK 65536
+
+/* 1 when the bytes of fd from off on equal want[0, n), 0 when not, -1 error. */
+static int fd_equals(int fd, off_t off, const unsigned char *want, size_t n)
+{
+    unsigned char chunk[CMP_CHUNK];
+    while (n > 0) {
+        size_t k = n < sizeof chunk ? n : sizeof chunk;
+        ssize_t got = pread(fd, chunk, k, off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -1 : 0;
+        if (memcmp(chunk, want, (size_t)got) != 0)
+            return 0;
+        want += got, off += got, n -= (size_t)got;
+    }
+    return 1;
+}
+
+/* 1 when the regular file fd (of size st->st_size) holds what src holds. */
+static int same_batch(int fd, const struct stat *st, const batch_src *src)
+{
+    if (!src->path)
+        return (size_t)st->st_size == src->len ? fd_equals(fd, 0, src->data, src->len) : 0;
+    int sfd = open(src->path, O_RDONLY | O_CLOEXEC);
+    struct stat sst;
+    int rc = sfd < 0 || fstat(sfd, &sst) < 0 ? -1
+           : sst.st_dev == st->st_dev && sst.st_ino == st->st_ino ? 1   /* our own link */
+           : sst.st_size != st->st_size ? 0 : 2;
+    for (off_t off = 0; rc == 2 && off < sst.st_size;) {
+        unsigned char chunk[CMP_CHUNK];
+        ssize_t got = pread(sfd, chunk, sizeof chunk, off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        rc = got <= 0 ? -1 : fd_equals(fd, off, chunk, (size_t)got) == 1 ? 2 : 0;
+        off += got > 0 ? got : 0;
+    }
+    if (sfd >= 0)
+        close(sfd);
+    return rc == 2 ? 1 : rc;
+}
+
+/* An object already under the name counts as this batch only if it is a
+ * regular file holding the same bytes: anything else (a file placed there,
+ * another database's batch) is a failure that names it, never a silent
+ * "delivered". */
+static sink_result existing_check(const put_paths *pp, const batch_src *src, char *err,
+                                  size_t errlen)
 {
     struct stat st;
-    if (r == SINK_EXISTS && (fstatat(pp->dirfd, pp->leaf, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-                             !S_ISREG(st.st_mode))) {
+    int fd = openat(pp->dirfd, pp->leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
         seterr(err, errlen, "%s exists but is not a regular file (a symbolic link?): the "
                "batch is not counted delivered; remove it", pp->final);
         return SINK_PERMANENT;
     }
+    int same = same_batch(fd, &st, src);
+    int e = errno;
+    close(fd);
+    if (same < 0)
+        return io_error(e, "cannot compare the existing", pp->final, err, errlen);
+    if (!same) {
+        seterr(err, errlen, "%s exists with other content (%lld bytes) than this batch: "
+               "another writer uses this name; the batch is not counted delivered; move "
+               "that file away to deliver it", pp->final, (long long)st.st_size);
+        return SINK_PERMANENT;
+    }
+    return SINK_EXISTS;
+}
+
+/* The object is in place, linked now (SINK_OK) or by an earlier try
+ * (SINK_EXISTS, once its content is checked): its directory entry is made
+ * durable either way, since the earlier try may have been killed before its
+ * own fsync, and the batch is recorded as delivered (its spool file removed)
+ * on this answer. */
+static sink_result in_place(const put_paths *pp, sink_result r, const batch_src *src,
+                            char *err, size_t errlen)
+{
+    if (r == SINK_EXISTS && (r = existing_check(pp, src, err, errlen)) != SINK_EXISTS)
+        return r;
     if (fsync(pp->dirfd) < 0)
         return io_error(errno, "cannot sync the directory of", pp->final, err, errlen);
     return r;
@@ -265,7 +343,8 @@ static sink_result in_place(const put_paths *pp, sink_result r, char *err, size_
 
 /* link the temp file to its final name; never replaces an object (nor
  * follows a link there: linkat() never does). */
-static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
+static sink_result temp_publish(const put_paths *pp, const batch_src *src, char *err,
+                                size_t errlen)
 {
     int exists = 0;
     if (linkat(pp->dirfd, pp->tmp, pp->dirfd, pp->leaf, 0) < 0) {
@@ -273,7 +352,7 @@ static sink_result temp_publish(const put_paths *pp, char *err, size_t errlen)
             return io_error(errno, "cannot create", pp->final, err, errlen);
         exists = 1;
     }
-    return in_place(pp, exists ? SINK_EXISTS : SINK_OK, err, errlen);
+    return in_place(pp, exists ? SINK_EXISTS : SINK_OK, src, err, errlen);
 }
 
 /* Write data to an unnamed file in the object's directory (O_TMPFILE),
@@ -284,6 +363,7 @@ static sink_result anon_put(const put_paths *pp, const void *data, size_t len, i
                             char *err, size_t errlen)
 {
     char proc[64];
+    batch_src src = {.data = data, .len = len};
     int fd = openat(pp->dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
     if (fd < 0) {
         if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
@@ -300,12 +380,12 @@ static sink_result anon_put(const put_paths *pp, const void *data, size_t len, i
     int e = errno;
     close(fd);
     if (rc < 0 && e == EEXIST)
-        return in_place(pp, SINK_EXISTS, err, errlen);
+        return in_place(pp, SINK_EXISTS, &src, err, errlen);
     if (rc < 0 && e == ENOENT && access("/proc/self/fd", F_OK) != 0)
         *fallback = 1;                             /* no /proc */
     if (rc < 0)
         return io_error(e, "cannot write", pp->final, err, errlen);
-    return in_place(pp, SINK_OK, err, errlen);
+    return in_place(pp, SINK_OK, &src, err, errlen);
 }
 
 /* What every store does first: check the name, make the paths, create
@@ -345,7 +425,7 @@ static sink_result file_put(void *state, const char *name, const void *data, siz
         goto out;
     r = temp_write(&pp, data, len, &created, err, errlen);
     if (r == SINK_OK)
-        r = temp_publish(&pp, err, errlen);
+        r = temp_publish(&pp, &(batch_src){.data = data, .len = len}, err, errlen);
 out:
     if (created)
         unlinkat(pp.dirfd, pp.tmp, 0);
@@ -360,16 +440,17 @@ static sink_result file_link(void *state, const char *name, const char *path, in
                              char *err, size_t errlen)
 {
     put_paths pp;
+    batch_src src = {.path = path};
     sink_result r = put_prepare(state, name, &pp, err, errlen);
     if (r != SINK_OK)
         goto out;
     if (linkat(AT_FDCWD, path, pp.dirfd, pp.leaf, 0) == 0) {
-        r = in_place(&pp, SINK_OK, err, errlen);
+        r = in_place(&pp, SINK_OK, &src, err, errlen);
         goto out;
     }
     switch (errno) {
     case EEXIST:
-        r = in_place(&pp, SINK_EXISTS, err, errlen);
+        r = in_place(&pp, SINK_EXISTS, &src, err, errlen);
         break;
     case EXDEV: case EPERM: case EMLINK: case EOPNOTSUPP: case ENOENT:
         *fallback = 1;          /* ENOENT: put_mapped names the missing spool file */

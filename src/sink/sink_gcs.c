@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <zlib.h>
 
 #include "base/buf.h"
@@ -353,9 +354,10 @@ fail_out:
     return NULL;
 }
 
-/* One POST. Returns the CURLcode; *status is the HTTP code (0 if none). */
-static CURLcode post_once(gcs_sink *s, const char *url, const char *token, const void *data,
-                          size_t len, long *status)
+/* One POST of data[0, len), or a GET when data is NULL. Returns the
+ * CURLcode; *status is the HTTP code (0 if none). */
+static CURLcode request_once(gcs_sink *s, const char *url, const char *token, const void *data,
+                             size_t len, long *status)
 {
     struct curl_slist *hdrs = headers_make(token);
     *status = 0;
@@ -365,8 +367,12 @@ static CURLcode post_once(gcs_sink *s, const char *url, const char *token, const
     s->curl_err[0] = '\0';
     curl_easy_setopt(s->curl, CURLOPT_URL, url);
     curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, len ? data : "");
-    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    if (data) {
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, len ? data : "");
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else {
+        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
+    }
     CURLcode cc = curl_easy_perform(s->curl);
     if (cc == CURLE_OK)
         curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, status);
@@ -431,6 +437,62 @@ static sink_result status_result(const gcs_sink *s, const char *obj, long st,
     return st == 408 || st == 429 || st >= 500 ? SINK_RETRY : SINK_PERMANENT;
 }
 
+/* base64 of the MD5 of data[0, len), as GCS writes md5Hash. */
+static void md5_base64(const void *data, size_t len, char out[32])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, md, &n, EVP_md5(), NULL) != 1)
+        n = 0;
+    EVP_EncodeBlock((unsigned char *)out, md, (int)n);
+}
+
+/* After a 412, the object under the name counts as this batch only if it
+ * holds the same bytes: its md5Hash is read (storage.objects.get) and
+ * compared with what was sent. A name is never another batch's by
+ * accident (names carry the database id), so where the account may not
+ * read objects (Storage Object Creator alone: 403) the name is trusted. */
+static sink_result existing_check(gcs_sink *s, const char *obj, const char *tok,
+                                  const void *sent, size_t len, char *err, size_t errlen)
+{
+    char want[32], *esc = curl_easy_escape(s->curl, obj, 0), *got = NULL;
+    buf url;
+    long st = 0;
+    sink_result r = SINK_RETRY;
+    buf_init(&url, 0);
+    if (!esc || buf_printf(&url, "%s/storage/v1/b/%s/o/%s?fields=md5Hash", s->endpoint,
+                           s->bucket, esc) < 0) {
+        seterr(err, errlen, "cannot build the URL of gs://%s/%s: out of memory", s->bucket, obj);
+        goto out;
+    }
+    CURLcode cc = request_once(s, url.data, tok, NULL, 0, &st);
+    if (cc != CURLE_OK || st == 404 || st == 408 || st == 429 || st >= 500) {
+        seterr(err, errlen, "gs://%s/%s exists (412) but could not be read back to compare "
+               "(%s): will retry", s->bucket, obj, cc != CURLE_OK ? curl_easy_strerror(cc)
+               : st == 404 ? "gone again" : "GCS busy");
+        goto out;
+    }
+    if (st == 401 || st == 403) {
+        r = SINK_EXISTS;                /* may not read: trusted by its unique name */
+        goto out;
+    }
+    md5_base64(sent, len, want);
+    got = st == 200 ? json_string(s->reply.data, s->reply.len, "md5Hash", NULL) : NULL;
+    if (got && strcmp(got, want) == 0) {
+        r = SINK_EXISTS;
+        goto out;
+    }
+    r = SINK_PERMANENT;
+    seterr(err, errlen, "gs://%s/%s exists with other content (md5 %s, this batch %s): "
+           "another writer uses this name; the batch is not counted delivered; move that "
+           "object away to deliver it", s->bucket, obj, got ? got : "unknown", want);
+out:
+    free(got);
+    curl_free(esc);
+    buf_release(&url);
+    return r;
+}
+
 /* One attempt with a current token. *again is set after a 401 when a
  * retry with a fresh token is allowed. */
 static sink_result put_try(gcs_sink *s, const char *url, const char *obj, const void *data,
@@ -446,7 +508,7 @@ static sink_result put_try(gcs_sink *s, const char *url, const char *obj, const 
         tok[0] = '\0';
     if (ar != OAUTH_OK)
         return ar == OAUTH_RETRY ? SINK_RETRY : SINK_PERMANENT;
-    CURLcode cc = post_once(s, url, tok, data, len, &st);
+    CURLcode cc = request_once(s, url, tok, data, len, &st);
     if (cc != CURLE_OK) {
         r = transport_result(s, obj, cc, err, errlen);
     } else if (st == 401 && may_retry && s->auth) {
@@ -456,6 +518,8 @@ static sink_result put_try(gcs_sink *s, const char *url, const char *obj, const 
     } else {
         r = status_result(s, obj, st, err, errlen);
     }
+    if (r == SINK_EXISTS)
+        r = existing_check(s, obj, tok, data, len, err, errlen);
     OPENSSL_cleanse(tok, sizeof tok);
     return r;
 }

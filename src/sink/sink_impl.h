@@ -5,9 +5,12 @@
  *
  * What a backend promises:
  *   - never overwrite: a put of a name that exists stores nothing and
- *     returns SINK_EXISTS, which the caller counts delivered: right only
- *     while names are unique to one batch (issue 17's collision-proof
- *     names and content comparison are not built for GCS yet);
+ *     returns SINK_EXISTS, which the caller counts delivered - so only when
+ *     what is there is this batch: compare its bytes where the backend can
+ *     (file: always; GCS: md5Hash when the account may read it), and
+ *     return SINK_PERMANENT naming the object when they differ. Names are
+ *     unique to one batch of one database (they carry its db id), which
+ *     is what a backend that cannot compare relies on;
  *   - SINK_OK means durable: the object survives a crash of this host and
  *     of the backend's own (file: fsync of file and directory; GCS: 200);
  *   - classify every failure: SINK_RETRY for what passes by itself (5xx,

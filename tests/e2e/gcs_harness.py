@@ -63,9 +63,16 @@ class FakeGCS(FakeServer):
 
     # -- admin API
 
-    def bucket(self, name, allow_email=None):
-        """Create bucket name (only allow_email's tokens may upload when given)."""
-        return self._admin("POST", "/_admin/bucket", {"name": name, "allow_email": allow_email})
+    def bucket(self, name, allow_email=None, create_only=False):
+        """Create bucket name (only allow_email's tokens may upload when given;
+        create_only: tokens may not read objects back)."""
+        return self._admin("POST", "/_admin/bucket", {"name": name, "allow_email": allow_email,
+                                                      "create_only": create_only})
+
+    def put_object(self, bucket, name, data):
+        """Place an object as another writer would."""
+        return self._admin("POST", "/_admin/object", {
+            "bucket": bucket, "name": name, "data_b64": base64.b64encode(data).decode()})
 
     def account(self, email, public_key_pem, key_id=None):
         return self._admin("POST", "/_admin/account", {"email": email,

@@ -260,6 +260,54 @@ def test_refused_pin_follows_the_new_sink():
         check_bucket(gcs, ws, "acme-secops", "netskope", "acme", expected_lines(fake, "tok-acme"))
 
 
+def batch_bytes(ws, batch_id):
+    """What batch batch_id holds: its body, or its spool file's bytes."""
+    body, spooled = db_query(ws.db, "SELECT body, spooled FROM outbox WHERE id = ?",
+                             (batch_id,))[0]
+    if not spooled:
+        return bytes(body)
+    with open("%s.spool/%d.ndjson" % (ws.db, batch_id), "rb") as f:
+        return f.read()
+
+
+def test_an_existing_object_counts_only_with_the_same_bytes():
+    """A 412 is not proof: the object already under a batch's name is read
+    back (md5Hash) and compared. Another writer's object there leaves the
+    batch waiting, the tenant failing with the object named, the object
+    untouched; the batch's own bytes there (a lost reply) count delivered.
+    An account that may not read objects (Storage Object Creator only) gets
+    a 403 on the read: the name, unique to this database, is trusted."""
+    with FakeNetskope() as fake, FakeGCS() as gcs, workspace(gcs, extra=SMALL_BATCHES) as ws:
+        key = acme_on_gcs(fake, gcs, ws, 400, seed=34)
+        gcs.faults(fail_uploads=10 ** 6)
+        rc, err = run_once(ws)
+        assert rc == 1, err[-2000:]
+        batches = db_query(ws.db, "SELECT id, object_name FROM outbox ORDER BY id")
+        assert len(batches) >= 3, batches
+        (forged_id, forged), (own_id, own) = batches[0], batches[1]
+        gcs.put_object("acme-secops", "netskope/" + forged, b'{"forged":1}\n')
+        gcs.put_object("acme-secops", "netskope/" + own, batch_bytes(ws, own_id))
+        gcs.faults(fail_uploads=0)
+        rc, err = run_once(ws)
+        assert rc == 1, "a batch under another writer's object must not count delivered"
+        left = db_query(ws.db, "SELECT id, last_error FROM outbox")
+        assert [r[0] for r in left] == [forged_id], left
+        assert "exists with other content" in left[0][1] and forged in left[0][1], left
+        assert gcs.objects("acme-secops")["netskope/" + forged] == b'{"forged":1}\n'
+        existed = db_query(ws.db, "SELECT id FROM delivered WHERE existed = 1")
+        assert existed == [(own_id,)], existed
+        rows, _ = status(ws)
+        assert rows["acme"]["state"] == "failing", rows
+        assert gcs.stats()["reads"] >= 2 and gcs.stats()["overwrites"] == 0
+
+        gcs.bucket("acme-secops", allow_email=key.email, create_only=True)
+        rc, err = run_once(ws)
+        assert rc == 0, "a create-only account cannot compare: the name is trusted\n" + err
+        assert gcs.stats()["reads_403"] >= 1
+        assert db_query(ws.db, "SELECT existed FROM delivered WHERE id = ?",
+                        (forged_id,)) == [(1,)]
+
+
 def test_token_expires_mid_run():
     """Tokens that live 2 s, uploads that take a while: the token is
     refreshed before it expires (no 401), every batch is delivered."""

@@ -186,8 +186,16 @@ static void test_put_exact(void)
     snprintf(want, sizeof want, "%s/out/%s", dir, name);
     CHECK_STR(where, want);
 
-    /* 2.2: the same name again is SINK_EXISTS and the first bytes stay. */
-    CHECK_INT(sink_put(s, name, "other", 5, err, sizeof err), SINK_EXISTS);
+    /* 2.2: the same batch again is SINK_EXISTS; other bytes under its name
+     * are not this batch: SINK_PERMANENT naming the file, and the first
+     * bytes stay. */
+    CHECK_INT(sink_put(s, name, data, sizeof data - 1, err, sizeof err), SINK_EXISTS);
+    CHECK_INT(sink_put(s, name, "other", 5, err, sizeof err), SINK_PERMANENT);
+    CHECK(strstr(err, "exists with other content") && strstr(err, name));
+    char longer[sizeof data + 1];
+    memcpy(longer, data, sizeof data - 1);
+    longer[sizeof data - 1] = 'x';          /* same start, one byte more */
+    CHECK_INT(sink_put(s, name, longer, sizeof data, err, sizeof err), SINK_PERMANENT);
     snprintf(path, sizeof path, "%s/out/%s", dir, name);
     CHECK_INT(slurp(path, got, sizeof got), sizeof data - 1);
     CHECK(memcmp(got, data, sizeof data - 1) == 0);
@@ -196,6 +204,40 @@ static void test_put_exact(void)
     CHECK_INT(sink_put(s, "acme/empty.ndjson", "", 0, err, sizeof err), SINK_OK);
     snprintf(path, sizeof path, "%s/out/acme/empty.ndjson", dir);
     CHECK_INT(slurp(path, got, sizeof got), 0);
+    sink_free(s);
+}
+
+/* 2.5: a spool file linked into place: linking it again (the same inode)
+ * or a copy of the same bytes is SINK_EXISTS; other bytes are not. */
+static void spool_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_put_file_existing(void)
+{
+    char a[1024], b[1024], c[1024], err[512] = "";
+    sink *s = open_file_sink("linked");
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    snprintf(a, sizeof a, "%s/spool-a", dir);
+    snprintf(b, sizeof b, "%s/spool-b", dir);
+    snprintf(c, sizeof c, "%s/spool-c", dir);
+    spool_write(a, "{\"a\":1}\n");
+    spool_write(b, "{\"a\":1}\n");
+    spool_write(c, "{\"a\":2}\n");
+    CHECK_INT(sink_put_file(s, "t/x.ndjson", a, err, sizeof err), SINK_OK);
+    CHECK_INT(sink_put_file(s, "t/x.ndjson", a, err, sizeof err), SINK_EXISTS);
+    CHECK_INT(sink_put_file(s, "t/x.ndjson", b, err, sizeof err), SINK_EXISTS);
+    CHECK_INT(sink_put_file(s, "t/x.ndjson", c, err, sizeof err), SINK_PERMANENT);
+    CHECK(strstr(err, "exists with other content") != NULL);
+    unlink(a), unlink(b), unlink(c);
     sink_free(s);
 }
 
@@ -210,7 +252,8 @@ static void test_put_nested(void)
         goto out;
     CHECK_INT(sink_put(a, "t1/2026/11/x.ndjson", "abc\n", 4, err, sizeof err), SINK_OK);
     CHECK_INT(sink_put(b, "t2/y.ndjson", "def\n", 4, err, sizeof err), SINK_OK);
-    CHECK_INT(sink_put(b, "t1/2026/11/x.ndjson", "zzz\n", 4, err, sizeof err), SINK_EXISTS);
+    CHECK_INT(sink_put(b, "t1/2026/11/x.ndjson", "zzz\n", 4, err, sizeof err), SINK_PERMANENT);
+    CHECK_INT(sink_put(b, "t1/2026/11/x.ndjson", "abc\n", 4, err, sizeof err), SINK_EXISTS);
     snprintf(path, sizeof path, "%s/deep/root/t1/2026/11/x.ndjson", dir);
     CHECK_INT(slurp(path, got, sizeof got), 4);
     CHECK_MEM(got, 4, "abc\n");
@@ -325,6 +368,7 @@ int main(void)
     test_describe();
     test_put_exact();
     test_put_nested();
+    test_put_file_existing();
     test_bad_names();
     test_put_errors();
     CHECK_INT(count_temp_files(dir), 0);
