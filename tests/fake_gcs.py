@@ -68,6 +68,7 @@ Admin API (JSON bodies and replies; never needs auth):
     POST /_admin/revoke  {}  forget every issued token (next uploads get 401)
     POST /_admin/reset   {}  drop objects, tokens, stats and faults (buckets,
                              accounts and config stay)
+    GET  /_admin/assertions  every JWT assertion /token received, in order
     GET  /_admin/stats   {"upload_requests", "uploads" (objects stored,
         lost replies included), "uploads_ok" (200 replies), "uploads_412",
         "uploads_503" (injected: fail_uploads with status 503 and lost
@@ -129,6 +130,7 @@ class State:
         self.faults = dict(DEFAULT_FAULTS)
         self.stats = {k: 0 for k in STAT_KEYS}
         self.tokens = {}
+        self.assertions = []       # every JWT assertion /token received, for other verifiers
         self.generation = 1000
         for b in self.buckets.values():
             b["objects"] = {}
@@ -418,6 +420,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if form.get("grant_type") != JWT_BEARER:
             return self.reply(400, {"error": "unsupported_grant_type",
                                     "error_description": "Invalid grant_type."})
+        with self.st.lock:
+            self.st.assertions.append(form.get("assertion", ""))
         problem, email = self.verify_jwt(form.get("assertion", ""))
         if problem:
             return self.token_error(problem)
@@ -556,6 +560,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.st.lock:
             if path == "/_admin/stats":
                 return self.reply(200, dict(self.st.stats))
+            if path == "/_admin/assertions":
+                return self.reply(200, list(self.st.assertions))
             if path == "/_admin/objects":
                 return self.reply(200, self.admin_objects(self.query.get("bucket", "")))
         raise HttpError(404, "no admin route %s" % path, "notFound")

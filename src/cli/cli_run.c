@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -90,9 +91,11 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     }
     if (optind < argc)
         return cli_error("run: unexpected argument '%s'\n%s", argv[optind], usage);
-    /* The daemon holds every tenant's token in memory: no core files. */
+    /* The daemon holds every tenant's token in memory: no core files, and
+     * not dumpable, so a same-uid gcore or ptrace cannot read them either. */
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     sqlite3 *db = cli_open_db(ctx);
     int bad = !db || cli_load_key(ctx, db, &key) != 0;
     db_close(db);

@@ -255,6 +255,37 @@ def test_tenant_added_across_a_rekey_is_refused():
         assert rc == 0 and "rekeyed 2 tokens" in out, err
 
 
+def test_daemon_is_not_dumpable():
+    """The daemon holds every token in memory. Run as an ordinary user
+    (nobody), it clears PR_SET_DUMPABLE: the kernel then owns its /proc files
+    as root, so that user's gcore or ptrace cannot attach and read them."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        print("skipped: needs root and setpriv to run the daemon as nobody")
+        return
+    with FakeNetskope() as fake, Workspace() as ws:
+        assert ws.run_cli(["init"])[0] == 0
+        add(ws, fake, "acme", "tok-a")
+        for root, dirs, files in os.walk(ws.dir):
+            for n in dirs + files + ["."]:
+                os.chown(os.path.join(root, n) if n != "." else root, 65534, 65534)
+        err = open(os.path.join(ws.dir, "nobody.err"), "wb")
+        proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                                + ws.argv(["run"]), cwd=ws.dir, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_until(lambda: "event=start" in read(err.name), timeout=20,
+                       what="the daemon (as nobody) to start")
+            with open("/proc/%d/status" % proc.pid) as f:
+                uid = [l.split()[1] for l in f if l.startswith("Uid:")][0]
+            assert uid == "65534", "the daemon does not run as nobody: uid %s" % uid
+            owner = os.stat("/proc/%d/status" % proc.pid).st_uid
+            assert owner == 0, "a dumpable daemon: /proc files owned by uid %d" % owner
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+            err.close()
+
+
 def test_man_page_renders():
     page = os.path.join(REPO, "etc", "nscollect.1")
     p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", page], stdout=subprocess.PIPE,
