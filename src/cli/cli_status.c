@@ -179,7 +179,8 @@ static const char show_json_sql[] =
     "ELSE 'false' END), 'url', t.url, 'token', t.token_fp, 'sink', t.sink, "
     "'sink_credentials', t.sink_credentials, 'interval_s', t.interval_s, "
     "'lookback_s', t.lookback_s, 'overlap_s', t.overlap_s, 'page_size', t.page_size, "
-    "'max_records', t.max_records, 'window', t.window, 'cursor', s.cursor, 'state', s.state, "
+    "'max_records', t.max_records, 'requests_per_second', t.requests_per_second, "
+    "'window', t.window, 'cursor', s.cursor, 'state', s.state, "
     "'lag_s', s.lag_s, 'pending_batches', s.pending_batches, 'last_error', s.last_error, "
     "'streams', json((SELECT json_group_array(json_object('stream', ss.stream, 'state', ss.state, "
     "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
@@ -238,6 +239,8 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
            t.sink[0] ? "" : " (default)", t.sink_credentials[0] ? t.sink_credentials : "-",
            t.interval_s, t.lookback_s, t.overlap_s, t.page_size, (long long)t.max_records,
            t.max_records ? "" : " (no cap)", t.window_event ? "event" : "insertion");
+    printf("requests/s:    %g%s\n", tenant_rate(&t, &ctx->cfg),
+           t.requests_per_s > 0 ? "" : " (fetch.requests_per_second)");
     if (cursor >= 0)
         printf("cursor:        %lld (%lld s ago)\n", (long long)cursor,
                (long long)(db_now() - cursor));

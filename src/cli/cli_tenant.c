@@ -28,14 +28,14 @@
 typedef struct tenant_opts {
     const char *url, *token_file, *token_env, *sink, *sink_credentials, *window, *state;
     const char *streams;
-    const char *interval, *lookback, *overlap, *page_size, *max_records;
+    const char *interval, *lookback, *overlap, *page_size, *max_records, *rate;
     int disabled, json, force;
     unsigned given;             /* OPT_BIT of each option given */
 } tenant_opts;
 
 enum { OPT_URL = 256, OPT_TOKEN_FILE, OPT_TOKEN_ENV, OPT_SINK, OPT_SINK_CRED, OPT_WINDOW,
-       OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_DISABLED,
-       OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS };
+       OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_RATE,
+       OPT_DISABLED, OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS };
 #define OPT_BIT(opt) (1u << ((opt) - OPT_URL))
 /* The options of add and set: every setting of a tenant. */
 #define SETTINGS (OPT_BIT(OPT_STATE) - 1 - OPT_BIT(OPT_JSON) - OPT_BIT(OPT_FORCE) - \
@@ -53,6 +53,7 @@ static const struct option long_options[] = {
     {"overlap", required_argument, NULL, OPT_OVERLAP},
     {"page-size", required_argument, NULL, OPT_PAGE_SIZE},
     {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
+    {"requests-per-second", required_argument, NULL, OPT_RATE},
     {"disabled", no_argument, NULL, OPT_DISABLED},
     {"json", no_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
@@ -66,7 +67,7 @@ static const char tenant_usage[] =
     "usage: nscollect tenant add NAME --url URL [--token-file F | --token-env VAR]\n"
     "                 [--sink URL] [--sink-credentials FILE] [--interval S] [--lookback S]\n"
     "                 [--overlap S] [--page-size N] [--max-records N] [--window insertion|event]\n"
-    "                 [--streams alert,page,...] [--disabled]\n"
+    "                 [--streams alert,page,...] [--requests-per-second R] [--disabled]\n"
     "                                         (the token is read from stdin if no file/env)\n"
     "       nscollect tenant set NAME [any option of add] [--force]\n"
     "                 (--streams: alert (default), page, application, network, audit,\n"
@@ -122,7 +123,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
         [OPT_SINK_CRED - OPT_URL] = &o->sink_credentials, [OPT_WINDOW - OPT_URL] = &o->window,
         [OPT_INTERVAL - OPT_URL] = &o->interval, [OPT_LOOKBACK - OPT_URL] = &o->lookback,
         [OPT_OVERLAP - OPT_URL] = &o->overlap, [OPT_PAGE_SIZE - OPT_URL] = &o->page_size,
-        [OPT_MAX_RECORDS - OPT_URL] = &o->max_records,
+        [OPT_MAX_RECORDS - OPT_URL] = &o->max_records, [OPT_RATE - OPT_URL] = &o->rate,
     };
     memset(o, 0, sizeof *o);
     *name = NULL;
@@ -138,7 +139,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             if (*name)
                 return extra_argument(optind);
             *name = argv[optind++];
-        } else if (c >= OPT_URL && c <= OPT_MAX_RECORDS) {
+        } else if (c >= OPT_URL && c <= OPT_RATE) {          /* options with a value */
             *slot[c - OPT_URL] = optarg;
         } else if (c == OPT_DISABLED) {
             o->disabled = 1;
@@ -187,6 +188,26 @@ static int sink_credentials_check(const char *path)
 }
 
 /* Settings given on the command line, validated, over t. */
+/* --requests-per-second R: this tenant's share of Netskope's per-token
+ * limit (4/s), which the customer's other integrations also spend. */
+static int parse_rate(const char *text, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double r = strtod(text, &end);
+    if (errno || end == text || *end || !(r >= 0.01 && r <= 1000)) {
+        cli_error("--requests-per-second '%s': expected a number from 0.01 to 1000 "
+                  "(requests per second for this tenant; e.g. 1 to leave Netskope's 4/s "
+                  "mostly to the customer's other integrations)", text);
+        return -1;
+    }
+    if (r > 4)
+        fprintf(stderr, "nscollect: warning: --requests-per-second %g is above 4, the rate "
+                "Netskope documents per tenant token; expect 429 replies\n", r);
+    *out = r;
+    return 0;
+}
+
 static int apply_opts(tenant *t, const tenant_opts *o)
 {
     char err[512];
@@ -247,6 +268,8 @@ static int apply_opts(tenant *t, const tenant_opts *o)
     if (o->max_records && parse_number("max-records", o->max_records, 0, 1000000000, &v) == 0)
         t->max_records = v;
     else if (o->max_records)
+        return -1;
+    if (o->rate && parse_rate(o->rate, &t->requests_per_s) < 0)
         return -1;
     if (o->disabled)
         t->enabled = 0;

@@ -305,6 +305,14 @@ static void *prefetch_main(void *arg)
     return NULL;
 }
 
+/* The requests a job of this tenant may spend: its budget in seconds at
+ * its rate (at least one). */
+static int64_t budget_pages(const fetcher *f, const job *j)
+{
+    int64_t n = (int64_t)(f->cfg->job_budget_s * tenant_rate(&j->t, f->cfg));
+    return n > 0 ? n : 1;
+}
+
 /* Send q from another thread on the client not holding the current page.
  * When no thread can be started the page is simply fetched in line. */
 static void prefetch_start(fetcher *f, job *j, const ns_query *q)
@@ -314,7 +322,7 @@ static void prefetch_start(fetcher *f, job *j, const ns_query *q)
     p->page = &f->page[!f->cur];
     p->q = *q;
     p->tenant_id = j->t.id;
-    p->gap_us = 1000000 / f->cfg->requests_per_s;
+    p->gap_us = tenant_request_gap_us(&j->t, f->cfg);
     p->stopped = 0;
     p->parsed = 1;
     p->active = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
@@ -389,7 +397,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
                 return -1;
             j->slice_pages++;
             wait_begin(f);
-            int stopped = pacing_wait(j->t.id, 1000000 / f->cfg->requests_per_s);
+            int stopped = pacing_wait(j->t.id, tenant_request_gap_us(&j->t, f->cfg));
             st = stopped ? NS_FAIL : ns_fetch_page(f->http[f->cur], &q, &rep);
             wait_end(f);
             if (stopped)
@@ -665,7 +673,7 @@ static void fetch_window(fetcher *f, job *j)
         if (rc != 0)
             return;
         pacing_slice_done(PACING_STREAM_KEY(j->s.id), slice_s, j->slice_pages,
-                          (int64_t)f->cfg->job_budget_s * f->cfg->requests_per_s,
+                          budget_pages(f, j),
                           f->cfg->slice_s);
         progress(j, w.end);
         if (has_cursor && w.end < cursor) {

@@ -15,7 +15,8 @@
 #define TENANT_COLUMNS \
     "id, name, url, token_fp, coalesce(sink, ''), coalesce(sink_credentials, ''), " \
     "interval_s, lookback_s, overlap_s, page_size, max_records, window, enabled, " \
-    "next_run_at, not_before, fail_count, coalesce(last_ok_at, 0), coalesce(last_error, '')"
+    "next_run_at, not_before, fail_count, coalesce(last_ok_at, 0), coalesce(last_error, ''), " \
+    "coalesce(requests_per_second, 0)"
 
 int tenant_name_check(const char *name, char *err, size_t errlen)
 {
@@ -83,6 +84,7 @@ static void tenant_from_row(tenant *t, sqlite3_stmt *st)
     t->fail_count = sqlite3_column_int64(st, 15);
     t->last_ok_at = sqlite3_column_int64(st, 16);
     copy_text(t->last_error, sizeof t->last_error, st, 17);
+    t->requests_per_s = sqlite3_column_double(st, 18);
 }
 
 static int tenant_select(sqlite3 *db, const char *where, const char *name, int64_t id,
@@ -213,6 +215,10 @@ static void bind_settings(sqlite3_stmt *st, const tenant *t)
     sqlite3_bind_text(st, 10, t->window_event ? "event" : "insertion", -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 11, t->enabled);
     sqlite3_bind_int64(st, 12, db_now());
+    if (t->requests_per_s > 0)
+        sqlite3_bind_double(st, 14, t->requests_per_s);
+    else
+        sqlite3_bind_null(st, 14);
 }
 
 /* Run sql with ?1 bound to id. */
@@ -257,7 +263,8 @@ int tenant_insert(sqlite3 *db, const secret_key *key, tenant *t,
     static const char *sql =
         "INSERT INTO tenant (name, url, sink, sink_credentials, interval_s, lookback_s, "
         "overlap_s, page_size, max_records, window, enabled, created_at, updated_at, "
-        "token, token_fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, x'', '')";
+        "token, token_fp, requests_per_second) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, x'', '', ?14)";
     if (db_begin(db, err, errlen) < 0)
         return -1;
     t->id = 0;
@@ -281,7 +288,7 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
     static const char *sql =
         "UPDATE tenant SET name = ?1, url = ?2, sink = ?3, sink_credentials = ?4, "
         "interval_s = ?5, lookback_s = ?6, overlap_s = ?7, page_size = ?8, max_records = ?9, "
-        "window = ?10, enabled = ?11, updated_at = ?12 WHERE id = ?13";
+        "window = ?10, enabled = ?11, updated_at = ?12, requests_per_second = ?14 WHERE id = ?13";
     if (db_begin(db, err, errlen) < 0)
         return -1;
     if (write_settings(db, sql, t, err, errlen) < 0)
@@ -330,6 +337,16 @@ out:
 int tenant_remove(sqlite3 *db, int64_t id, char *err, size_t errlen)
 {
     return run_for_id(db, "DELETE FROM tenant WHERE id = ?1", id, err, errlen);
+}
+
+double tenant_rate(const tenant *t, const nsc_config *cfg)
+{
+    return t->requests_per_s > 0 ? t->requests_per_s : cfg->requests_per_s;
+}
+
+int64_t tenant_request_gap_us(const tenant *t, const nsc_config *cfg)
+{
+    return (int64_t)(1e6 / tenant_rate(t, cfg));
 }
 
 void tenant_sink_dest(const tenant *t, const nsc_config *cfg, sink_dest *d)

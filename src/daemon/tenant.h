@@ -29,6 +29,7 @@ typedef struct tenant {
     char sink_credentials[CONFIG_PATH_MAX];
     int interval_s, lookback_s, overlap_s, page_size;
     int64_t max_records;
+    double requests_per_s;              /* this tenant's rate; 0 = fetch.requests_per_second */
     int window_event;                   /* 0 insertion time, 1 event time */
     int enabled;
     int64_t next_run_at, not_before, fail_count, last_ok_at;
@@ -72,6 +73,10 @@ int tenant_remove(sqlite3 *db, int64_t id, char *err, size_t errlen);
 
 /* The sink URL actually used: t->sink, or file://<abs output_dir>. */
 void tenant_sink_url(const tenant *t, const nsc_config *cfg, char *out, size_t outlen);
+/* t's requests per second (its own, or the config's), and the gap between
+ * two of its requests. */
+double tenant_rate(const tenant *t, const nsc_config *cfg);
+int64_t tenant_request_gap_us(const tenant *t, const nsc_config *cfg);
 /* Where t's next new batch goes: its sink URL, credentials and gzip. */
 void tenant_sink_dest(const tenant *t, const nsc_config *cfg, sink_dest *d);
 

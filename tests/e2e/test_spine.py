@@ -392,6 +392,43 @@ def test_request_rate_is_configurable():
     paced_run("fetch = { requests_per_second = 2; };\n", 450, 2, 0.5, seed=51)
 
 
+def test_request_rate_per_tenant():
+    """--requests-per-second is the tenant's own rate: acme at 2/s keeps
+    half a second between its requests while globex, on the config's 50/s,
+    goes faster in the same run; `tenant show` and its JSON say which rate
+    applies; a rate out of range is refused, naming the option (exit 2)."""
+    with FakeNetskope() as fake, Workspace("fetch = { requests_per_second = 50; };\n") as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme", "globex"], extra=("--page-size", 100))
+        rc, out, err = ws.run_cli(["tenant", "set", "acme", "--requests-per-second", "2"])
+        assert rc == 0, err
+        for n, seed in (("acme", 52), ("globex", 53)):
+            fake.generate(token(n), 600, insertion_start=now - 3500, insertion_end=now - 1,
+                          seed=seed)
+        rc, _, err = ws.run_cli(["run", "--once", "--fetch-workers", 2])
+        assert rc == 0, err
+        gaps = {}
+        for n in ("acme", "globex"):
+            times = sorted(r["t"] for r in fake.served(token(n))["requests"])
+            assert len(times) >= 6, (n, times)
+            gaps[n] = min(b - a for a, b in zip(times, times[1:]))
+        assert gaps["acme"] >= 0.5 - 0.02, "acme's requests %.3f s apart at 2/s" % gaps["acme"]
+        assert gaps["globex"] < 0.25, "globex was held to acme's rate: %.3f s" % gaps["globex"]
+        assert_exactly_once(fake, ws, ["acme", "globex"])
+        rc, out, _ = ws.run_cli(["tenant", "show", "acme"])
+        assert "requests/s:    2\n" in out, out
+        rc, out, _ = ws.run_cli(["tenant", "show", "globex"])
+        assert "requests/s:    50 (fetch.requests_per_second)" in out, out
+        rc, out, _ = ws.run_cli(["tenant", "show", "acme", "--json"])
+        assert json.loads(out)["requests_per_second"] == 2, out
+        for bad in ("0", "-1", "fast", "1e9"):
+            rc, out, err = ws.run_cli(["tenant", "set", "acme", "--requests-per-second", bad])
+            assert rc == 2 and "--requests-per-second '%s'" % bad in err, (bad, rc, err)
+        assert ws.query("SELECT requests_per_second FROM tenant WHERE name = 'acme'") == 2
+        rc, out, err = ws.run_cli(["tenant", "set", "acme", "--requests-per-second", "8"])
+        assert rc == 0 and "above 4" in err, err
+
+
 def test_spooled_batches_are_linked_into_the_file_sink():
     """outbox.spool_min_bytes = 0: every batch goes through a spool file.
     While acme's sink is blocked its batches wait there; once it is back,
