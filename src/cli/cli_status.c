@@ -76,7 +76,10 @@ static const char status_json_sql[] =
     "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
     "'records_24h', ss.records_24h, 'pending_batches', ss.pending_batches, "
     "'pending_bytes', ss.pending_bytes, 'next_run_at', ss.next_run_at, "
-    "'fail_count', ss.fail_count, 'last_error', ss.last_error)) "
+    "'fail_count', ss.fail_count, 'last_error', ss.last_error, "
+    "'iterator', (SELECT json_object('index', i.index_name, 'start_epoch', i.start_epoch, "
+    "'state', i.state, 'pages', i.pages, 'resends', i.resends) FROM iterator i "
+    "WHERE i.stream_id = ss.stream_id))) "
     "FROM (SELECT * FROM stream_status x WHERE x.tenant = ts.name ORDER BY stream_id) ss)))) "
     "FROM (SELECT * FROM tenant_status ORDER BY CASE state WHEN 'failing' THEN 0 "
     "WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name) ts";
@@ -180,13 +183,16 @@ static const char show_json_sql[] =
     "'sink_credentials', t.sink_credentials, 'interval_s', t.interval_s, "
     "'lookback_s', t.lookback_s, 'overlap_s', t.overlap_s, 'page_size', t.page_size, "
     "'max_records', t.max_records, 'requests_per_second', t.requests_per_second, "
-    "'window', t.window, 'cursor', s.cursor, 'state', s.state, "
+    "'window', t.window, 'api', t.api, 'cursor', s.cursor, 'state', s.state, "
     "'lag_s', s.lag_s, 'pending_batches', s.pending_batches, 'last_error', s.last_error, "
     "'streams', json((SELECT json_group_array(json_object('stream', ss.stream, 'state', ss.state, "
     "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
     "'records_24h', ss.records_24h, 'pending_batches', ss.pending_batches, "
     "'pending_bytes', ss.pending_bytes, 'next_run_at', ss.next_run_at, "
-    "'fail_count', ss.fail_count, 'last_error', ss.last_error)) "
+    "'fail_count', ss.fail_count, 'last_error', ss.last_error, "
+    "'iterator', (SELECT json_object('index', i.index_name, 'start_epoch', i.start_epoch, "
+    "'state', i.state, 'pages', i.pages, 'resends', i.resends) FROM iterator i "
+    "WHERE i.stream_id = ss.stream_id))) "
     "FROM (SELECT * FROM stream_status WHERE tenant_id = t.id ORDER BY stream_id) ss))) "
     "FROM tenant t JOIN tenant_status s ON s.name = t.name WHERE t.name = ?1";
 
@@ -211,6 +217,24 @@ static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char 
                lag, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
                sqlite3_column_int64(st, 5), sqlite3_column_text(st, 6));
     }
+    sqlite3_finalize(st);
+}
+
+/* The dataexport iterator of each stream that has one. */
+static void print_iterator_lines(sqlite3 *db, int64_t tenant_id)
+{
+    char err[512];
+    sqlite3_stmt *st = db_prepare(db, "SELECT s.name, i.index_name, i.state, i.pages, i.resends "
+                                  "FROM iterator i JOIN stream s ON s.id = i.stream_id "
+                                  "WHERE s.tenant_id = ?1 ORDER BY s.id", err, sizeof err);
+    if (!st)
+        return;
+    sqlite3_bind_int64(st, 1, tenant_id);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        printf("  iterator %-12s index %s  %s  pages %lld  resends %lld\n",
+               sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+               sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3),
+               sqlite3_column_int64(st, 4));
     sqlite3_finalize(st);
 }
 
@@ -247,7 +271,9 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
     else
         printf("cursor:        none yet (first run reads the last %d s)\n", t.lookback_s);
     printf("last error:    %s\n", last_error[0] ? last_error : "-");
+    printf("api:           %s\n", t.api_export ? "dataexport (iterator)" : "data (time windows)");
     printf("streams:       %s\n", streams);
     print_stream_lines(db, t.name, "  ");
+    print_iterator_lines(db, t.id);
     return 0;
 }

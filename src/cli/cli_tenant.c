@@ -27,7 +27,7 @@
 /* Options of `tenant add` and `tenant set`, as given (NULL = not given). */
 typedef struct tenant_opts {
     const char *url, *token_file, *token_env, *sink, *sink_credentials, *window, *state;
-    const char *streams;
+    const char *streams, *api;
     const char *interval, *lookback, *overlap, *page_size, *max_records, *rate;
     int disabled, json, force;
     unsigned given;             /* OPT_BIT of each option given */
@@ -35,7 +35,7 @@ typedef struct tenant_opts {
 
 enum { OPT_URL = 256, OPT_TOKEN_FILE, OPT_TOKEN_ENV, OPT_SINK, OPT_SINK_CRED, OPT_WINDOW,
        OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_RATE,
-       OPT_DISABLED, OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS };
+       OPT_DISABLED, OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS, OPT_API };
 #define OPT_BIT(opt) (1u << ((opt) - OPT_URL))
 /* The options of add and set: every setting of a tenant. */
 #define SETTINGS (OPT_BIT(OPT_STATE) - 1 - OPT_BIT(OPT_JSON) - OPT_BIT(OPT_FORCE) - \
@@ -60,6 +60,7 @@ static const struct option long_options[] = {
     {"help", no_argument, NULL, OPT_HELP},
     {"state", required_argument, NULL, OPT_STATE},
     {"streams", required_argument, NULL, OPT_STREAMS},
+    {"api", required_argument, NULL, OPT_API},
     {NULL, 0, NULL, 0},
 };
 
@@ -67,7 +68,8 @@ static const char tenant_usage[] =
     "usage: nscollect tenant add NAME --url URL [--token-file F | --token-env VAR]\n"
     "                 [--sink URL] [--sink-credentials FILE] [--interval S] [--lookback S]\n"
     "                 [--overlap S] [--page-size N] [--max-records N] [--window insertion|event]\n"
-    "                 [--streams alert,page,...] [--requests-per-second R] [--disabled]\n"
+    "                 [--streams alert,page,...] [--requests-per-second R]\n"
+    "                 [--api data|dataexport] [--disabled]\n"
     "                                         (the token is read from stdin if no file/env)\n"
     "       nscollect tenant set NAME [any option of add] [--force]\n"
     "                 (--streams: alert (default), page, application, network, audit,\n"
@@ -131,7 +133,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
     opterr = 0;
     for (;;) {
         int c = getopt_long(argc, argv, "+", long_options, NULL);
-        if (c >= OPT_URL && c <= OPT_STREAMS)
+        if (c >= OPT_URL && c <= OPT_API)
             o->given |= OPT_BIT(c);
         if (c == -1) {                       /* a positional argument, or the end */
             if (optind >= argc)
@@ -151,6 +153,8 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             o->state = optarg;
         } else if (c == OPT_STREAMS) {
             o->streams = optarg;
+        } else if (c == OPT_API) {
+            o->api = optarg;
         } else if (c == OPT_HELP) {
             fputs(tenant_usage, stdout);
             return -1;
@@ -273,6 +277,11 @@ static int apply_opts(tenant *t, const tenant_opts *o)
         return -1;
     if (o->disabled)
         t->enabled = 0;
+    if (o->api && strcmp(o->api, "data") && strcmp(o->api, "dataexport"))
+        return cli_error("--api '%s': expected 'data' (the time-window endpoints, the default) "
+                         "or 'dataexport' (Netskope's iterator)", o->api), -1;
+    if (o->api)
+        t->api_export = strcmp(o->api, "dataexport") == 0;
     if (o->streams && stream_list_parse(o->streams, &t->streams, err, sizeof err) < 0)
         return cli_error("%s", err), -1;
     t->streams_force = o->force;
@@ -559,8 +568,8 @@ static const struct subcommand {
     unsigned options;
     int takes_name;
 } subcommands[] = {
-    {"add", SETTINGS | OPT_BIT(OPT_STREAMS), 1},
-    {"set", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_FORCE), 1},
+    {"add", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_API), 1},
+    {"set", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_API) | OPT_BIT(OPT_FORCE), 1},
     {"import-env", OPT_BIT(OPT_STATE), 1},
     {"list", OPT_BIT(OPT_JSON), 0}, {"show", OPT_BIT(OPT_JSON), 1},
     {"enable", 0, 1},              {"disable", 0, 1},

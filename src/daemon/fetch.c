@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "daemon/db.h"
+#include "daemon/iterator.h"
 #include "daemon/keyset.h"
 #include "base/log.h"
 #include "daemon/netskope.h"
@@ -78,6 +79,7 @@ typedef struct job {
     int slice_s;              /* the current slice's length (without the overlap) */
     int64_t window_start;     /* where this job's first slice began */
     int64_t t0_ms;            /* when the job began (mono_ms) */
+    int iterator;             /* the tenant reads the dataexport iterator (iterator.h) */
     long last_progress_ms;    /* when the last progress line was written */
     fetch_result *res;
 } job;
@@ -210,7 +212,9 @@ static int commit(fetcher *f, job *j, int64_t cursor)
         .tenant_id = j->t.id, .stream_id = j->s.id, .object_prefix = j->prefix,
         .run_id = j->res->run_id,
         .cursor = cursor,
-        .prune_before = window_prune_before(cursor, j->t.overlap_s, f->cfg->prune_margin_s),
+        .prune_before = window_prune_before(j->iterator ? db_now() : cursor, j->t.overlap_s,
+                                            f->cfg->prune_margin_s),
+        .iterator = j->iterator && cursor >= 0,
         .pages = j->pages, .fetched = j->fetched,
         .spool_min_bytes = f->cfg->spool_min_bytes,
     };
@@ -361,11 +365,24 @@ static ns_query page_query(const job *j, const window *w, int64_t offset)
 /* A page that parsed but says "ok" is not 1 is Netskope reporting a
  * failed request (its spec: ok is 0 or 1): never an empty page that
  * would end the window and move the cursor. 0 when the page is usable. */
-static int page_ok(fetcher *f, job *j, const ns_reply *rep, int64_t offset)
+static int page_ok(fetcher *f, job *j, const ns_reply *rep, const ns_query *q)
 {
     char said[256];
+    int64_t offset = q->offset;
+    if (q->op && f->page[f->cur].ok < 0) {
+        set_result(j, FETCH_FAILED, 0, "Netskope's dataexport reply (operation=%s) has no "
+                   "\"ok\" member: the page is not used and the iterator is asked to resend "
+                   "it", q->op);
+        return -1;
+    }
     if (f->page[f->cur].ok != 0)
         return 0;
+    if (q->op) {
+        ns_error_text(rep->body, rep->body_len, said, sizeof said);
+        set_result(j, FETCH_FAILED, 0, "Netskope answered \"ok\" other than 1 (a failed "
+                   "request) to operation=%s%s%s", q->op, said[0] ? ": " : "", said);
+        return -1;
+    }
     ns_error_text(rep->body, rep->body_len, said, sizeof said);
     set_result(j, FETCH_FAILED, 0, "Netskope answered \"ok\" other than 1 (a failed request) "
                "at offset %lld%s%s", (long long)offset, said[0] ? ": " : "", said);
@@ -376,9 +393,9 @@ static int page_ok(fetcher *f, job *j, const ns_reply *rep, int64_t offset)
  * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
  * page parsed into f->page[f->cur], 1 when the job must stop, -1 on
  * failure. */
-static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
+static int get_page(fetcher *f, job *j, ns_query *q)
 {
-    ns_query q = page_query(j, w, offset);
+    int64_t offset = q->offset;
     ns_reply rep;
     char why[256];
     int sent = prefetch_join(f);
@@ -398,7 +415,7 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
             j->slice_pages++;
             wait_begin(f);
             int stopped = pacing_wait(j->t.id, tenant_request_gap_us(&j->t, f->cfg));
-            st = stopped ? NS_FAIL : ns_fetch_page(f->http[f->cur], &q, &rep);
+            st = stopped ? NS_FAIL : ns_fetch_page(f->http[f->cur], q, &rep);
             wait_end(f);
             if (stopped)
                 return 1;
@@ -411,9 +428,13 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
                 parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why,
                                        sizeof why);
             if (parsed == 0)
-                return page_ok(f, j, &rep, offset);
-            set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
-                       (long long)offset, why);
+                return page_ok(f, j, &rep, q);
+            if (q->op)
+                set_result(j, FETCH_FAILED, 0, "malformed dataexport page (operation=%s): %s",
+                           q->op, why);
+            else
+                set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
+                           (long long)offset, why);
             return -1;
         }
         if (st == NS_AUTH) {
@@ -442,6 +463,10 @@ static int get_page(fetcher *f, job *j, const window *w, int64_t offset)
                  j->who, attempt + 1, wait, log_escape(esc, sizeof esc, rep.err));
         if (idle_ms(f, wait * 1000L))
             return 1;
+        /* The iterator may have handed the page out with a reply that never
+         * came: ask for it again, never for the one after (iterator.h). */
+        if (q->op && strcmp(q->op, "next") == 0)
+            q->op = "resend";
     }
 }
 
@@ -545,7 +570,8 @@ static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
 {
     keyset_reset(&f->keys);
     for (;;) {
-        int rc = get_page(f, j, w, p->offset);
+        ns_query q = page_query(j, w, p->offset);
+        int rc = get_page(f, j, &q);
         if (rc != 0)
             return rc;
         size_t n = f->page[f->cur].nrecs;
@@ -703,6 +729,110 @@ static void fetch_window(fetcher *f, job *j)
     }
 }
 
+/* ---- the dataexport iterator (iterator.h) ---- */
+
+/* Where the stream stands after page pg: its timestamp_hwm, else the
+ * newest window time of its records, else (an empty page: caught up) the
+ * job's start; prev when none of them is known. */
+static int64_t iter_position(const job *j, const ns_page *pg, int64_t prev)
+{
+    int64_t newest = -1;
+    if (pg->hwm >= 0)
+        return pg->hwm;
+    for (size_t i = 0; i < pg->nrecs; i++) {
+        int64_t at = j->t.window_event ? pg->recs[i].event_time : pg->recs[i].insertion_time;
+        newest = at > newest ? at : newest;
+    }
+    return newest >= 0 ? newest : pg->nrecs == 0 ? j->started : prev;
+}
+
+/* One request of the iterator and the commit of its page, which also
+ * makes the iterator 'clean'. 0 done, 1 stopping, -1 failed (res says
+ * why; the state left in the database makes the next try a resend). */
+static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos)
+{
+    char opbuf[32], err[256];
+    if (iterator_begin(f->db, it, err, sizeof err) < 0) {
+        set_result(j, FETCH_FAILED, 0, "%s", err);
+        return -1;
+    }
+    ns_query q = {
+        .base_url = j->t.url, .path = stream_export_path(j->s.type), .token = j->t.token,
+        .op = iterator_op(it, opbuf, sizeof opbuf), .index = it->index_name,
+    };
+    outbox_batch_reset(&f->batch);
+    j->slice_pages = 1;
+    int rc = get_page(f, j, &q);
+    if (rc != 0)
+        return rc;
+    const ns_page *pg = &f->page[f->cur];
+    j->pages++;
+    j->fetched += (int64_t)pg->nrecs;
+    if (take_records(f, j) < 0)
+        return -1;
+    *pos = iter_position(j, pg, *pos);
+    if (commit(f, j, *pos) < 0)
+        return -1;
+    iterator_committed(it);
+    return 0;
+}
+
+/* 1 when the job ends after a committed page (res set), else 0. */
+static int iter_done(fetcher *f, job *j, size_t n, int64_t hwm)
+{
+    if (n == 0 || hwm >= j->started)
+        set_result(j, FETCH_OK, 0, "%s", "");        /* caught up */
+    else if (j->t.max_records > 0 && j->res->stored >= j->t.max_records)
+        set_result(j, FETCH_MORE, 0, "%s", "");
+    else if (shutdown_requested())
+        set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+    else if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L)
+        set_result(j, FETCH_YIELD, 0, "%s", "");
+    else
+        return 0;
+    return 1;
+}
+
+/* Pages of the iterator, each committed before the next is asked for,
+ * until it is caught up (an empty page, or timestamp_hwm past the job's
+ * start), max_records, the job budget or a long wait_time. A new
+ * iterator starts at the cursor minus the overlap (a stream that read the
+ * data API before), else the lookback. */
+static void fetch_iterator(fetcher *f, job *j)
+{
+    iterator it;
+    char err[256];
+    int64_t cursor = 0;
+    int has_cursor = outbox_cursor(f->ob, j->s.id, &cursor);
+    if (has_cursor < 0) {
+        set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
+        return;
+    }
+    int64_t start = has_cursor ? cursor - j->t.overlap_s : j->started - j->t.lookback_s;
+    if (iterator_load(f->db, j->s.id, start, &it, err, sizeof err) < 0) {
+        set_result(j, FETCH_FAILED, 0, "%s", err);
+        return;
+    }
+    j->window_start = has_cursor ? cursor : it.start_epoch;
+    j->res->run_id = outbox_run_start(f->ob, j->s.id, j->window_start);
+    int64_t pos = has_cursor ? cursor : it.start_epoch;
+    for (;;) {
+        int rc = iter_page(f, j, &it, &pos);
+        if (rc == 1)
+            set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+        if (rc != 0)
+            return;
+        const ns_page *pg = &f->page[f->cur];
+        if (iter_done(f, j, pg->nrecs, pg->hwm))
+            return;
+        if ((rc = honour_wait_time(f, j)) != 0) {
+            if (rc == 1)
+                set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+            return;
+        }
+    }
+}
+
 /* A sink outage fills the outbox; past the limit the tenant stops
  * fetching (its cursor stays, so nothing is lost) until uploads drain it. */
 static int outbox_full(fetcher *f, job *j)
@@ -786,7 +916,11 @@ void fetcher_run(fetcher *f, int64_t stream_id, fetch_result *res)
     if (j.t.page_size > NS_LIMIT_SPEC_MAX)
         log_warn("tenant=%s event=page_size_above_spec page_size=%d spec_max=%d", j.who,
                  j.t.page_size, NS_LIMIT_SPEC_MAX);
-    fetch_window(f, &j);
+    j.iterator = j.t.api_export;
+    if (j.iterator)
+        fetch_iterator(f, &j);
+    else
+        fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);
     char q[LOG_ESCAPE_MAX];

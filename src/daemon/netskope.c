@@ -377,6 +377,17 @@ void ns_client_free(ns_client *c)
 
 /* ---- one request ------------------------------------------------------- */
 
+/* ?index=...&operation=... of an iterator request, escaped by libcurl. */
+static int iterator_query(buf *url, const ns_query *q)
+{
+    char *index = curl_easy_escape(NULL, q->index ? q->index : "", 0);
+    char *op = curl_easy_escape(NULL, q->op, 0);
+    int rc = index && op ? buf_printf(url, "?index=%s&operation=%s", index, op) : -1;
+    curl_free(index);
+    curl_free(op);
+    return rc;
+}
+
 /* Build the request URL in url; *where_len is the length of its part before
  * the query string (the only part that may appear in an error). */
 static int build_url(buf *url, const ns_query *q, int *where_len)
@@ -389,6 +400,8 @@ static int build_url(buf *url, const ns_query *q, int *where_len)
     if (buf_printf(url, "%.*s%s", (int)n, q->base_url, q->path ? q->path : NS_ALERT_PATH) < 0)
         return -1;
     *where_len = (int)url->len;
+    if (q->op)
+        return iterator_query(url, q);
     return buf_printf(url, "?%s=%" PRId64 "&%s=%" PRId64 "&limit=%ld&offset=%" PRId64,
                       s, q->start, e, q->end, q->limit, q->offset);
 }

@@ -56,6 +56,10 @@ typedef struct ns_query {
     int64_t start, end;      /* epoch seconds, [start, end) */
     long limit;
     int64_t offset;
+    const char *op;          /* non-NULL: a dataexport iterator request, path
+                                ?index=INDEX&operation=OP (both URL-escaped);
+                                the window, limit and offset are not sent */
+    const char *index;
 } ns_query;
 
 /* Returns NULL only when out of memory or libcurl cannot start. */

@@ -32,6 +32,8 @@
                   "position = max(position, excluded.position), " /* never back */ \
                   "updated_at = excluded.updated_at") \
     X(cursor_get, "SELECT position FROM cursor WHERE stream_id = ?1") \
+    X(iter_clean, "UPDATE iterator SET state = 'clean', pages = pages + 1, updated_at = ?2 " \
+                  "WHERE stream_id = ?1") \
     X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
     X(seen_prune, "DELETE FROM seen WHERE stream_id = ?1 AND at >= 0 AND at < ?2") \
     X(seen_prune_stored, "DELETE FROM seen WHERE stream_id = ?1 AND stored_at < ?2") \
@@ -437,8 +439,16 @@ static int move_cursor(outbox *o, const outbox_commit_args *a)
     sqlite3_bind_int64(o->st[ST_cursor_set], 3, db_now());
     if (step_done(o->st[ST_cursor_set]) < 0)
         return -1;
+    if (a->iterator) {             /* the page is stored: the next request is 'next' */
+        sqlite3_bind_int64(o->st[ST_iter_clean], 1, a->stream_id);
+        sqlite3_bind_int64(o->st[ST_iter_clean], 2, db_now());
+        if (step_done(o->st[ST_iter_clean]) < 0 || sqlite3_changes(o->db) != 1)
+            return -1;
+    }
     sqlite3_bind_int64(o->st[ST_seen_prune], 1, a->stream_id);
-    sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->prune_before);
+    /* An iterator's records come in insertion order, not by window: only
+     * the time they were stored says they cannot come again. */
+    sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->iterator ? 0 : a->prune_before);
     if (step_done(o->st[ST_seen_prune]) < 0)
         return -1;
     /* Whatever time a record claims (none, the far future), it was in a

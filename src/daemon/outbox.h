@@ -70,6 +70,10 @@ typedef struct outbox_commit_args {
                                   time they were stored, is older than this */
     int64_t pages, fetched;    /* added to the run's counters */
     int64_t spool_min_bytes;   /* a body this large goes to a spool file; 0 = every one */
+    int iterator;              /* with a cursor move: the commit ends a page of the stream's
+                                  dataexport iterator (iterator.h), whose state becomes
+                                  'clean' in this transaction; keys are then pruned only by
+                                  when they were stored (before prune_before) */
 } outbox_commit_args;
 
 outbox *outbox_open(sqlite3 *db, char *err, size_t errlen);

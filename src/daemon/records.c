@@ -161,7 +161,7 @@ enum expect {
 };
 
 /* The top-level keys that matter, as the lexer meets them. */
-enum envelope_key { K_OTHER, K_RESULT, K_WAIT_TIME, K_OK };
+enum envelope_key { K_OTHER, K_RESULT, K_WAIT_TIME, K_OK, K_HWM };
 
 /* The keys of a record that matter. */
 enum field { F_ID, F_TIMESTAMP, F_INSERTION, F_COUNT, F_NONE = F_COUNT };
@@ -320,6 +320,8 @@ HOT_INLINE int lex_primitive(lexer *lx, size_t *i)
         lx->pg->wait_time = wait_value(lx->js + s, e - s);
     if (lx->depth == 1 && lx->key == K_OK)
         lx->pg->ok = e - s == 1 && lx->js[s] == '1';
+    if (number && lx->depth == 1 && lx->key == K_HWM && int_parse(lx->js + s, e - s, &lx->pg->hwm) < 0)
+        lx->pg->hwm = -1;
     *i = e - 1;
     return 0;
 }
@@ -343,6 +345,7 @@ static void lex_key(lexer *lx, size_t open_quote, size_t close_quote)
         lx->key = NAME_IS(k, n, "result")    ? K_RESULT
                 : NAME_IS(k, n, "wait_time") ? K_WAIT_TIME
                 : NAME_IS(k, n, "ok")        ? K_OK
+                : NAME_IS(k, n, "timestamp_hwm") ? K_HWM
                 : K_OTHER;
     else if (lx->depth == RECORD_DEPTH && lx->in_result)
         lx->field = NAME_IS(k, n, "_id")                        ? F_ID
@@ -390,6 +393,8 @@ static int lex_value(lexer *lx, size_t i)
         lx->result_is_array = c == '[';
     else if (lx->depth == 1 && lx->key == K_WAIT_TIME)
         lx->pg->wait_time = -1;                /* a number sets it in lex_primitive */
+    else if (lx->depth == 1 && lx->key == K_HWM)
+        lx->pg->hwm = -1;                      /* an integer sets it in lex_primitive */
     else if (lx->depth == 1 && lx->key == K_OK)
         lx->pg->ok = 0;                        /* only the number 1 (lex_primitive) is ok */
     if (lx->depth == RESULT_DEPTH && lx->in_result)
@@ -666,6 +671,7 @@ void ns_page_init(ns_page *pg, unsigned max_tokens)
     buf_init(&pg->out, 0);
     pg->wait_time = -1;
     pg->ok = -1;
+    pg->hwm = -1;
     pg->max_tokens = max_tokens ? max_tokens : DEFAULT_MAX_TOKENS;
 }
 
@@ -681,6 +687,7 @@ int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t e
     pg->nrecs = 0;
     pg->wait_time = -1;
     pg->ok = -1;
+    pg->hwm = -1;
     buf_reset(&pg->out);
     if (err && errlen)
         err[0] = '\0';
@@ -689,6 +696,7 @@ int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t e
     pg->nrecs = 0;
     pg->wait_time = -1;
     pg->ok = -1;
+    pg->hwm = -1;
     buf_reset(&pg->out);
     return -1;
 }

@@ -1,6 +1,7 @@
 /* records.h - turn one Netskope API page into NDJSON-ready records.
  *
- * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...}, possibly
+ * A page is {"ok":..., "result":[{...},{...}], "wait_time":N, ...} (a dataexport
+ * page also "timestamp_hwm":T), possibly
  * pretty-printed. ns_page_parse() reads it once as strict JSON, checks its
  * shape, and yields each element of "result" with insignificant whitespace
  * removed and nothing else changed: numbers such as 9007199254740993 or
@@ -44,6 +45,8 @@ typedef struct ns_page {
                               anything else (0, "1", true...), -1 when absent. A page
                               with ok 0 parses, but is Netskope saying the request
                               failed: the caller must treat it as an error */
+    int64_t hwm;           /* body's "timestamp_hwm" (dataexport: how far the iterator's
+                              data goes), an integer, or -1 when absent */
     unsigned max_tokens;   /* cap on tokens per page (hostile input) */
 } ns_page;
 

@@ -19,6 +19,13 @@ static const char *const paths[STREAM_TYPES] = {
     "/api/v2/events/data/incident", "/api/v2/events/data/endpoint",
 };
 
+static const char *const export_paths[STREAM_TYPES] = {
+    "/api/v2/events/dataexport/events/alert", "/api/v2/events/dataexport/events/page",
+    "/api/v2/events/dataexport/events/application", "/api/v2/events/dataexport/events/network",
+    "/api/v2/events/dataexport/events/audit", "/api/v2/events/dataexport/events/infrastructure",
+    "/api/v2/events/dataexport/events/incident", "/api/v2/events/dataexport/events/endpoint",
+};
+
 const char *stream_name(stream_type type)
 {
     return (unsigned)type < STREAM_TYPES ? names[type] : NULL;
@@ -35,6 +42,11 @@ int stream_type_of(const char *name)
 const char *stream_data_path(stream_type type)
 {
     return (unsigned)type < STREAM_TYPES ? paths[type] : paths[STREAM_ALERT];
+}
+
+const char *stream_export_path(stream_type type)
+{
+    return (unsigned)type < STREAM_TYPES ? export_paths[type] : export_paths[STREAM_ALERT];
 }
 
 void stream_list_format(unsigned mask, char *out, size_t outlen)

@@ -42,6 +42,9 @@ const char *stream_name(stream_type type);
 int stream_type_of(const char *name);
 /* The data API path of a type: "/api/v2/events/data/alert", ... */
 const char *stream_data_path(stream_type type);
+/* The dataexport iterator path of a type: "/api/v2/events/dataexport/events/alert"
+ * (every alert type in one iterator), ".../events/page", ... */
+const char *stream_export_path(stream_type type);
 
 /* Parse "alert,page,network" (no blanks, no repeats, not empty) into a
  * mask. 0, or -1 with err naming the bad name and listing the valid ones. */

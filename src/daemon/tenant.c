@@ -10,13 +10,14 @@
 #include <unistd.h>
 
 #include "daemon/db.h"
+#include "daemon/iterator.h"
 #include "daemon/stream.h"
 
 #define TENANT_COLUMNS \
     "id, name, url, token_fp, coalesce(sink, ''), coalesce(sink_credentials, ''), " \
     "interval_s, lookback_s, overlap_s, page_size, max_records, window, enabled, " \
     "next_run_at, not_before, fail_count, coalesce(last_ok_at, 0), coalesce(last_error, ''), " \
-    "coalesce(requests_per_second, 0)"
+    "coalesce(requests_per_second, 0), api"
 
 int tenant_name_check(const char *name, char *err, size_t errlen)
 {
@@ -85,6 +86,7 @@ static void tenant_from_row(tenant *t, sqlite3_stmt *st)
     t->last_ok_at = sqlite3_column_int64(st, 16);
     copy_text(t->last_error, sizeof t->last_error, st, 17);
     t->requests_per_s = sqlite3_column_double(st, 18);
+    t->api_export = strcmp((const char *)sqlite3_column_text(st, 19), "dataexport") == 0;
 }
 
 static int tenant_select(sqlite3 *db, const char *where, const char *name, int64_t id,
@@ -219,6 +221,7 @@ static void bind_settings(sqlite3_stmt *st, const tenant *t)
         sqlite3_bind_double(st, 14, t->requests_per_s);
     else
         sqlite3_bind_null(st, 14);
+    sqlite3_bind_text(st, 15, t->api_export ? "dataexport" : "data", -1, SQLITE_STATIC);
 }
 
 /* Run sql with ?1 bound to id. */
@@ -263,8 +266,8 @@ int tenant_insert(sqlite3 *db, const secret_key *key, tenant *t,
     static const char *sql =
         "INSERT INTO tenant (name, url, sink, sink_credentials, interval_s, lookback_s, "
         "overlap_s, page_size, max_records, window, enabled, created_at, updated_at, "
-        "token, token_fp, requests_per_second) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, x'', '', ?14)";
+        "token, token_fp, requests_per_second, api) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, x'', '', ?14, ?15)";
     if (db_begin(db, err, errlen) < 0)
         return -1;
     t->id = 0;
@@ -288,7 +291,8 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
     static const char *sql =
         "UPDATE tenant SET name = ?1, url = ?2, sink = ?3, sink_credentials = ?4, "
         "interval_s = ?5, lookback_s = ?6, overlap_s = ?7, page_size = ?8, max_records = ?9, "
-        "window = ?10, enabled = ?11, updated_at = ?12, requests_per_second = ?14 WHERE id = ?13";
+        "window = ?10, enabled = ?11, updated_at = ?12, requests_per_second = ?14, api = ?15 "
+        "WHERE id = ?13";
     if (db_begin(db, err, errlen) < 0)
         return -1;
     if (write_settings(db, sql, t, err, errlen) < 0)
@@ -296,6 +300,10 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
     if (token && store_token(db, key, t->id, token, token_len, err, errlen) < 0)
         goto fail;
     if (t->streams && stream_set(db, t->id, t->streams, t->streams_force, err, errlen) < 0)
+        goto fail;
+    /* Back to the data API: a later switch to dataexport starts a new index
+     * from the cursor, not an old index's stale position. */
+    if (!t->api_export && iterator_forget_tenant(db, t->id, err, errlen) < 0)
         goto fail;
     /* A changed (or re-enabled) tenant deserves a prompt try: forget the
      * back-off and any wait a server asked for. */

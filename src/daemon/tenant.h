@@ -31,6 +31,8 @@ typedef struct tenant {
     int64_t max_records;
     double requests_per_s;              /* this tenant's rate; 0 = fetch.requests_per_second */
     int window_event;                   /* 0 insertion time, 1 event time */
+    int api_export;                     /* 0 the data API (/api/v2/events/data/{type}),
+                                           1 the dataexport iterator (iterator.h) */
     int enabled;
     int64_t next_run_at, not_before, fail_count, last_ok_at;
     char last_error[TENANT_ERR_MAX];
