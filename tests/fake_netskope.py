@@ -62,6 +62,29 @@ GET  /_admin/served?token=T  {"requests":[{"window","start","end","offset","limi
                              on one kept-alive connection)
 GET  /_admin/alerts?token=T  {"records":["<raw json text>",...]} in served order
 
+Dataexport iterator (what nscollect calls with --api dataexport)
+----------------------------------------------------------------
+GET /api/v2/events/dataexport/events/{type}?index=NAME&operation=OP, type as
+above (alert: every alert type). Each (token, type, index name) has its own
+server-side index: where it stands in the (insertion time, _id) order, and
+the last page it handed out. OP:
+    <epoch>  start the index at the first record inserted at or after epoch
+             and hand out its first page
+    head     start at the first record      tail   start after the last one
+    next     hand out the page after the last one (the index moves on)
+    resend   the last page handed out, again (the index does not move)
+next or resend on an index never started: 400 {"message": ...}. A page holds
+up to the tenant's mode "iter_page" records (default 1000); the reply is
+    {"ok":1,"result":[...],"wait_time":W,"timestamp_hwm":H}
+W: the tenant's mode "iter_wait" (default 0); H: the insertion time of the
+last record handed out (the current time for an empty page). Faults apply to
+iterator requests too: status and ok0 faults do not move the index;
+malformed, truncated, not_array, hang, slow and these do (the page was handed
+out, its reply broken or lost):
+    {"kind":"lost"}     the index moves on, the connection is closed unanswered
+    {"kind":"no_ok"}    the page without its "ok" member
+The served log's iterator entries have window "iterator", "op" and "index".
+
 Faults are consumed one per valid data request of that tenant, in order.
 "after":K on a fault lets K requests through untouched first.
     {"kind":"status","code":500}                      (also 401, 403, 409, 503...) with
@@ -101,13 +124,15 @@ from urllib.parse import parse_qs, urlsplit
 
 ALERT_PATH = "/api/v2/events/data/alert"
 DATA_PREFIX = "/api/v2/events/data/"
+EXPORT_PREFIX = "/api/v2/events/dataexport/events/"
+ITER_PAGE = 1000
 # The types /api/v2/events/data/{type} serves: "alert" (every alert type)
 # and the event types, each with its own record layout (EVENT_FORMATS).
 DATA_TYPES = ("alert", "page", "application", "network", "audit", "infrastructure",
               "incident", "endpoint")
 MAX_LIMIT = 10000
 FAULT_KINDS = {"status", "malformed", "truncated", "not_array", "slow", "hang", "wait_time",
-               "ok0", "ratelimit"}
+               "ok0", "ratelimit", "lost", "no_ok"}
 RATELIMIT_HEADERS = (("ratelimit-limit", "4"), ("ratelimit-remaining", "3"),
                      ("ratelimit-reset", "1"))
 EVENT_CACHE_MAX = 16
@@ -420,6 +445,7 @@ class Tenant:
         self.requests = []         # (entry, ids of the records it served)
         self.types = {}            # type other than alert -> its own Tenant (records,
                                    # faults, served log), same token
+        self.iterators = {}        # index name -> {"after": (ins, id) or None, "last": [...]}
 
     def of_type(self, typ):
         """The store of data type typ: self for alert, else its own, created on first use."""
@@ -486,6 +512,33 @@ class Tenant:
             recs.sort(key=lambda r: (key(r), rng.random()))
             return recs[q["offset"]:q["offset"] + q["limit"]]
 
+    def iterate(self, index, op):
+        """The records an iterator request hands out, or a str error. The
+        index moves (and remembers its page) unless op is resend."""
+        with self.lock:
+            self._sort()
+            it = self.iterators.get(index)
+            if op == "resend":
+                return it["last"] if it and it["last"] is not None else \
+                    "resend: index %r has handed out no page" % index
+            if op == "next" and it is None:
+                return "next: index %r was never started (use an epoch, head or tail)" % index
+            if op == "head":
+                it = self.iterators[index] = {"after": None, "last": None}
+            elif op == "tail":
+                last = self.records[-1] if self.records else None
+                it = self.iterators[index] = {"after": (last.ins, last.id) if last else None,
+                                              "last": None}
+            elif op != "next":
+                it = self.iterators[index] = {"after": (int(op), ""), "last": None}
+            lo = 0 if it["after"] is None else bisect.bisect_right(
+                self.records, it["after"], key=lambda r: (r.ins, r.id))
+            page = self.records[lo:lo + int(self.mode.get("iter_page", ITER_PAGE))]
+            if page:
+                it["after"] = (page[-1].ins, page[-1].id)
+            it["last"] = page
+            return page
+
     def all_records(self):
         with self.lock:
             self._sort()
@@ -515,6 +568,8 @@ class Tenant:
                  "offset": q["offset"], "limit": q["limit"], "status": status,
                  "count": count, "fault": fault, "t": t if t is not None else time.time(),
                  "peer": peer}
+        if q["window"] == "iterator":
+            entry.update(op=q["op"], index=q["index"])
         with self.lock:
             self.requests.append((entry, ids or []))
         return entry
@@ -536,6 +591,7 @@ class Tenant:
         with self.lock:
             self.faults.clear()
             self.requests.clear()
+            self.iterators.clear()
             if alerts:
                 self.records, self.ins_keys, self.dirty = [], [], False
                 self.gen_ids.clear()
@@ -651,6 +707,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path.startswith("/_admin/"):
             return self.admin_get(url)
+        if url.path.startswith(EXPORT_PREFIX) and url.path[len(EXPORT_PREFIX):] in DATA_TYPES:
+            return self.export_get(url, url.path[len(EXPORT_PREFIX):])
         typ = url.path[len(DATA_PREFIX):] if url.path.startswith(DATA_PREFIX) else None
         if typ not in DATA_TYPES:
             return self.send_json(404, {"status": 404, "message": "no such endpoint: " + url.path})
@@ -681,6 +739,68 @@ class Handler(BaseHTTPRequestHandler):
         if fault is None:
             return self.serve_page(tenant, q, 0)
         getattr(self, "fault_" + fault["kind"])(tenant, q, fault)
+
+    # -- the dataexport iterator
+
+    def export_get(self, url, typ):
+        tenant = self.server.state.tenant(self.headers.get("Netskope-Api-Token"))
+        if tenant is None:
+            return self.send_json(401, {"status": 401, "message": "Unauthorized: invalid token"},
+                                  RATELIMIT_HEADERS)
+        tenant = tenant.of_type(typ)
+        qs = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        op, index = qs.get("operation", ""), qs.get("index", "")
+        q = {"window": "iterator", "start": None, "end": None, "offset": 0, "limit": 0,
+             "op": op, "index": index}
+        if not (op in ("next", "head", "tail", "resend") or op.isdigit()):
+            return self.send_json(400, {"message": "operation must be next, head, tail, "
+                                        "resend or an epoch timestamp"}, RATELIMIT_HEADERS)
+        fault = tenant.next_fault()
+        kind = fault["kind"] if fault else None
+        if kind in ("status", "ok0"):         # refused: the index does not move
+            return getattr(self, "fault_" + kind)(tenant, q, fault)
+        recs = tenant.iterate(index, op)
+        if isinstance(recs, str):
+            tenant.log(q, 400, 0, kind, self.peer(), t=self.arrived)
+            return self.send_json(400, {"message": recs}, RATELIMIT_HEADERS)
+        self.export_reply(tenant, q, recs, fault)
+
+    def export_reply(self, tenant, q, recs, fault):
+        kind = fault["kind"] if fault else None
+        if kind == "slow":
+            self.server.state.stop.wait(float(fault.get("seconds", 1)))
+        wait = int(fault.get("seconds", 1)) if kind == "wait_time" else \
+            int(tenant.mode.get("iter_wait", 0))
+        hwm = recs[-1].ins if recs else int(time.time())
+        body = b'{"ok":1,"result":[' + b",".join(r.raw for r in recs) + \
+            b'],"wait_time":%d,"timestamp_hwm":%d}' % (wait, hwm)
+        if kind == "no_ok":
+            body = b'{' + body[len(b'{"ok":1,'):]
+        elif kind == "not_array":
+            body = b'{"ok":1,"result":{"message":"result is not a list"},"wait_time":0}'
+        elif kind == "malformed":
+            body = body[:len(body) // 2] + b"<html>502 Bad Gateway</html>"
+        if kind in ("lost", "hang"):
+            tenant.log(q, None, 0, kind, self.peer(), t=self.arrived)
+            if kind == "hang":
+                return self.fault_hang(tenant, q, fault, log=False)
+            self.close_connection = True
+            return
+        ids = [r.id for r in recs] if kind in (None, "slow", "wait_time", "ratelimit") else []
+        entry = tenant.log(q, 200, len(recs), kind, self.peer(), ids, t=self.arrived)
+        headers = RATELIMIT_HEADERS
+        if kind == "ratelimit":
+            headers = (("ratelimit-limit", "4"), ("ratelimit-remaining", "0"),
+                       ("ratelimit-reset", str(fault.get("reset", 1))))
+        length = None
+        if kind == "truncated":
+            self.close_connection = True
+            length, body = len(body), body[:len(body) // 2]
+        try:
+            self.send_body(200, body, headers, length=length)
+        except OSError:
+            tenant.unlog_ids(entry)
+            raise
 
     def serve_page(self, tenant, q, wait_time, fault=None, headers=RATELIMIT_HEADERS):
         recs = tenant.select(q)
@@ -746,8 +866,9 @@ class Handler(BaseHTTPRequestHandler):
         self.server.state.stop.wait(float(f.get("seconds", 1)))
         self.serve_page(tenant, q, 0, "slow")
 
-    def fault_hang(self, tenant, q, f):
-        entry = tenant.log(q, None, 0, "hang", self.peer(), t=self.arrived)
+    def fault_hang(self, tenant, q, f, log=True):
+        entry = tenant.log(q, None, 0, "hang", self.peer(), t=self.arrived) if log else \
+            tenant.requests[-1][0]
         # The client sent its whole request: the socket turns readable
         # only when it hangs up (EOF or reset).
         while not self.server.state.stop.is_set():
@@ -766,8 +887,10 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(args.get("token"), str) or not args["token"]:
             raise ValueError("token must be a non-empty string")
         mode = args.get("mode") or {}
-        if not isinstance(mode, dict) or set(mode) - {"shuffle", "repeat", "max_limit", "unfiltered"}:
-            raise ValueError("mode: an object with shuffle, repeat, max_limit, unfiltered")
+        if not isinstance(mode, dict) or set(mode) - {"shuffle", "repeat", "max_limit", "unfiltered",
+                                                      "iter_page", "iter_wait"}:
+            raise ValueError("mode: an object with shuffle, repeat, max_limit, unfiltered, "
+                             "iter_page, iter_wait")
         self.server.state.put_tenant(args["token"], str(args.get("name", "")),
                                      bool(args.get("pretty")), mode)
         return {"ok": True}

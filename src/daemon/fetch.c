@@ -752,14 +752,14 @@ static int64_t iter_position(const job *j, const ns_page *pg, int64_t prev)
 static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos)
 {
     char opbuf[32], err[256];
+    ns_query q = {              /* the operation is the state's before the request */
+        .base_url = j->t.url, .path = stream_export_path(j->s.type), .token = j->t.token,
+        .op = iterator_op(it, opbuf, sizeof opbuf), .index = it->index_name,
+    };
     if (iterator_begin(f->db, it, err, sizeof err) < 0) {
         set_result(j, FETCH_FAILED, 0, "%s", err);
         return -1;
     }
-    ns_query q = {
-        .base_url = j->t.url, .path = stream_export_path(j->s.type), .token = j->t.token,
-        .op = iterator_op(it, opbuf, sizeof opbuf), .index = it->index_name,
-    };
     outbox_batch_reset(&f->batch);
     j->slice_pages = 1;
     int rc = get_page(f, j, &q);

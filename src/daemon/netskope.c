@@ -612,6 +612,11 @@ ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *r)
         set_err(r, "out of memory building the request");
         goto out;
     }
+    /* libcurl sends a request again by itself when a reused connection
+     * closes before any reply byte: for operation=next that would ask for
+     * the page after one handed out and lost. A new connection is never
+     * retried so. */
+    curl_easy_setopt(c->curl, CURLOPT_FRESH_CONNECT, (long)(q->op && strcmp(q->op, "next") == 0));
     perform(c, url.data, url.data, wlen, hdrs, q->token, r);
 out:
     headers_free(hdrs);
