@@ -219,6 +219,7 @@ static ns_client *client(long total_timeout, size_t max_body)
 
 static void query_init(ns_query *q, const char *url)
 {
+    memset(q, 0, sizeof *q);
     q->base_url = url;
     q->token = TOKEN;
     q->window_event = 0;
