@@ -52,7 +52,7 @@ POST /_admin/alerts  {"token":T,"raw":["<json text>",...]}   add records verbati
                      (insertion time from their _insertion_epoch_timestamp)
 POST /_admin/faults  {"token":T,"faults":[F,...]}          queue faults, see below
 POST /_admin/reset   {"token":T[,"alerts":true]}           forget served log and faults
-                                                           (and the records)
+                                                           (and the records and iterators)
 GET  /_admin/served?token=T  {"requests":[{"window","start","end","offset","limit",
                               "status","count","fault","t","peer"}...],
                               "ids":[_id of every record sent in a complete 200 reply]}
@@ -67,7 +67,8 @@ Dataexport iterator (what nscollect calls with --api dataexport)
 GET /api/v2/events/dataexport/events/{type}?index=NAME&operation=OP, type as
 above (alert: every alert type). Each (token, type, index name) has its own
 server-side index: where it stands in the (insertion time, _id) order, and
-the last page it handed out. OP:
+the last page it handed out; it walks the records in the order they were
+added (a record added late, with an old insertion time, still comes). OP:
     <epoch>  start the index at the first record inserted at or after epoch
              and hand out its first page
     head     start at the first record      tail   start after the last one
@@ -445,7 +446,8 @@ class Tenant:
         self.requests = []         # (entry, ids of the records it served)
         self.types = {}            # type other than alert -> its own Tenant (records,
                                    # faults, served log), same token
-        self.iterators = {}        # index name -> {"after": (ins, id) or None, "last": [...]}
+        self.iterators = {}        # index name -> {"pos", "epoch", "last": [...]}
+        self.arrived = []          # every record in the order it was added
 
     def of_type(self, typ):
         """The store of data type typ: self for alert, else its own, created on first use."""
@@ -461,6 +463,9 @@ class Tenant:
     def add(self, records):
         with self.lock:
             self.records.extend(records)
+            # what the iterator walks: records as they arrived (each batch in
+            # insertion order), so one added late is still handed out
+            self.arrived.extend(sorted(records, key=lambda r: (r.ins, r.id)))
             self.dirty = True
             self._sort()            # now, so that the first page is not slow
 
@@ -513,30 +518,28 @@ class Tenant:
             return recs[q["offset"]:q["offset"] + q["limit"]]
 
     def iterate(self, index, op):
-        """The records an iterator request hands out, or a str error. The
-        index moves (and remembers its page) unless op is resend."""
+        """The records an iterator request hands out, or a str error. An
+        index walks the records in the order they arrived, skipping those
+        inserted before its start epoch; it moves on (and remembers its page)
+        unless op is resend."""
         with self.lock:
-            self._sort()
             it = self.iterators.get(index)
             if op == "resend":
                 return it["last"] if it and it["last"] is not None else \
                     "resend: index %r has handed out no page" % index
             if op == "next" and it is None:
                 return "next: index %r was never started (use an epoch, head or tail)" % index
-            if op == "head":
-                it = self.iterators[index] = {"after": None, "last": None}
-            elif op == "tail":
-                last = self.records[-1] if self.records else None
-                it = self.iterators[index] = {"after": (last.ins, last.id) if last else None,
-                                              "last": None}
+            if op in ("head", "tail"):
+                it = self.iterators[index] = {"pos": 0 if op == "head" else len(self.arrived),
+                                              "epoch": -1, "last": None}
             elif op != "next":
-                it = self.iterators[index] = {"after": (int(op), ""), "last": None}
-            lo = 0 if it["after"] is None else bisect.bisect_right(
-                self.records, it["after"], key=lambda r: (r.ins, r.id))
-            page = self.records[lo:lo + int(self.mode.get("iter_page", ITER_PAGE))]
-            if page:
-                it["after"] = (page[-1].ins, page[-1].id)
-            it["last"] = page
+                it = self.iterators[index] = {"pos": 0, "epoch": int(op), "last": None}
+            size, page, pos = int(self.mode.get("iter_page", ITER_PAGE)), [], it["pos"]
+            while pos < len(self.arrived) and len(page) < size:
+                if self.arrived[pos].ins >= it["epoch"]:
+                    page.append(self.arrived[pos])
+                pos += 1
+            it["pos"], it["last"] = pos, page
             return page
 
     def all_records(self):
@@ -591,10 +594,11 @@ class Tenant:
         with self.lock:
             self.faults.clear()
             self.requests.clear()
-            self.iterators.clear()
             if alerts:
                 self.records, self.ins_keys, self.dirty = [], [], False
+                self.arrived = []
                 self.gen_ids.clear()
+                self.iterators.clear()
                 self.event_cache.clear()
 
 

@@ -49,7 +49,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
-from harness import FakeNetskope, Workspace, cli_env, minify, ndjson_lines, wait_until  # noqa: E402
+from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_files,  # noqa: E402
+                     ndjson_lines, wait_until)
 
 OVERLAP = 120              # the tenants' --overlap; late alerts land well inside it
 LOOKBACK = 3600
@@ -70,6 +71,19 @@ DELIVERED = re.compile(r" batch=(\d+) event=delivered ")
 
 def token(name):
     return "tok-crash-" + name
+
+
+# Tenant i reads LAYOUT[i % len(LAYOUT)]: (api, streams). The iterator
+# tenants' pages are committed one by one, so random kills land between a
+# page handed out and its commit (counted: iterator_pending_at_kills).
+LAYOUT = [("data", ["alert"]), ("dataexport", ["alert", "page"]),
+          ("data", ["alert", "page", "network"]), ("dataexport", ["network", "audit"])]
+
+
+def stream_lines(files, tenant, stream):
+    """The delivered lines of one tenant's stream, from ndjson_files(out)."""
+    pre = tenant + ("/alerts_" if stream == "alert" else "/%s/%s_" % (stream, stream))
+    return [ln for path, lines in files.items() if path.startswith(pre) for ln in lines]
 
 
 class Failure(Exception):
@@ -145,6 +159,7 @@ class Crash:
     def __init__(self, fake, ws, rng, ntenants):
         self.fake, self.ws, self.rng = fake, ws, rng
         self.names = ["t%d" % i for i in range(ntenants)]
+        self.layout = {n: LAYOUT[i % len(LAYOUT)] for i, n in enumerate(self.names)}
         self.stats = collections.Counter()
         self.late_serial = 0
 
@@ -157,12 +172,16 @@ class Crash:
         now = int(time.time())
         sizes = [50, 100, 200, 37, 500]
         for i, n in enumerate(self.names):
-            self.fake.add_tenant(token(n), n, pretty=(i % 2 == 1))
-            self.fake.generate(token(n), 600 + 300 * i, now - LOOKBACK + 300, now - 30,
-                               event_lag=600, seed=self.rng.getrandbits(32))
+            api, streams = self.layout[n]
+            self.fake.add_tenant(token(n), n, pretty=(i % 2 == 1),
+                                 mode={"iter_page": self.rng.choice((40, 100, 250))})
+            for typ in streams:
+                self.fake.generate(token(n), 600 + 300 * i, now - LOOKBACK + 300, now - 30,
+                                   event_lag=600, seed=self.rng.getrandbits(32), type=typ)
             rc, out, err = self.ws.run_cli(
                 ["tenant", "add", n, "--url", self.fake.url, "--interval", 1,
-                 "--lookback", LOOKBACK, "--overlap", OVERLAP,
+                 "--lookback", LOOKBACK, "--overlap", OVERLAP, "--api", api,
+                 "--streams", ",".join(streams),
                  "--page-size", sizes[i % len(sizes)]], stdin=token(n))
             if rc != 0:
                 raise Failure("tenant add %s: rc=%d %s" % (n, rc, err))
@@ -182,11 +201,13 @@ class Crash:
         """New alerts up to now, and late ones inside the overlap."""
         now = int(time.time())
         for n in self.names:
-            if self.rng.random() < 0.7:
-                k = self.rng.randrange(1, 80)
-                self.stats["alerts_generated"] += self.fake.generate(
-                    token(n), k, now - 5, now, event_lag=300, seed=self.rng.getrandbits(32))
-            if self.rng.random() < 0.5:
+            for typ in self.layout[n][1]:
+                if self.rng.random() < 0.7:
+                    k = self.rng.randrange(1, 80)
+                    self.stats["alerts_generated"] += self.fake.generate(
+                        token(n), k, now - 5, now, event_lag=300, seed=self.rng.getrandbits(32),
+                        type=typ)
+            if "alert" in self.layout[n][1] and self.rng.random() < 0.5:
                 recs = [self.late_record(n, now - self.rng.randrange(2, OVERLAP // 2))
                         for _ in range(self.rng.randrange(1, 6))]
                 self.stats["alerts_late"] += self.fake.add_raw(token(n), recs)
@@ -194,11 +215,14 @@ class Crash:
     def queue_faults(self):
         """This cycle's faults: the queue is emptied first, so unconsumed
         faults never pile up into a tenant that can make no progress."""
-        for n in self.names:
-            self.fake.reset(token(n))
+        for n, typ in self.streams():
+            self.fake.reset(token(n), type=typ)
             faults = []
+            kinds = ("500", "503", "429", "truncated", "slow", "slow")
+            if self.layout[n][0] == "dataexport":
+                kinds += ("lost", "malformed", "no_ok")       # the index moved, no page here
             for _ in range(self.rng.choice((0, 0, 1, 1, 2))):
-                kind = self.rng.choice(("500", "503", "429", "truncated", "slow", "slow"))
+                kind = self.rng.choice(kinds)
                 after = self.rng.randrange(0, 4)
                 if kind == "429":
                     f = {"kind": "status", "code": 429, "retry_after": 1}
@@ -212,7 +236,19 @@ class Crash:
                 faults.append(f)
                 self.stats["faults_queued"] += 1
             if faults:
-                self.fake.faults(token(n), faults)
+                self.fake.faults(token(n), faults, type=typ)
+
+    def streams(self):
+        """Every (tenant, stream) pair."""
+        return [(n, typ) for n in self.names for typ in self.layout[n][1]]
+
+    def compare(self):
+        """{(tenant, stream): (wanted, delivered) Counters of lines}."""
+        files = ndjson_files(self.ws.out) if os.path.isdir(self.ws.out) else {}
+        return {(n, typ): (collections.Counter(minify(r) for r in
+                                               self.fake.alerts(token(n), type=typ)),
+                           collections.Counter(stream_lines(files, n, typ)))
+                for n, typ in self.streams()}
 
     # -- one process
 
@@ -261,6 +297,9 @@ class Crash:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             self.stats["spool_files_at_kills"] += len(spool_files(self.ws))
+            self.stats["iterator_pending_at_kills"] += sql_value(
+                self.ws.db, "SELECT count(*) FROM iterator WHERE state IN ('pending', "
+                "'starting')") or 0
             self.stats["kills"] += 1
             self.stats["kills_once" if once else "kills_daemon"] += 1
             self.check_log(proc, what)
@@ -310,21 +349,19 @@ class Crash:
 
     def check_no_duplicates(self, when):
         """Any time: no record may have arrived twice."""
-        for n in self.names:
-            d = os.path.join(self.ws.out, n)
-            got = collections.Counter(ndjson_lines(d) if os.path.isdir(d) else [])
-            want = collections.Counter(minify(r) for r in self.fake.alerts(token(n)))
+        for (n, typ), (want, got) in self.compare().items():
             dup = sum((got - want).values())
             if dup:
-                raise Failure("%s: %s: %d records delivered twice or foreign" % (when, n, dup))
+                raise Failure("%s: %s/%s: %d records delivered twice or foreign"
+                              % (when, n, typ, dup))
 
     # -- the end
 
     def final_run(self):
         self.stats["delivered_before_final"] = len(ndjson_lines(self.ws.out)) \
             if os.path.isdir(self.ws.out) else 0
-        for n in self.names:
-            self.fake.reset(token(n))               # faults off (records stay)
+        for n, typ in self.streams():
+            self.fake.reset(token(n), type=typ)     # faults off (records stay)
         time.sleep(1.1)                             # every alert's insertion second is past
         rc, out, err = self.ws.run_cli(["run", "--once"])
         report = checker_report(err)
@@ -334,10 +371,7 @@ class Crash:
     def verify(self):
         """Counters of the final comparison; raises Failure on any problem."""
         problems = []
-        for n in self.names:
-            d = os.path.join(self.ws.out, n)
-            got = collections.Counter(ndjson_lines(d) if os.path.isdir(d) else [])
-            want = collections.Counter(minify(r) for r in self.fake.alerts(token(n)))
+        for (n, typ), (want, got) in self.compare().items():
             lost = sum((want - got).values())
             dup = sum((got - want).values())
             self.stats["records"] += sum(want.values())
@@ -346,8 +380,8 @@ class Crash:
             self.stats["duplicates"] += dup
             if lost or dup:
                 example = next(iter((want - got) or (got - want)))
-                problems.append("%s: %d lost, %d duplicated or foreign (e.g. %s)"
-                                % (n, lost, dup, example[:100]))
+                problems.append("%s/%s: %d lost, %d duplicated or foreign (e.g. %s)"
+                                % (n, typ, lost, dup, example[:100]))
         temps, others = sink_leftovers(self.ws.out)
         self.stats["temp_files_left"] = len(temps)
         if others:
@@ -364,6 +398,8 @@ class Crash:
             self.ws.db, "SELECT count(*) FROM delivered WHERE bytes >= 65536")
         self.stats["existed"] = sql_value(self.ws.db, "SELECT count(*) FROM delivered WHERE existed")
         self.stats["batches"] = sql_value(self.ws.db, "SELECT count(*) FROM delivered")
+        self.stats["iterator_resends"] = sql_value(self.ws.db, "SELECT coalesce(sum(resends), "
+                                                   "0) FROM iterator")
         self.stats["runs_abandoned"] = sql_value(
             self.ws.db, "SELECT count(*) FROM run WHERE status = 'abandoned'")
         ic = integrity(self.ws.db)
@@ -376,7 +412,7 @@ class Crash:
             raise Failure("; ".join(problems))
 
 
-def run(kills=10, seed=None, tenants=3, graceful=0, keep=False, log=print):
+def run(kills=10, seed=None, tenants=4, graceful=0, keep=False, log=print):
     """One crash test; returns its counters. Raises Failure (or
     AssertionError from the harness) when a check does not hold."""
     if seed is None:
@@ -418,12 +454,13 @@ def run(kills=10, seed=None, tenants=3, graceful=0, keep=False, log=print):
                 "temp files left %d; %d delivered before the final run, %d batches (%d spooled, "
                 "%d spool files found at kills, %d found "
                 "already in the sink, %d uploaded twice by one process), %d runs abandoned, "
-                "%d faults queued, integrity ok, %.1f s"
+                "%d faults queued, %d kills with an iterator page handed out and not committed, "
+                "%d iterator resends, integrity ok, %.1f s"
                 % (s["records"], s["delivered"], s["duplicates"], s["lost"],
                    s["temp_files_left"], s["delivered_before_final"], s["batches"],
                    s["spooled_batches"], s["spool_files_at_kills"], s["existed"],
                    s["double_uploads"], s["runs_abandoned"], s["faults_queued"],
-                   time.monotonic() - t0))
+                   s["iterator_pending_at_kills"], s["iterator_resends"], time.monotonic() - t0))
             return s
     except BaseException:
         log("crashtest: FAILED with seed %d; workspace %s%s" % (
@@ -518,7 +555,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=120, help="SIGKILLs to deliver (default 120)")
     ap.add_argument("--seed", type=int, help="the plan's random seed (default: random, printed)")
-    ap.add_argument("--tenants", type=int, default=3)
+    ap.add_argument("--tenants", type=int, default=4)
     ap.add_argument("--graceful", type=int, default=0,
                     help="instead of kills, N cycles of SIGTERM / finished passes")
     ap.add_argument("--no-fsync-case", action="store_true",
