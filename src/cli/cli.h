@@ -42,6 +42,10 @@ int tenant_print_show(sqlite3 *db, const cli_ctx *ctx, const char *name, int jso
 /* `tenant import-env NAME [--state FILE]` (cli_import.c). */
 int tenant_import_env(cli_ctx *ctx, const char *name, const char *state_file);
 
+/* `tenant export NAME ...` and `tenant import FILE ...` (cli_move.c);
+ * argv[0] is "export" or "import". */
+int tenant_move_cmd(cli_ctx *ctx, int argc, char **argv);
+
 int cmd_init(cli_ctx *ctx, int argc, char **argv);
 int cmd_tenant(cli_ctx *ctx, int argc, char **argv);
 int cmd_status(cli_ctx *ctx, int argc, char **argv);

@@ -81,7 +81,11 @@ static const char tenant_usage[] =
     "       nscollect tenant list [--json]\n"
     "       nscollect tenant show NAME [--json]\n"
     "       nscollect tenant enable NAME | disable NAME\n"
-    "       nscollect tenant remove NAME [--force]\n";
+    "       nscollect tenant remove NAME [--force]\n"
+    "       nscollect tenant export NAME [--out FILE] [--passphrase-file F | --passphrase-env VAR]\n"
+    "       nscollect tenant import FILE [--passphrase-file F | --passphrase-env VAR]\n"
+    "                 (move a tenant to another database exactly once; the file is encrypted\n"
+    "                 under the passphrase, default $NSCOLLECT_PASSPHRASE)\n";
 
 static int tenant_usage_error(const char *fmt, const char *arg)
 {
@@ -428,6 +432,15 @@ static void token_release(buf *token)
     buf_release(token);
 }
 
+/* A tenant that `tenant export` moved away is only shown or removed here. */
+static int moved_refused(sqlite3 *db, const tenant *t)
+{
+    if (!db_int(db, "SELECT moved_at IS NOT NULL FROM tenant WHERE id = ?1", t->id, 0))
+        return 0;
+    return cli_error("tenant '%s' was moved to another database (tenant export): here it can "
+                     "only be shown or removed", t->name);
+}
+
 static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
 {
     char err[1024];
@@ -481,6 +494,8 @@ static int tenant_set(cli_ctx *ctx, const tenant_opts *o, const char *name)
         cli_error("%s", err);
         goto out;
     }
+    if (moved_refused(db, &t) != 0)
+        goto out;
     if (apply_opts(&t, o) < 0 || (have_token = read_token(o, 0, &token)) < 0)
         goto out;
     if (have_token && cli_load_key(ctx, db, &key) != 0)
@@ -513,6 +528,8 @@ static int tenant_enable(cli_ctx *ctx, const char *name, int enable)
         cli_error("%s", err);
         goto out;
     }
+    if (moved_refused(db, &t) != 0)
+        goto out;
     t.enabled = enable;
     if (tenant_update(db, NULL, &t, NULL, 0, err, sizeof err) < 0) {
         cli_error("%s", err);
@@ -607,6 +624,8 @@ int cmd_tenant(cli_ctx *ctx, int argc, char **argv)
         fputs(tenant_usage, stdout);
         return 0;
     }
+    if (strcmp(sub, "export") == 0 || strcmp(sub, "import") == 0)
+        return tenant_move_cmd(ctx, argc - 1, argv + 1);
     if (parse_opts(argc - 1, argv + 1, &o, &name) != 0)
         return strcmp(argv[argc - 1], "--help") == 0 ? 0 : EXIT_USAGE;
     if (check_subcommand(sub, &o, name) != 0)

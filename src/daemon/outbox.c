@@ -57,7 +57,8 @@
                   "not_before = (SELECT min(not_before) FROM stream WHERE tenant_id = tenant.id) " \
                   "WHERE id = (SELECT tenant_id FROM stream WHERE id = ?1)") \
     X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
-                "ORDER BY id LIMIT 1") \
+                "AND tenant_id NOT IN (SELECT id FROM tenant WHERE moved_at IS NOT NULL) " \
+                "ORDER BY id LIMIT 1") /* a moved tenant's batches left in its export */ \
     X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
             "sink_url, sink_credentials, sink_gzip, sink_maybe FROM outbox WHERE id = ?1") \
     X(pin, "UPDATE outbox SET sink_url = ?2, sink_credentials = ?3, sink_gzip = ?4 " \
