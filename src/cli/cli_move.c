@@ -8,7 +8,7 @@
  * header as associated data. The plaintext is the token's length (4 bytes,
  * big-endian), the token, then one JSON document made by SQLite's JSON
  * functions (blobs in base64 through EVP_EncodeBlock): tenant settings,
- * streams with cursors and dedupe keys, undelivered batches with their
+ * streams with cursors, iterator positions and dedupe keys, undelivered batches with their
  * bodies (spool files read in), object names and pinned destinations.
  * The passphrase comes from --passphrase-file, --passphrase-env VAR or
  * $NSCOLLECT_PASSPHRASE, never argv.
@@ -321,11 +321,13 @@ static const char export_sql[] =
     "  'sink_credentials', t.sink_credentials, 'interval_s', t.interval_s,"
     "  'lookback_s', t.lookback_s, 'overlap_s', t.overlap_s, 'page_size', t.page_size,"
     "  'max_records', t.max_records, 'window', t.window, 'enabled', t.enabled,"
-    "  'created_at', t.created_at),"
+    "  'created_at', t.created_at, 'api', t.api, 'requests_per_second', t.requests_per_second),"
     " 'streams', (SELECT json_group_array(json_object('name', s.name, 'created_at', s.created_at,"
     "  'not_before', s.not_before, 'fail_count', s.fail_count, 'last_error', s.last_error,"
     "  'last_error_at', s.last_error_at, 'last_ok_at', s.last_ok_at, 'cursor', c.position,"
-    "  'cursor_at', c.updated_at, 'seen', (SELECT json_group_array(json_array(k.at,"
+    "  'cursor_at', c.updated_at, 'iterator', (SELECT json_object('index_name', i.index_name,"
+    "  'start_epoch', i.start_epoch, 'state', i.state, 'pages', i.pages, 'resends', i.resends,"
+    "  'updated_at', i.updated_at) FROM iterator i WHERE i.stream_id = s.id), 'seen', (SELECT json_group_array(json_array(k.at,"
     "  nsc_b64(k.key), k.stored_at)) FROM seen k WHERE k.stream_id = s.id)))"
     "  FROM stream s LEFT JOIN cursor c ON c.stream_id = s.id WHERE s.tenant_id = t.id),"
     " 'outbox', (SELECT json_group_array(json_object('stream', (SELECT name FROM stream"
@@ -488,10 +490,12 @@ out:
 
 static const char *const import_sql[] = {
     "INSERT INTO tenant (name, url, token, token_fp, sink, sink_credentials, interval_s,"
-    " lookback_s, overlap_s, page_size, max_records, window, enabled, created_at, updated_at)"
+    " lookback_s, overlap_s, page_size, max_records, window, enabled, created_at, updated_at,"
+    " api, requests_per_second)"
     " SELECT j->>'name', j->>'url', x'', '', j->>'sink', j->>'sink_credentials',"
     " j->>'interval_s', j->>'lookback_s', j->>'overlap_s', j->>'page_size', j->>'max_records',"
-    " j->>'window', j->>'enabled', j->>'created_at', unixepoch()"
+    " j->>'window', j->>'enabled', j->>'created_at', unixepoch(), coalesce(j->>'api', 'data'),"
+    " j->>'requests_per_second'"
     " FROM (SELECT ?1 -> '$.tenant' AS j)",
     "INSERT INTO stream (tenant_id, name, created_at, not_before, fail_count, last_error,"
     " last_error_at, last_ok_at) SELECT ?2, value->>'name', value->>'created_at',"
@@ -500,6 +504,11 @@ static const char *const import_sql[] = {
     "INSERT INTO cursor (stream_id, position, updated_at) SELECT s.id, j.value->>'cursor',"
     " j.value->>'cursor_at' FROM json_each(?1, '$.streams') j JOIN stream s ON"
     " s.tenant_id = ?2 AND s.name = j.value->>'name' WHERE j.value->>'cursor' IS NOT NULL",
+    "INSERT INTO iterator (stream_id, index_name, start_epoch, state, pages, resends, updated_at)"
+    " SELECT s.id, i->>'index_name', i->>'start_epoch', i->>'state', i->>'pages',"
+    " i->>'resends', i->>'updated_at' FROM (SELECT value->>'name' AS n, value->'iterator' AS i"
+    " FROM json_each(?1, '$.streams')) j JOIN stream s ON s.tenant_id = ?2 AND s.name = j.n"
+    " WHERE json_type(j.i) = 'object'",
     "INSERT INTO seen (stream_id, at, key, stored_at) SELECT s.id, k.value->>'$[0]',"
     " nsc_unb64(k.value->>'$[1]'), k.value->>'$[2]' FROM json_each(?1, '$.streams') j"
     " JOIN stream s ON s.tenant_id = ?2 AND s.name = j.value->>'name'"

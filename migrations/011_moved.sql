@@ -1,4 +1,4 @@
--- 009: a tenant moved to another database by `tenant export` (issue 20).
+-- 011: a tenant moved to another database by `tenant export` (issue 20).
 --
 -- tenant.moved_at / moved_export: set by export in the transaction that
 -- reads the tenant's state; such a tenant is disabled, never fetched, and
