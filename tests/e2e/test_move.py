@@ -140,5 +140,32 @@ def test_bad_input_and_name_taken():
         assert rc == 2 and "not a nscollect export" in err, err
 
 
+def test_iterator_position_and_settings_move():
+    with FakeNetskope() as fake, Workspace() as a, Workspace() as b:
+        for ws in (a, b):
+            assert ws.run_cli(["init"])[0] == 0
+        rc, _, err = a.run_cli(["tenant", "add", "acme", "--url", fake.url, "--streams",
+                                "alert,page", "--interval", 77], stdin=token("acme"))
+        assert rc == 0, err
+        con = __import__("sqlite3").connect(a.db)
+        con.execute("INSERT INTO iterator (stream_id, index_name, start_epoch, state, pages, "
+                    "updated_at) SELECT id, 'idx-acme-page', 1700000000, 'pending', 9, 5 "
+                    "FROM stream WHERE name = 'page'")
+        con.commit()
+        con.close()
+        out = os.path.join(a.dir, "x.move")
+        assert a.run_cli(["tenant", "export", "acme", "--out", out], env=PASS)[0] == 0
+        rc, _, err = b.run_cli(["tenant", "import", out], env=PASS)
+        assert rc == 0, err
+        assert b.query_rows("SELECT s.name, i.index_name, i.start_epoch, i.state, i.pages FROM "
+                            "iterator i JOIN stream s ON s.id = i.stream_id") == \
+            [("page", "idx-acme-page", 1700000000, "pending", 9)]
+        assert b.query("SELECT interval_s FROM tenant WHERE name = 'acme'") == 77
+        assert b.query("SELECT group_concat(name) FROM (SELECT name FROM stream ORDER BY name)") \
+            == "alert,page"
+        rc, out_, err = b.run_cli(["tenant", "show", "acme"])
+        assert rc == 0 and token("acme") not in out_ + err
+
+
 if __name__ == "__main__":
     run_tests(globals())
