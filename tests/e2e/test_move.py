@@ -14,6 +14,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import FakeNetskope, Workspace, minify, ndjson_lines, run_tests, wait_until  # noqa: E402
+from test_cli import old_database  # noqa: E402
 from test_spine import cursor, token  # noqa: E402
 
 PASS = {"NSCOLLECT_PASSPHRASE": "correct horse battery staple"}
@@ -165,6 +166,29 @@ def test_iterator_position_and_settings_move():
             == "alert,page"
         rc, out_, err = b.run_cli(["tenant", "show", "acme"])
         assert rc == 0 and token("acme") not in out_ + err
+
+
+def test_upgrade_to_moved_keeps_everything():
+    """Migration 011 (moved state) upgrades a database the previous release
+    made: tenant, stream, cursor, keys and batch kept; no tenant moved."""
+    with Workspace() as ws:
+        con = old_database(ws.db, 10, ["old"])
+        con.execute("INSERT INTO stream (id, tenant_id, name, created_at) VALUES (1, 1, 'alert', 0)")
+        con.execute("INSERT INTO cursor VALUES (1, 1700000000, 1)")
+        con.execute("INSERT INTO seen (stream_id, at, key, stored_at) VALUES (1, 5, x'01', 5)")
+        con.execute("INSERT INTO outbox (tenant_id, stream_id, object_name, created_at, records, "
+                    "bytes, body) VALUES (1, 1, 'old/alerts_x.ndjson', 1, 1, 3, x'7b7d0a')")
+        con.commit()
+        con.close()
+        rc, _, err = ws.run_cli(["init"])
+        assert rc == 0, err
+        assert ws.query("SELECT count(*) FROM tenant WHERE moved_at IS NULL") == 1
+        assert ws.query_rows("SELECT position FROM cursor") == [(1700000000,)]
+        assert ws.query("SELECT count(*) FROM seen") == 1
+        assert ws.query("SELECT hex(body) FROM outbox") == "7B7D0A"
+        assert ws.query("SELECT state FROM tenant_status") == "lagging"
+        assert ws.query("SELECT pending_batches FROM stream_status") == 1
+        assert ws.query("SELECT count(*) FROM imported") == 0
 
 
 if __name__ == "__main__":
