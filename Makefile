@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/%)
 SAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
-.PHONY: all deps deps-extra test test-google unit e2e demo clean asan tsan valgrind bench bench-parser fuzz crashtest install
+.PHONY: all deps deps-extra test test-google unit e2e demo clean asan tsan valgrind bench bench-parser bench-events fuzz crashtest install
 
 all: nscollect
 
@@ -172,6 +172,12 @@ valgrind: deps-extra
 # `make test`: a missed target is reported, not failed.
 bench: deps-extra nscollect
 	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/bench.py $(BENCH_ARGS)
+
+# `make bench-events`: issue 15's benchmark (tests/bench/events.py): one
+# tenant's BENCH_EVENTS (1M) page events unpaced, data API and dataexport
+# iterator, beside as many alerts; CPU per record and peak RSS.
+bench-events: deps-extra nscollect
+	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/events.py
 
 # `make bench-parser`: the page parser alone (records.c), compact and pretty
 # pages of the benchmark's alerts; the number to watch when changing it.

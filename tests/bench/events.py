@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""events.py - issue 15's benchmark: one tenant, BENCH_EVENTS (1,000,000)
+page events (about 2 KB each, the fake's page fields) unpaced, read through
+the data API and through the dataexport iterator, beside the same number
+of alerts through the data API (today's path). Prints CPU per record and
+peak RSS of each; the targets are page events within 1.2x of an alert's
+CPU and within 10 % of its peak RSS.
+
+    make bench-events                          (BENCH_EVENTS, BENCH_RUNS=1)
+    BENCH_EVENTS=200000 python3 tests/bench/events.py
+
+Uses bench.py's measuring (GNU time: the nscollect process's own CPU and
+peak RSS; the fake is not counted). Page size 10000 for the data API; the
+fake's iterator hands out 10000 records a page too. Not a test: exit 1
+only when a run did not deliver every record.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+from bench import FakeNetskope, Workspace, cli, log, median, ndjson_stats  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
+RUNS = max(1, int(os.environ.get("BENCH_RUNS", "1")))
+UNPACED = "fetch = { slice = 86400; requests_per_second = 1000; prefetch = true; };\n"
+
+
+def one_run(fake, token, stream, api):
+    with Workspace(UNPACED) as ws:
+        cli(ws, ["init"])
+        cli(ws, ["tenant", "add", "b", "--url", fake.url, "--page-size", bench.PAGE,
+                 "--lookback", 4 * 3600, "--streams", stream, "--api", api], stdin=token)
+        m = bench.with_fake_cpu(fake, lambda: bench.run_nscollect(
+            ws, ["run", "--once"] + bench.TPUT_WORKERS, "run"))
+        m["lines"], m["bytes"], m["files"] = ndjson_stats(ws.out)
+        if m["rc"] != 0 or m["lines"] != EVENTS:
+            log("%s/%s: rc %d, %d lines: %s" % (stream, api, m["rc"], m["lines"],
+                                                open(m["log"]).read()[-1500:]))
+            bench.FAILED.append("%s/%s" % (stream, api))
+    return m
+
+
+def main():
+    now = int(time.time())
+    rows = []
+    with FakeNetskope() as fake:
+        for stream in ("alert", "page"):
+            token = "bench-" + stream
+            fake.add_tenant(token, stream, mode={"iter_page": bench.PAGE})
+            t0 = time.monotonic()
+            fake.generate(token, EVENTS, now - 7200, now - 600, seed=1, type=stream)
+            log("events: fake generated %d %s records in %.1f s" % (EVENTS, stream,
+                                                                   time.monotonic() - t0))
+            for api in (("data",) if stream == "alert" else ("data", "dataexport")):
+                ms = []
+                for i in range(RUNS):
+                    fake.reset(token)
+                    ms.append(one_run(fake, token, stream, api))
+                    log("events: %s/%s run %d: %.1f s wall, %.2f s CPU, %.0f MiB, %.0f MB out"
+                        % (stream, api, i + 1, ms[-1]["wall"], ms[-1]["cpu"],
+                           ms[-1]["rss_mib"], ms[-1]["bytes"] / 1e6))
+                rows.append((stream, api, median([m["wall"] for m in ms]),
+                             median([m["cpu"] for m in ms]), median([m["rss_mib"] for m in ms]),
+                             median([m["bytes"] for m in ms])))
+    base = rows[0]
+    print("| stream / api | records | wall s | CPU s | us CPU per record | x alert | "
+          "peak RSS MiB | x alert | MB written |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for stream, api, wall, cpu, rss, nbytes in rows:
+        print("| %s / %s | %d | %.1f | %.2f | %.2f | %.2fx | %.0f | %.2fx | %.0f |"
+              % (stream, api, EVENTS, wall, cpu, 1e6 * cpu / EVENTS, cpu / base[3], rss,
+                 rss / base[4], nbytes / 1e6))
+    return 1 if bench.FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
