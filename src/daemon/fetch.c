@@ -749,7 +749,7 @@ static int64_t iter_position(const job *j, const ns_page *pg, int64_t prev)
 /* One request of the iterator and the commit of its page, which also
  * makes the iterator 'clean'. 0 done, 1 stopping, -1 failed (res says
  * why; the state left in the database makes the next try a resend). */
-static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos)
+static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos, int *resent)
 {
     char opbuf[32], err[256];
     ns_query q = {              /* the operation is the state's before the request */
@@ -765,6 +765,7 @@ static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos)
     int rc = get_page(f, j, &q);
     if (rc != 0)
         return rc;
+    *resent = strcmp(q.op, "resend") == 0;
     const ns_page *pg = &f->page[f->cur];
     j->pages++;
     j->fetched += (int64_t)pg->nrecs;
@@ -777,10 +778,11 @@ static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos)
     return 0;
 }
 
-/* 1 when the job ends after a committed page (res set), else 0. */
-static int iter_done(fetcher *f, job *j, size_t n, int64_t hwm)
+/* 1 when the job ends after a committed page (res set), else 0. An
+ * empty resend says nothing: the page resent may be an old empty one. */
+static int iter_done(fetcher *f, job *j, size_t n, int64_t hwm, int resent)
 {
-    if (n == 0 || hwm >= j->started)
+    if (!resent && (n == 0 || hwm >= j->started))
         set_result(j, FETCH_OK, 0, "%s", "");        /* caught up */
     else if (j->t.max_records > 0 && j->res->stored >= j->t.max_records)
         set_result(j, FETCH_MORE, 0, "%s", "");
@@ -817,13 +819,14 @@ static void fetch_iterator(fetcher *f, job *j)
     j->res->run_id = outbox_run_start(f->ob, j->s.id, j->window_start);
     int64_t pos = has_cursor ? cursor : it.start_epoch;
     for (;;) {
-        int rc = iter_page(f, j, &it, &pos);
+        int resent = 0;
+        int rc = iter_page(f, j, &it, &pos, &resent);
         if (rc == 1)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
         const ns_page *pg = &f->page[f->cur];
-        if (iter_done(f, j, pg->nrecs, pg->hwm))
+        if (iter_done(f, j, pg->nrecs, pg->hwm, resent))
             return;
         if ((rc = honour_wait_time(f, j)) != 0) {
             if (rc == 1)

@@ -239,6 +239,32 @@ def test_kill_between_reply_and_commit():
             check_stream(ws, fake, "acme", typ)
 
 
+def test_resent_empty_page_is_not_the_end():
+    """Killed after 'pending' was written but before the next went out, the
+    stream resends the last page, an empty one: that is not "caught up" -
+    the next request follows and the records after it come (a bug the crash
+    test found: the pass ended there and left them behind)."""
+    now = int(time.time())
+    with FakeNetskope() as fake, Workspace() as ws:
+        expect(ws, ["init"], 0)
+        add_tenant(ws, fake, "acme", mode={"iter_page": 50})
+        fake.generate("tok-acme", 60, insertion_start=now - 3000, insertion_end=now - 100)
+        rc, out, err = ws.run_cli(["run", "--once"])
+        assert rc == 0, err
+        assert iter_requests(fake, "acme")[-1]["count"] == 0      # ended on an empty page
+        fake.generate("tok-acme", 70, insertion_start=now - 90, insertion_end=now - 5, seed=4)
+        con = sqlite3.connect(ws.db, timeout=30)
+        with con:            # what a kill between the 'pending' write and the request leaves
+            con.execute("UPDATE iterator SET state = 'pending'")
+        con.close()
+        due_now(ws)
+        rc, out, err = ws.run_cli(["run", "--once"])
+        assert rc == 0, err
+        ops = [(r["op"], r["count"]) for r in iter_requests(fake, "acme")][-4:]
+        assert ops == [("resend", 0), ("next", 50), ("next", 20), ("next", 0)], ops
+        check_stream(ws, fake, "acme", "alert")
+
+
 def test_several_tenants_and_streams():
     """Three tenants, several streams each, iterator mode, faults on some:
     every record once, byte for byte, in its own tenant's own stream."""
