@@ -324,7 +324,8 @@ static const char export_sql[] =
     "  'created_at', t.created_at, 'api', t.api, 'requests_per_second', t.requests_per_second),"
     " 'streams', (SELECT json_group_array(json_object('name', s.name, 'created_at', s.created_at,"
     "  'not_before', s.not_before, 'fail_count', s.fail_count, 'last_error', s.last_error,"
-    "  'last_error_at', s.last_error_at, 'last_ok_at', s.last_ok_at, 'cursor', c.position,"
+    "  'last_error_at', s.last_error_at, 'last_ok_at', s.last_ok_at, 'first_start', s.first_start,"
+    "  'cursor', c.position,"
     "  'cursor_at', c.updated_at, 'iterator', (SELECT json_object('index_name', i.index_name,"
     "  'start_epoch', i.start_epoch, 'state', i.state, 'pages', i.pages, 'resends', i.resends,"
     "  'updated_at', i.updated_at) FROM iterator i WHERE i.stream_id = s.id), 'seen', (SELECT json_group_array(json_array(k.at,"
@@ -498,9 +499,9 @@ static const char *const import_sql[] = {
     " j->>'requests_per_second'"
     " FROM (SELECT ?1 -> '$.tenant' AS j)",
     "INSERT INTO stream (tenant_id, name, created_at, not_before, fail_count, last_error,"
-    " last_error_at, last_ok_at) SELECT ?2, value->>'name', value->>'created_at',"
+    " last_error_at, last_ok_at, first_start) SELECT ?2, value->>'name', value->>'created_at',"
     " value->>'not_before', value->>'fail_count', value->>'last_error', value->>'last_error_at',"
-    " value->>'last_ok_at' FROM json_each(?1, '$.streams')",
+    " value->>'last_ok_at', value->>'first_start' FROM json_each(?1, '$.streams')",
     "INSERT INTO cursor (stream_id, position, updated_at) SELECT s.id, j.value->>'cursor',"
     " j.value->>'cursor_at' FROM json_each(?1, '$.streams') j JOIN stream s ON"
     " s.tenant_id = ?2 AND s.name = j.value->>'name' WHERE j.value->>'cursor' IS NOT NULL",

@@ -650,6 +650,25 @@ static void progress(job *j, int64_t covered_to)
              j->res->stored / (secs > 0 ? secs : 1), done > 0 ? secs * (total - done) / done : -1.0);
 }
 
+/* Where a stream without a cursor begins: fixed by its first attempt
+ * (outbox_first_start), so a stream whose first attempts fail does not
+ * start later each time and skip what lay between. -1 with the result set
+ * when it cannot be read, or when the clock is behind it. */
+static int first_window_start(fetcher *f, job *j, int64_t *start)
+{
+    if (outbox_first_start(f->ob, j->s.id, j->started - j->t.lookback_s, start) < 0) {
+        set_result(j, FETCH_FAILED, 0, "cannot read the first window: %s", sqlite3_errmsg(f->db));
+        return -1;
+    }
+    if (*start > j->started) {
+        log_warn("tenant=%s event=clock_behind_first_window start=%lld now=%lld", j->who,
+                 (long long)*start, (long long)j->started);
+        set_result(j, FETCH_OK, 0, "%s", "");
+        return -1;
+    }
+    return 0;
+}
+
 /* Slices from the cursor up to the job's start time. */
 static void fetch_window(fetcher *f, job *j)
 {
@@ -667,12 +686,15 @@ static void fetch_window(fetcher *f, job *j)
         set_result(j, FETCH_OK, 0, "%s", "");
         return;
     }
+    int64_t first_start = 0;
+    if (!has_cursor && first_window_start(f, j, &first_start) < 0)
+        return;
     int64_t from = -1;             /* where the next slice starts, inside the overlap */
     for (int first = 1, shrunk = 0;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
         int slice_s = pacing_slice(PACING_STREAM_KEY(j->s.id), f->cfg->slice_s);
-        window w = window_next(has_cursor, cursor, j->started, j->t.lookback_s,
+        window w = window_next(has_cursor, cursor, j->started, (int)(j->started - first_start),
                                first ? j->t.overlap_s : 0, slice_s);
         if (from >= 0)
             w.start = from;
@@ -810,7 +832,9 @@ static void fetch_iterator(fetcher *f, job *j)
         set_result(j, FETCH_FAILED, 0, "cannot read cursor: %s", sqlite3_errmsg(f->db));
         return;
     }
-    int64_t start = has_cursor ? cursor - j->t.overlap_s : j->started - j->t.lookback_s;
+    int64_t start = has_cursor ? cursor - j->t.overlap_s : 0;
+    if (!has_cursor && first_window_start(f, j, &start) < 0)
+        return;
     if (iterator_load(f->db, j->s.id, start, &it, err, sizeof err) < 0) {
         set_result(j, FETCH_FAILED, 0, "%s", err);
         return;

@@ -32,6 +32,8 @@
                   "position = max(position, excluded.position), " /* never back */ \
                   "updated_at = excluded.updated_at") \
     X(cursor_get, "SELECT position FROM cursor WHERE stream_id = ?1") \
+    X(first_start, "UPDATE stream SET first_start = coalesce(first_start, ?2) " \
+                   "WHERE id = ?1 RETURNING first_start") \
     X(iter_clean, "UPDATE iterator SET state = 'clean', pages = pages + 1, updated_at = ?2 " \
                   "WHERE stream_id = ?1") \
     X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
@@ -514,6 +516,20 @@ int outbox_cursor(outbox *o, int64_t stream_id, int64_t *pos)
         *pos = sqlite3_column_int64(o->st[ST_cursor_get], 0);
     sqlite3_reset(o->st[ST_cursor_get]);
     return found ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int outbox_first_start(outbox *o, int64_t stream_id, int64_t proposed, int64_t *start)
+{
+    sqlite3_stmt *st = o->st[ST_first_start];
+    sqlite3_bind_int64(st, 1, stream_id);
+    sqlite3_bind_int64(st, 2, proposed);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *start = sqlite3_column_int64(st, 0);
+    if (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);     /* RETURNING: the write is done once stepped to the end */
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int64_t outbox_run_start(outbox *o, int64_t stream_id, int64_t window_start)

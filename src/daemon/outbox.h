@@ -87,6 +87,12 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
 /* The stream's cursor: 1 and *pos when it has one, 0 when new, -1 error. */
 int outbox_cursor(outbox *o, int64_t stream_id, int64_t *pos);
 
+/* Where a stream without a cursor starts reading: the start its first
+ * attempt wrote, or proposed (now - lookback) written now when this is its
+ * first attempt. Kept so that failed attempts do not slide the start
+ * forward past records nobody has read. 0, or -1 on error. */
+int outbox_first_start(outbox *o, int64_t stream_id, int64_t proposed, int64_t *start);
+
 /* Run rows (of a stream). start returns the new run id or -1. */
 int64_t outbox_run_start(outbox *o, int64_t stream_id, int64_t window_start);
 /* status: "ok", "failed", "abandoned". error may be NULL. */

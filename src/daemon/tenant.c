@@ -238,6 +238,25 @@ static int run_for_id(sqlite3 *db, const char *sql, int64_t id, char *err, size_
     return rc;
 }
 
+/* A new lookback is a new first window for the streams that have not
+ * committed one yet: the start their first attempt fixed is forgotten. */
+static int lookback_changed(sqlite3 *db, const tenant *t, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = db_prepare(db,
+        "UPDATE stream SET first_start = NULL WHERE tenant_id = ?1 "
+        "AND (SELECT lookback_s FROM tenant WHERE id = ?1) <> ?2 "
+        "AND NOT EXISTS (SELECT 1 FROM cursor c WHERE c.stream_id = stream.id)", err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, t->id);
+    sqlite3_bind_int(st, 2, t->lookback_s);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    if (rc < 0)
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int write_settings(sqlite3 *db, const char *sql, const tenant *t, char *err, size_t errlen)
 {
     sqlite3_stmt *st = db_prepare(db, sql, err, errlen);
@@ -295,7 +314,7 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
         "WHERE id = ?13";
     if (db_begin(db, err, errlen) < 0)
         return -1;
-    if (write_settings(db, sql, t, err, errlen) < 0)
+    if (lookback_changed(db, t, err, errlen) < 0 || write_settings(db, sql, t, err, errlen) < 0)
         goto fail;
     if (token && store_token(db, key, t->id, token, token_len, err, errlen) < 0)
         goto fail;

@@ -2,7 +2,8 @@
  *
  * Pure arithmetic, no I/O, so the rules of DESIGN.md "Windows and cursors"
  * are tested in isolation:
- *   new tenant:   [now - lookback, ...)
+ *   new tenant:   [now - lookback, ...) where "now" is its first attempt's
+ *                 (the caller passes the lookback that gives it)
  *   with cursor:  [cursor - overlap, ...)
  * and a slice never covers more than slice_s seconds of new ground beyond
  * the point it resumes from, nor goes past now. The cursor moves to the

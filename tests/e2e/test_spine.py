@@ -191,6 +191,43 @@ def fault_case(fault, expect_rc, error_words, after=0, config=FAST):
         assert rc == 0 and "ok" in out, out
 
 
+def test_first_window_start_is_fixed_at_the_first_attempt():
+    """A new tenant whose first attempt fails starts, when it succeeds,
+    where the first attempt started: records inserted at the very start of
+    the first lookback are read, though the clock has moved past it. A
+    changed lookback forgets that start (no cursor yet)."""
+    with FakeNetskope() as fake, Workspace(config_extra=FAST) as ws:
+        rc, _, err = ws.run_cli(["init"])
+        assert rc == 0, err
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 60],
+                                stdin=token("acme"))
+        assert rc == 0, err
+        fake.faults(token("acme"), [{"kind": "status", "code": 500}])
+        run_once(ws, expect=1)
+        start = db_value(ws, "SELECT min(window_start) FROM run")
+        fake.generate(token("acme"), 40, insertion_start=start, insertion_end=start + 2, seed=3)
+        wait_until(lambda: time.time() >= start + 60 + 3, timeout=70,
+                   what="the clock past the first lookback's first seconds")
+        run_once(ws)
+        assert db_value(ws, "SELECT max(window_start) FROM run") == start, \
+            "the second attempt started elsewhere"
+        assert_exactly_once(fake, ws, ["acme"])
+
+        fake.add_tenant(token("globex"), "globex")
+        rc, _, err = ws.run_cli(["tenant", "add", "globex", "--url", fake.url, "--lookback", 60],
+                                stdin=token("globex"))
+        assert rc == 0, err
+        fake.faults(token("globex"), [{"kind": "status", "code": 500}])
+        run_once(ws, expect=1)
+        first = "SELECT first_start FROM stream s JOIN tenant t ON t.id = s.tenant_id " \
+                "WHERE t.name = 'globex'"
+        assert db_value(ws, first) is not None
+        rc, _, err = ws.run_cli(["tenant", "set", "globex", "--lookback", 120])
+        assert rc == 0, err
+        assert db_value(ws, first) is None, "a new lookback kept the old first window"
+
+
 def test_fault_malformed_page():
     fault_case({"kind": "malformed"}, 1, ["malformed"])
 
