@@ -91,7 +91,8 @@ static const struct key keys[] = {
     INT("http.connect_timeout", connect_timeout_s, 10, 1, 300),
     INT("http.low_speed_time", low_speed_time_s, 30, 1, 3600),
     INT("http.total_timeout", total_timeout_s, 300, 1, DAY),
-    I64("http.max_body", max_body_bytes, 256 * MIB, MIB, 2 * GIB - 1),
+    I64("http.max_body", max_body_bytes, 128 * MIB, MIB, 2 * GIB - 1),
+    I64("http.max_body_total", max_body_total, 512 * MIB, MIB, 64 * GIB),
     STR("http.ca_bundle", ca_bundle, "", 0),
     STR("http.proxy", proxy, "", 0),
 
@@ -644,6 +645,12 @@ int config_load(nsc_config *cfg, const char *path, char *err, size_t errlen)
     }
     if (parse_and_apply(&ld, wide) < 0)
         goto out;
+    if (tmp->max_body_total < tmp->max_body_bytes) {   /* one body must fit the whole budget */
+        errorf(err, errlen, "%s: http.max_body_total (%lld) is smaller than http.max_body (%lld): "
+               "raise http.max_body_total or lower http.max_body", path,
+               (long long)tmp->max_body_total, (long long)tmp->max_body_bytes);
+        goto out;
+    }
     snprintf(tmp->source, sizeof tmp->source, "%s", path);
     memcpy(cfg, tmp, sizeof *cfg);
     rc = 0;

@@ -47,7 +47,9 @@ typedef struct nsc_config {
     int connect_timeout_s;            /* "http.connect_timeout", default 10 */
     int low_speed_time_s;             /* "http.low_speed_time", default 30 */
     int total_timeout_s;              /* "http.total_timeout", default 300 */
-    int64_t max_body_bytes;           /* "http.max_body", default 256 MiB */
+    int64_t max_body_bytes;           /* "http.max_body", default 128 MiB: one reply body */
+    int64_t max_body_total;           /* "http.max_body_total", default 512 MiB: all the
+                                         bodies the process holds at once */
     char ca_bundle[CONFIG_PATH_MAX];  /* "http.ca_bundle", default "" = system store */
     char proxy[CONFIG_PATH_MAX];      /* "http.proxy", default "" = environment */
 

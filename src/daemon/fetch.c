@@ -87,7 +87,7 @@ typedef struct job {
 #define PROGRESS_EVERY_MS 5000
 
 fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_key *key,
-                     void *curl_share, char *err, size_t errlen)
+                     void *curl_share, budget *bodies, char *err, size_t errlen)
 {
     fetcher *f = calloc(1, sizeof *f);
     if (!f) {
@@ -107,6 +107,7 @@ fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_ke
         .ca_bundle = cfg->ca_bundle,
         .proxy = cfg->proxy,
         .share = curl_share,
+        .bodies = bodies,
     };
     if (keyset_init(&f->keys, (size_t)cfg->offset_max + 10000) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -950,6 +951,8 @@ void fetcher_run(fetcher *f, int64_t stream_id, fetch_result *res)
         fetch_window(f, &j);
     tenant_release(&j.t);
     record_outcome(f, &j);
+    ns_client_done(f->http[0]);    /* an idle worker holds no body against the budget */
+    ns_client_done(f->http[1]);
     char q[LOG_ESCAPE_MAX];
     log_info("tenant=%s run=%lld event=fetch_done status=%s window_start=%lld stored=%lld "
              "duration_ms=%ld%s%s%s", j.who, (long long)res->run_id,

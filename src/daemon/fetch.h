@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/budget.h"
 #include "base/config.h"
 #include "daemon/secret.h"
 
@@ -40,9 +41,11 @@ typedef struct fetch_result {
     char error[512];
 } fetch_result;
 
-/* NULL with err when the database cannot be opened. */
+/* NULL with err when the database cannot be opened. curl_share (a CURLSH*)
+ * and bodies (the process-wide reply-body budget) may be NULL; both are
+ * shared with the other fetchers and must outlive this one. */
 fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_key *key,
-                     void *curl_share, char *err, size_t errlen);
+                     void *curl_share, budget *bodies, char *err, size_t errlen);
 void fetcher_free(fetcher *f);
 /* Use cfg (which must outlive the fetcher or the next call) for the next
  * jobs: how SIGHUP's reloaded fetch.* and outbox.* settings take effect.

@@ -30,6 +30,7 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
+#include "base/budget.h"
 #include "base/buf.h"
 #include "base/http_share.h"
 
@@ -39,13 +40,17 @@
 #define NS_URL_SHOW_MAX 120
 #define NS_ERRBODY_MAX 4096      /* bytes of an error body kept for its message */
 #define NS_ERROR_TEXT_MAX 200    /* bytes of Netskope's words kept in an error */
+#define NS_BODY_KEEP (16L << 20) /* body storage kept for the next page; above, freed */
 
 struct ns_client {
     CURL *curl;
     buf body;               /* the reply body, capped at max_body_bytes */
     buf errbody;            /* a non-200 reply's body, its first NS_ERRBODY_MAX bytes */
     size_t max_body;
-    int overflow;           /* the write callback refused data past the cap */
+    budget *bodies;         /* the process-wide budget body is counted in, or NULL */
+    size_t held;            /* bytes of body taken from it */
+    int overflow;           /* the write callback refused data: 1 past max_body,
+                               2 past the process-wide budget */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -268,6 +273,26 @@ size_t ns_error_text(const char *body, size_t len, char *out, size_t outlen)
 
 /* ---- the client -------------------------------------------------------- */
 
+/* The last reply's body is no longer used: give its bytes back to the
+ * budget, and its storage back to the system when it was a big one (so
+ * that the budget bounds memory, not only bytes in use). */
+static void forget_body(ns_client *c)
+{
+    if (c->bodies)
+        budget_give(c->bodies, c->held);
+    c->held = 0;
+    if (c->body.cap > (size_t)NS_BODY_KEEP) {
+        buf_release(&c->body);
+        buf_init(&c->body, c->max_body);
+    }
+    buf_reset(&c->body);
+}
+
+void ns_client_done(ns_client *c)
+{
+    forget_body(c);
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     ns_client *c = ud;
@@ -278,10 +303,21 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         buf_append(&c->errbody, p, n < room ? n : room);
         return n;
     }
-    if (buf_append(&c->body, p, n) < 0) {
-        c->overflow = 1;
+    if (c->body.len + n > c->max_body) {
+        c->overflow = 1;        /* too big alone, whatever the others hold */
+        return 0;
+    }
+    if (c->bodies && budget_take(c->bodies, n) < 0) {
+        c->overflow = 2;
         return 0;               /* CURLE_WRITE_ERROR */
     }
+    if (buf_append(&c->body, p, n) < 0) {
+        if (c->bodies)
+            budget_give(c->bodies, n);
+        c->overflow = 1;
+        return 0;
+    }
+    c->held += c->bodies ? n : 0;
     (void)size;                 /* always 1 for write callbacks */
     return n;
 }
@@ -354,6 +390,7 @@ ns_client *ns_client_new(const ns_http_opts *opts)
     if (!c)
         return NULL;
     c->max_body = opts->max_body_bytes;
+    c->bodies = opts->bodies;
     buf_init(&c->body, opts->max_body_bytes);
     buf_init(&c->errbody, NS_ERRBODY_MAX + 1);
     c->curl = curl_easy_init();
@@ -370,6 +407,7 @@ void ns_client_free(ns_client *c)
         return;
     if (c->curl)
         curl_easy_cleanup(c->curl);
+    forget_body(c);
     buf_release(&c->body);
     buf_release(&c->errbody);
     free(c);
@@ -558,6 +596,13 @@ static int curl_transient(CURLcode rc)
 
 static void classify_curl(ns_client *c, CURLcode rc, ns_reply *r, const char *where, int wlen)
 {
+    if (rc == CURLE_WRITE_ERROR && c->overflow == 2) {
+        r->status = NS_RETRY;   /* other workers' bodies fill the budget: later */
+        set_err(r, "reply bodies in flight would pass http.max_body_total (%zu bytes) reading "
+                "%.*s: retried later; raise http.max_body_total or lower workers.fetch or "
+                "--page-size", c->bodies->max, wlen, where);
+        return;
+    }
     if (rc == CURLE_WRITE_ERROR && c->overflow) {
         r->status = NS_FAIL;
         set_err(r, "response body larger than %zu bytes from %.*s (raise http.max_body)",
@@ -575,7 +620,7 @@ static void perform(ns_client *c, const char *url, const char *where, int wlen,
 {
     c->overflow = 0;
     c->errbuf[0] = '\0';
-    buf_reset(&c->body);
+    forget_body(c);
     buf_reset(&c->errbody);
     /* A failed CURLOPT_URL would leave the previous page's URL in place. */
     if (curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK) {

@@ -23,13 +23,16 @@ typedef struct ns_http_opts {
     const char *ca_bundle;   /* NULL or "" = system store */
     const char *proxy;       /* NULL or "" = libcurl's environment handling */
     void *share;             /* optional CURLSH* shared by clients, or NULL */
+    struct budget *bodies;   /* bytes of reply bodies the process may hold at once
+                                (http.max_body_total), shared by clients; or NULL */
 } ns_http_opts;
 
 typedef enum ns_status {
     NS_OK = 0,       /* 200 with a body: parse it */
     NS_RETRY,        /* 429, 408, 5xx, timeout, dropped connection: wait retry_after_s then retry */
     NS_AUTH,         /* 401/403: token rejected; do not retry soon */
-    NS_FAIL,         /* anything else (400, 404, 409, bad URL, body over the cap): fail the run */
+    NS_FAIL,         /* anything else (400, 404, 409, bad URL, body over the cap): fail the run;
+                        a body that does not fit the process-wide budget is NS_RETRY */
 } ns_status;
 
 typedef struct ns_reply {
@@ -65,6 +68,10 @@ typedef struct ns_query {
 /* Returns NULL only when out of memory or libcurl cannot start. */
 ns_client *ns_client_new(const ns_http_opts *opts);
 void ns_client_free(ns_client *c);
+/* The last reply's body is no longer needed (a job ended): its bytes go
+ * back to the budget (ns_http_opts.bodies) and a big body's storage to the
+ * system, so that an idle worker holds none of either. */
+void ns_client_done(ns_client *c);
 
 /* Fetch one page. Always fills *reply; returns reply->status. */
 ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *reply);

@@ -65,6 +65,7 @@ typedef struct pool {
     int failures;                    /* tenants or batches that did not make it */
     upload_queue *uploads;
     http_share *share;               /* DNS, TLS sessions, connections */
+    budget bodies;                   /* reply bodies held by all workers (http.max_body_total) */
     fetch_slot slots[MAX_FETCH];
     int nlive;                       /* fetch threads running */
     int nfetch;                      /* workers (workers.fetch, --fetch-workers) */
@@ -299,8 +300,8 @@ static void *fetch_worker(void *arg)
     pthread_mutex_lock(&p->lock);
     job_cfg = p->cfg;
     pthread_mutex_unlock(&p->lock);
-    fetcher *f = fetcher_new(&job_cfg, p->db_path, p->key, http_share_handle(p->share), err,
-                            sizeof err);
+    fetcher *f = fetcher_new(&job_cfg, p->db_path, p->key, http_share_handle(p->share),
+                             &p->bodies, err, sizeof err);
     if (!f && slot->late) {           /* the others go on without it */
         char q[LOG_ESCAPE_MAX];
         log_warn("event=fetch_thread_failed error=\"%s\" note=\"no spare threads for %d s\"",
@@ -444,6 +445,7 @@ static int needs_restart(const nsc_config *a, const nsc_config *b)
            a->connect_timeout_s != b->connect_timeout_s ||
            a->low_speed_time_s != b->low_speed_time_s ||
            a->total_timeout_s != b->total_timeout_s || a->max_body_bytes != b->max_body_bytes ||
+           a->max_body_total != b->max_body_total ||
            strcmp(a->ca_bundle, b->ca_bundle) || strcmp(a->proxy, b->proxy) ||
            strcmp(a->gcs_endpoint, b->gcs_endpoint) ||
            strcmp(a->gcs_credentials, b->gcs_credentials) || a->gcs_gzip != b->gcs_gzip;
@@ -619,6 +621,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     pthread_cond_init(&p.worker_cv, NULL);
     p.uploads = upload_queue_new(opts->once);
     p.share = http_share_new();
+    budget_init(&p.bodies, (size_t)cfg->max_body_total);
 
     sigset_t set;
     sigemptyset(&set);

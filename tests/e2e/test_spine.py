@@ -228,6 +228,27 @@ def test_first_window_start_is_fixed_at_the_first_attempt():
         assert db_value(ws, first) is None, "a new lookback kept the old first window"
 
 
+def test_reply_bodies_are_capped_process_wide():
+    """http.max_body_total counts every body the process holds: with
+    prefetch a page (~0.95 MB) is held while the next arrives, so a total of
+    1 MiB cannot take the second. The run fails naming the key, nothing is
+    committed; with room for two the same run delivers everything once."""
+    cap = "http = { max_body = 1048576; max_body_total = %d; };\n" + PREFETCH
+    with FakeNetskope() as fake, Workspace(config_extra=cap % 1048576) as ws:
+        add_tenants(fake, ws, ["acme"], extra=("--page-size", 800))
+        now = int(time.time())
+        fake.generate(token("acme"), 3200, insertion_start=now - 2000, insertion_end=now - 10,
+                      seed=11)
+        run_once(ws, expect=1)
+        err = db_value(ws, "SELECT last_error FROM tenant WHERE name = 'acme'")
+        assert "http.max_body_total (1048576 bytes)" in err, err
+        assert cursor(ws, "acme") is None, "a run short of body budget moved the cursor"
+        assert db_value(ws, "SELECT count(*) FROM outbox") == 0
+        ws.write_config(cap % (4 << 20))
+        run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
 def test_fault_malformed_page():
     fault_case({"kind": "malformed"}, 1, ["malformed"])
 

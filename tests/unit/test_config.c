@@ -108,7 +108,8 @@ static void test_defaults(void)
     CHECK_INT(c.connect_timeout_s, 10);
     CHECK_INT(c.low_speed_time_s, 30);
     CHECK_INT(c.total_timeout_s, 300);
-    CHECK_INT(c.max_body_bytes, 256 << 20);
+    CHECK_INT(c.max_body_bytes, 128 << 20);
+    CHECK_INT(c.max_body_total, 512 << 20);
     CHECK_STR(c.ca_bundle, "");
     CHECK_STR(c.proxy, "");
     CHECK_STR(c.gcs_endpoint, "https://storage.googleapis.com");
@@ -144,7 +145,7 @@ static void test_example_documents_every_key(void)
     text[n] = '\0';
     config_init(&cf);
     CHECK_INT(config_read_file(&cf, EXAMPLE), CONFIG_TRUE);
-    CHECK_INT(config_key_count(), 33);
+    CHECK_INT(config_key_count(), 34);
     CHECK(config_key_name(config_key_count()) == NULL);
     for (size_t i = 0; i < config_key_count(); i++) {
         const char *k = config_key_name(i), *dot = strrchr(k, '.');
@@ -174,7 +175,7 @@ static void test_override(void)
         "  page_size = 10000; max_records = 1000000000; window = \"event\";\n"
         "};\n"
         "fetch = { slice = 60; batch_max_bytes = 65536L; retry_wait_max = 0; prune_margin = 604800; };\n"
-        "http = { connect_timeout = 300; max_body = 2147483647; proxy = \"http://127.0.0.1:3128\";\n"
+        "http = { connect_timeout = 300; max_body = 2147483647; max_body_total = 4294967296; proxy = \"http://127.0.0.1:3128\";\n"
         "         ca_bundle = \"/etc/ssl/x.pem\"; };\n"
         "gcs = { endpoint = \"http://127.0.0.1:4443\"; credentials = \"/k.json\"; gzip = true; };\n"
         "outbox = { limit_bytes = 1099511627776; };\n");
@@ -202,6 +203,7 @@ static void test_override(void)
     CHECK_INT(c.connect_timeout_s, 300);
     CHECK_INT(c.low_speed_time_s, 30);
     CHECK_INT(c.max_body_bytes, 2147483647);
+    CHECK_INT(c.max_body_total, 4294967296LL);
     CHECK_STR(c.proxy, "http://127.0.0.1:3128");
     CHECK_STR(c.ca_bundle, "/etc/ssl/x.pem");
     CHECK_STR(c.gcs_endpoint, "http://127.0.0.1:4443");
@@ -218,7 +220,7 @@ static void test_big_integers(void)
     char err[512] = "";
     const char *p = write_text("big.conf",
         "outbox = { limit_bytes = 4296015872; }; # 4 GiB + 1 MiB, 99999999999\n"
-        "http = { max_body = 0x7fffffff; proxy = \"http://h:1/4294967296\"; };\n"
+        "http = { max_body = 0x7fffffff; max_body_total = 0x80000000; proxy = \"http://h:1/4294967296\"; };\n"
         "/* 99999999999999999999999 */ fetch = { batch_max_bytes = 0x10000L; };\n");
 
     CHECK_INT(config_load(&c, p, err, sizeof err), 0);
@@ -232,6 +234,10 @@ static void test_big_integers(void)
               want("big2.conf", 2, "workers.fetch: must be between 1 and 64"));
     CHECK_STR(load_err("big3.conf", "http = { max_body = 2147483648; };\n"),
               want("big3.conf", 1, "http.max_body: must be between 1048576 and 2147483647"));
+    /* One body must fit the process-wide budget. */
+    const char *small = write_text("small.conf", "http = { max_body = 8388608; max_body_total = 4194304; };\n");
+    CHECK_INT(config_load(&c, small, err, sizeof err), -1);
+    CHECK(strstr(err, "http.max_body_total (4194304) is smaller than http.max_body (8388608)") != NULL);
     CHECK_STR(load_err("big4.conf", "\noutbox = { limit_bytes = 99999999999999999999; };\n"),
               want("big4.conf", 2, "outbox.limit_bytes: must be between 1048576 and 1099511627776"));
     CHECK_STR(load_err("big5.conf", "fetch = {\n slice =\n -0xFFFFFFFFFFFFFFFFFFFFL; };\n"),
