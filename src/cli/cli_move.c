@@ -325,11 +325,12 @@ static const char export_sql[] =
     " 'streams', (SELECT json_group_array(json_object('name', s.name, 'created_at', s.created_at,"
     "  'not_before', s.not_before, 'fail_count', s.fail_count, 'last_error', s.last_error,"
     "  'last_error_at', s.last_error_at, 'last_ok_at', s.last_ok_at, 'first_start', s.first_start,"
+    "  'conflicts', s.conflicts,"
     "  'cursor', c.position,"
     "  'cursor_at', c.updated_at, 'iterator', (SELECT json_object('index_name', i.index_name,"
     "  'start_epoch', i.start_epoch, 'state', i.state, 'pages', i.pages, 'resends', i.resends,"
     "  'updated_at', i.updated_at) FROM iterator i WHERE i.stream_id = s.id), 'seen', (SELECT json_group_array(json_array(k.at,"
-    "  nsc_b64(k.key), k.stored_at)) FROM seen k WHERE k.stream_id = s.id)))"
+    "  nsc_b64(k.key), k.stored_at, k.digest)) FROM seen k WHERE k.stream_id = s.id)))"
     "  FROM stream s LEFT JOIN cursor c ON c.stream_id = s.id WHERE s.tenant_id = t.id),"
     " 'outbox', (SELECT json_group_array(json_object('stream', (SELECT name FROM stream"
     "  WHERE id = o.stream_id), 'object_name', o.object_name, 'created_at', o.created_at,"
@@ -499,9 +500,10 @@ static const char *const import_sql[] = {
     " j->>'requests_per_second'"
     " FROM (SELECT ?1 -> '$.tenant' AS j)",
     "INSERT INTO stream (tenant_id, name, created_at, not_before, fail_count, last_error,"
-    " last_error_at, last_ok_at, first_start) SELECT ?2, value->>'name', value->>'created_at',"
-    " value->>'not_before', value->>'fail_count', value->>'last_error', value->>'last_error_at',"
-    " value->>'last_ok_at', value->>'first_start' FROM json_each(?1, '$.streams')",
+    " last_error_at, last_ok_at, first_start, conflicts) SELECT ?2, value->>'name',"
+    " value->>'created_at', value->>'not_before', value->>'fail_count', value->>'last_error',"
+    " value->>'last_error_at', value->>'last_ok_at', value->>'first_start',"
+    " coalesce(value->>'conflicts', 0) FROM json_each(?1, '$.streams')",
     "INSERT INTO cursor (stream_id, position, updated_at) SELECT s.id, j.value->>'cursor',"
     " j.value->>'cursor_at' FROM json_each(?1, '$.streams') j JOIN stream s ON"
     " s.tenant_id = ?2 AND s.name = j.value->>'name' WHERE j.value->>'cursor' IS NOT NULL",
@@ -510,8 +512,9 @@ static const char *const import_sql[] = {
     " i->>'resends', i->>'updated_at' FROM (SELECT value->>'name' AS n, value->'iterator' AS i"
     " FROM json_each(?1, '$.streams')) j JOIN stream s ON s.tenant_id = ?2 AND s.name = j.n"
     " WHERE json_type(j.i) = 'object'",
-    "INSERT INTO seen (stream_id, at, key, stored_at) SELECT s.id, k.value->>'$[0]',"
-    " nsc_unb64(k.value->>'$[1]'), k.value->>'$[2]' FROM json_each(?1, '$.streams') j"
+    "INSERT INTO seen (stream_id, at, key, stored_at, digest) SELECT s.id, k.value->>'$[0]',"
+    " nsc_unb64(k.value->>'$[1]'), k.value->>'$[2]', k.value->>'$[3]'"
+    " FROM json_each(?1, '$.streams') j"
     " JOIN stream s ON s.tenant_id = ?2 AND s.name = j.value->>'name'"
     " JOIN json_each(j.value, '$.seen') k",
     "INSERT INTO outbox (tenant_id, stream_id, object_name, created_at, records, bytes,"

@@ -80,6 +80,9 @@ typedef struct job {
     int64_t window_start;     /* where this job's first slice began */
     int64_t t0_ms;            /* when the job began (mono_ms) */
     int iterator;             /* the tenant reads the dataexport iterator (iterator.h) */
+    int64_t digest_from;      /* records keyed by "_id" with a window time from here on
+                                 (or none) keep a digest: a later read may meet them
+                                 again. An iterator may resend any page: INT64_MIN */
     long last_progress_ms;    /* when the last progress line was written */
     fetch_result *res;
 } job;
@@ -208,7 +211,7 @@ static void set_result(job *j, fetch_status st, int64_t wait_until, const char *
 static int commit(fetcher *f, job *j, int64_t cursor)
 {
     char err[256];
-    int64_t stored = 0;
+    outbox_counts n;
     outbox_commit_args a = {
         .tenant_id = j->t.id, .stream_id = j->s.id, .object_prefix = j->prefix,
         .run_id = j->res->run_id,
@@ -219,12 +222,16 @@ static int commit(fetcher *f, job *j, int64_t cursor)
         .pages = j->pages, .fetched = j->fetched,
         .spool_min_bytes = f->cfg->spool_min_bytes,
     };
-    if (outbox_commit(f->ob, &f->batch, &a, &stored, err, sizeof err) < 0) {
+    if (outbox_commit(f->ob, &f->batch, &a, &n, err, sizeof err) < 0) {
         set_result(j, FETCH_FAILED, 0, "%s", err);
         return -1;
     }
+    if (n.conflicts > 0)
+        log_warn("tenant=%s event=conflict records=%lld reason=\"records with the _id of a "
+                 "record stored before but other bytes: dropped, the first one kept\"",
+                 j->who, (long long)n.conflicts);
     j->pages = j->fetched = 0;
-    j->res->stored += stored;
+    j->res->stored += n.stored;
     return 0;
 }
 
@@ -238,7 +245,8 @@ static int take_records(fetcher *f, job *j)
         /* -1 when the record lacks the time: pruned by when it was stored (outbox.h) */
         int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
         const char *bytes = r->data;
-        if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time) == 0)
+        int digest = r->has_id && (at < 0 || at >= j->digest_from);
+        if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time, digest) == 0)
             continue;
         if (f->batch.n == 0) {
             set_result(j, FETCH_FAILED, 0, "a record of %zu bytes is larger than "
@@ -703,6 +711,8 @@ static void fetch_window(fetcher *f, job *j)
             w.end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
         j->slice_pages = 0;
         j->slice_s = slice_s;
+        /* what the next job re-reads after this slice's commit: its overlap */
+        j->digest_from = window_prune_before(w.end, j->t.overlap_s, f->cfg->prune_margin_s);
         if (j->res->run_id == 0) {
             j->res->run_id = outbox_run_start(f->ob, j->s.id, w.start);
             j->window_start = w.start;
@@ -945,6 +955,7 @@ void fetcher_run(fetcher *f, int64_t stream_id, fetch_result *res)
         log_warn("tenant=%s event=page_size_above_spec page_size=%d spec_max=%d", j.who,
                  j.t.page_size, NS_LIMIT_SPEC_MAX);
     j.iterator = j.t.api_export;
+    j.digest_from = INT64_MIN;          /* fetch_window() narrows it per slice */
     if (j.iterator)
         fetch_iterator(f, &j);
     else

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "daemon/db.h"
 #include "daemon/tenant.h"
@@ -19,8 +20,11 @@
 
 /* Every statement this part runs, prepared once per connection. */
 #define OUTBOX_STATEMENTS(X) \
-    X(seen_add, "INSERT OR IGNORE INTO seen (stream_id, key, at, stored_at) " \
-                "VALUES (?1, ?2, ?3, ?4)") \
+    X(seen_add, "INSERT OR IGNORE INTO seen (stream_id, key, at, stored_at, digest) " \
+                "VALUES (?1, ?2, ?3, ?4, ?5)") \
+    X(seen_digest, "SELECT digest FROM seen WHERE stream_id = ?1 AND at = ?2 AND key = ?3") \
+    X(seen_counted, "UPDATE seen SET digest = NULL WHERE stream_id = ?1 AND at = ?2 AND key = ?3") \
+    X(conflicts_add, "UPDATE stream SET conflicts = conflicts + ?2 WHERE id = ?1") \
     X(batch_add, "INSERT INTO outbox (tenant_id, object_name, created_at, records, bytes, " \
                  "newest_at, body, spooled, stream_id) " \
                  "VALUES (?1, 'pending:' || hex(randomblob(8)), ?2, ?3, ?4, ?5, ?6, ?7, ?8)") \
@@ -167,7 +171,8 @@ void outbox_batch_reset(outbox_batch *b)
 }
 
 int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
-                     const unsigned char key[RECORDS_KEY_LEN], int64_t at, int64_t event_time)
+                     const unsigned char key[RECORDS_KEY_LEN], int64_t at, int64_t event_time,
+                     int keep_digest)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 1024;
@@ -188,6 +193,7 @@ int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
     memcpy(it->key, key, RECORDS_KEY_LEN);
     it->at = at;
     it->event_time = event_time;
+    it->digest = keep_digest ? (int64_t)crc32(0, (const Bytef *)rec, (uInt)len) : -1;
     return 0;
 }
 
@@ -217,31 +223,71 @@ static int begin_synced(outbox *o, char *err, size_t errlen)
     return -1;
 }
 
+static void bind_seen_key(sqlite3_stmt *st, int64_t stream_id, const outbox_item *it)
+{
+    sqlite3_bind_int64(st, 1, stream_id);
+    sqlite3_bind_int64(st, 2, it->at);
+    sqlite3_bind_blob(st, 3, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
+}
+
+/* A record dropped as a repeat: 1 when the key was stored with a digest
+ * other than this record's (the same "_id", other bytes), 0 when not or
+ * when either digest was not kept, -1 on error. Only repeats pay for it.
+ * A conflict is counted once per stored record: its digest is then
+ * forgotten, so that the next reads of the overlap (and the repeated reads
+ * of one slice) that meet the other version again do not count it again. */
+static int is_conflict(outbox *o, int64_t stream_id, const outbox_item *it)
+{
+    if (it->digest < 0)
+        return 0;
+    sqlite3_stmt *st = o->st[ST_seen_digest];
+    bind_seen_key(st, stream_id, it);
+    int rc = sqlite3_step(st);
+    int conflict = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+                   sqlite3_column_int64(st, 0) != it->digest;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    if (!conflict)
+        return 0;
+    bind_seen_key(o->st[ST_seen_counted], stream_id, it);
+    return step_done(o->st[ST_seen_counted]) < 0 ? -1 : 1;
+}
+
 /* Keep the records whose key is new: b->data is compacted in place to just
  * their lines (a record only ever moves towards the start, so memmove is
  * safe, and nothing is copied while every record is new, the usual case).
  * The batch is then only good for storing; the caller resets it. */
 static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id,
-                            int64_t *stored, int64_t *newest)
+                            outbox_counts *n, int64_t *newest)
 {
     size_t w = 0;
     int64_t now = db_now();
-    *stored = 0;
     *newest = -1;
     for (size_t i = 0; i < b->n; i++) {
         const outbox_item *it = &b->items[i];
-        sqlite3_bind_int64(o->st[ST_seen_add], 1, stream_id);
-        sqlite3_bind_blob(o->st[ST_seen_add], 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(o->st[ST_seen_add], 3, it->at);
-        sqlite3_bind_int64(o->st[ST_seen_add], 4, now);
-        if (step_done(o->st[ST_seen_add]) < 0)
+        sqlite3_stmt *st = o->st[ST_seen_add];
+        sqlite3_bind_int64(st, 1, stream_id);
+        sqlite3_bind_blob(st, 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, it->at);
+        sqlite3_bind_int64(st, 4, now);
+        if (it->digest >= 0)
+            sqlite3_bind_int64(st, 5, it->digest);
+        else
+            sqlite3_bind_null(st, 5);
+        if (step_done(st) < 0)
             return -1;
-        if (sqlite3_changes(o->db) == 0)
-            continue;                      /* already committed: the overlap */
+        if (sqlite3_changes(o->db) == 0) {  /* already committed: the overlap */
+            int c = is_conflict(o, stream_id, it);
+            if (c < 0)
+                return -1;
+            n->conflicts += c;
+            continue;
+        }
         if (w != it->off)
             memmove(b->data.data + w, b->data.data + it->off, it->len + 1);
         w += it->len + 1;
-        (*stored)++;
+        n->stored++;
         if (it->event_time > *newest)
             *newest = it->event_time;
     }
@@ -472,24 +518,34 @@ static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)
     return step_done(o->st[ST_run_add]);
 }
 
+static int count_conflicts(outbox *o, int64_t stream_id, int64_t conflicts)
+{
+    if (conflicts == 0)
+        return 0;
+    sqlite3_bind_int64(o->st[ST_conflicts_add], 1, stream_id);
+    sqlite3_bind_int64(o->st[ST_conflicts_add], 2, conflicts);
+    return step_done(o->st[ST_conflicts_add]);
+}
+
 int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
-                  int64_t *stored, char *err, size_t errlen)
+                  outbox_counts *n, char *err, size_t errlen)
 {
     int64_t newest, id = 0;
     int spooled = 0;
-    *stored = 0;
+    *n = (outbox_counts){0, 0};
     if (begin_synced(o, err, errlen) < 0)
         return -1;
-    if (keep_new_records(o, b, a->stream_id, stored, &newest) < 0)
+    if (keep_new_records(o, b, a->stream_id, n, &newest) < 0 ||
+        count_conflicts(o, a->stream_id, n->conflicts) < 0)
         goto sql_fail;
-    spooled = *stored > 0 && (int64_t)b->data.len >= a->spool_min_bytes;
-    if (*stored > 0 && insert_batch(o, b, a, *stored, newest, spooled, &id) < 0)
+    spooled = n->stored > 0 && (int64_t)b->data.len >= a->spool_min_bytes;
+    if (n->stored > 0 && insert_batch(o, b, a, n->stored, newest, spooled, &id) < 0)
         goto sql_fail;
     if (spooled && spool_write(o, id, &b->data, err, errlen) < 0) {
         spooled = 0;                   /* nothing left behind to remove */
         goto fail;
     }
-    if ((a->cursor >= 0 && move_cursor(o, a) < 0) || count_run(o, a, *stored) < 0)
+    if ((a->cursor >= 0 && move_cursor(o, a) < 0) || count_run(o, a, n->stored) < 0)
         goto sql_fail;
     if (db_commit(o->db, err, errlen) < 0)
         goto fail;
@@ -503,7 +559,7 @@ fail:
     if (spooled)
         spool_abandon(o, id);
     end_synced(o);
-    *stored = 0;
+    *n = (outbox_counts){0, 0};
     return -1;
 }
 

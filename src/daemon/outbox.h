@@ -43,6 +43,9 @@ typedef struct outbox_item {
                                               what pruning goes by; -1 = none. Keys are also
                                               pruned by when they were stored (migration 006) */
     int64_t event_time;                    /* -1 when unknown */
+    int64_t digest;                        /* crc32 of the bytes, kept with the key so that a
+                                              record met again with the same key and other
+                                              bytes is counted as a conflict; -1 = not kept */
 } outbox_item;
 
 typedef struct outbox_batch {
@@ -54,9 +57,13 @@ typedef struct outbox_batch {
 void outbox_batch_init(outbox_batch *b, size_t max_bytes);
 void outbox_batch_release(outbox_batch *b);
 void outbox_batch_reset(outbox_batch *b);
-/* Append one record; -1 when the batch is full or memory is short. */
+/* Append one record; -1 when the batch is full or memory is short. With
+ * keep_digest the record's crc32 is stored beside its key (outbox_item.digest):
+ * worth its cost only for records keyed by "_id" that a later read may meet
+ * again (the overlap). */
 int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
-                     const unsigned char key[RECORDS_KEY_LEN], int64_t at, int64_t event_time);
+                     const unsigned char key[RECORDS_KEY_LEN], int64_t at, int64_t event_time,
+                     int keep_digest);
 
 /* What a commit does besides storing records. */
 typedef struct outbox_commit_args {
@@ -79,10 +86,17 @@ typedef struct outbox_commit_args {
 outbox *outbox_open(sqlite3 *db, char *err, size_t errlen);
 void outbox_free(outbox *o);
 
-/* Commit batch b (then reset it). *stored = records that were new.
+/* What a commit kept and dropped. */
+typedef struct outbox_counts {
+    int64_t stored;            /* records that were new */
+    int64_t conflicts;         /* dropped records whose key was stored before with a
+                                  digest other than theirs (added to stream.conflicts) */
+} outbox_counts;
+
+/* Commit batch b (then reset it) and say what it kept in *n.
  * 0, or -1 with err; on error nothing was written. */
 int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
-                  int64_t *stored, char *err, size_t errlen);
+                  outbox_counts *n, char *err, size_t errlen);
 
 /* The stream's cursor: 1 and *pos when it has one, 0 when new, -1 error. */
 int outbox_cursor(outbox *o, int64_t stream_id, int64_t *pos);

@@ -582,6 +582,7 @@ static int record_key(lexer *lx, ns_record *r, const char *min, size_t min_len)
     const char *v = lx->js + id->s;
     size_t n = id->e - id->s;
     buf *out = &lx->pg->out;
+    r->has_id = id->s != 0;
     if (!id->s) {
         records_hash("rec", min, min_len, r->key);
         return 0;

@@ -31,6 +31,8 @@ typedef struct ns_record {
     size_t len;                           /* body itself when the record has no whitespace
                                              outside strings, else in pg->out */
     unsigned char key[RECORDS_KEY_LEN];   /* dedupe key */
+    int has_id;                           /* the key is of "_id": another record with this
+                                             key may differ in its other bytes */
     int64_t event_time;                   /* "timestamp", or -1 when absent/not an integer */
     int64_t insertion_time;               /* "_insertion_epoch_timestamp", or -1 */
 } ns_record;

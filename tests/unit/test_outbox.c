@@ -1,5 +1,6 @@
-/* test_outbox.c - outbox_commit() when its commit fails. (That a batch is
- * on disk before it is delivered is test_spine.py's: it needs the syscalls.) */
+/* test_outbox.c - outbox_commit() when its commit fails, and what it counts
+ * as a conflict. (That a batch is on disk before it is delivered is
+ * test_spine.py's: it needs the syscalls.) */
 #include "check.h"
 #include "daemon/db.h"
 #include "daemon/outbox.h"
@@ -20,16 +21,29 @@ static const outbox_commit_args args = {
     .spool_min_bytes = 0,
 };
 
-static int commit_one(outbox *o, const char *rec, unsigned char tag, int64_t *stored)
+/* Commit records rec[0..n) (NULL-terminated), all under key tag, keeping
+ * their digests when digest is set. */
+static int commit_keyed(outbox *o, const char *const *rec, unsigned char tag, int digest,
+                        outbox_counts *n)
 {
     unsigned char key[RECORDS_KEY_LEN];
     char err[256] = "";
     outbox_batch b;
     memset(key, tag, sizeof key);
     outbox_batch_init(&b, 1 << 20);
-    outbox_batch_add(&b, rec, strlen(rec), key, 100, 100);
-    int rc = outbox_commit(o, &b, &args, stored, err, sizeof err);
+    for (; *rec; rec++)
+        outbox_batch_add(&b, *rec, strlen(*rec), key, 100, 100, digest);
+    int rc = outbox_commit(o, &b, &args, n, err, sizeof err);
     outbox_batch_release(&b);
+    return rc;
+}
+
+static int commit_one(outbox *o, const char *rec, unsigned char tag, int64_t *stored)
+{
+    const char *recs[] = {rec, NULL};
+    outbox_counts n;
+    int rc = commit_keyed(o, recs, tag, 1, &n);
+    *stored = n.stored;
     return rc;
 }
 
@@ -96,6 +110,43 @@ static void test_failed_commit_keeps_the_next_batch_file(const char *path)
     db_close(b);
 }
 
+/* A record whose key was stored with other bytes is dropped and counted,
+ * in the same commit or a later one, once per stored record; the same
+ * bytes again, or a key stored without a digest (before migration 013, or
+ * outside the overlap), are plain repeats. */
+static void test_conflicts_are_counted(const char *path)
+{
+    char err[256] = "";
+    sqlite3 *db = db_open(path, 0, err, sizeof err);
+    outbox *o = db ? outbox_open(db, err, sizeof err) : NULL;
+    CHECK(o != NULL);
+    if (!o)
+        return;
+    outbox_counts n;
+    const char *first[] = {"{\"_id\":\"x\",\"v\":1}", "{\"_id\":\"x\",\"v\":2}",
+                           "{\"_id\":\"x\",\"v\":2}", NULL};
+    CHECK_INT(commit_keyed(o, first, 'x', 1, &n), 0);
+    CHECK_INT(n.stored, 1);
+    CHECK_INT(n.conflicts, 1);
+    const char *again[] = {"{\"_id\":\"x\",\"v\":1}", "{\"_id\":\"x\",\"v\":3}", NULL};
+    CHECK_INT(commit_keyed(o, again, 'x', 1, &n), 0);
+    CHECK_INT(n.stored + n.conflicts, 0);
+    const char *other[] = {"{\"_id\":\"z\",\"v\":1}", "{\"_id\":\"z\",\"v\":2}", NULL};
+    CHECK_INT(commit_keyed(o, other, 'z', 1, &n), 0);
+    CHECK_INT(n.conflicts, 1);
+    CHECK_INT(db_int(db, "SELECT conflicts FROM stream WHERE id = 1", 0, -1), 2);
+    CHECK_INT(db_int(db, "SELECT conflicts FROM stream_status WHERE stream_id = 1", 0, -1), 2);
+    CHECK_INT(db_int(db, "SELECT conflicts FROM tenant_status WHERE name = 't'", 0, -1), 2);
+    const char *undigested[] = {"{\"_id\":\"y\",\"v\":1}", NULL};
+    const char *later[] = {"{\"_id\":\"y\",\"v\":2}", NULL};
+    CHECK_INT(commit_keyed(o, undigested, 'y', 0, &n), 0);
+    CHECK_INT(commit_keyed(o, later, 'y', 1, &n), 0);
+    CHECK_INT(n.stored + n.conflicts, 0);
+    CHECK_INT(db_int(db, "SELECT conflicts FROM stream WHERE id = 1", 0, -1), 2);
+    outbox_free(o);
+    db_close(db);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/nscollect-test-outbox-XXXXXX", path[64], err[256] = "";
@@ -112,6 +163,7 @@ int main(void)
                       "VALUES (1, 1, 'alert', 0)", err, sizeof err) == 0);
     db_close(db);
     test_failed_commit_keeps_the_next_batch_file(path);
+    test_conflicts_are_counted(path);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK_INT(system(cmd), 0);
