@@ -4,6 +4,9 @@
  * thousand tenants on the same Netskope POP, or many uploads to one GCS
  * endpoint, reuse a handful of connections instead of re-handshaking.
  * libcurl asks for a lock around each shared part; each gets a mutex.
+ * The process owns one share: made before the workers start, freed after
+ * they have all stopped; NULL from the constructor means no memory (the
+ * caller then runs without sharing, slower but correct).
  */
 #ifndef NSC_HTTP_SHARE_H
 #define NSC_HTTP_SHARE_H

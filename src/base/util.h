@@ -1,4 +1,7 @@
-/* util.h - small helpers several parts need, kept in one place. */
+/* util.h - small helpers several parts need, kept in one place.
+ *
+ * No state: every function is safe on any thread. Errors are -1 with errno
+ * (I/O) or with the reason in the caller's err buffer (seterr). */
 #ifndef NSC_UTIL_H
 #define NSC_UTIL_H
 

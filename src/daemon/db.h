@@ -4,6 +4,9 @@
  * migrations/NNN_*.sql, compiled into the binary; db_migrate() applies the
  * missing steps in order, each in one transaction that also sets
  * PRAGMA user_version, and refuses a database newer than the binary.
+ * A connection belongs to the thread that opened it and is closed by it.
+ * Errors: -1 (or NULL) with a sentence in the caller's err buffer that
+ * names the file; nothing is left half-migrated (each step rolls back).
  */
 #ifndef NSC_DB_H
 #define NSC_DB_H

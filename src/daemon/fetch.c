@@ -678,6 +678,24 @@ static int first_window_start(fetcher *f, job *j, int64_t *start)
     return 0;
 }
 
+/* After a slice moved the cursor there: 1 (with the result set) when the
+ * job ends - caught up, its record cap, shutdown, or its time budget used
+ * (back of the queue: the others' turn) - else 0. */
+static int job_ends_at(fetcher *f, job *j, int64_t cursor)
+{
+    if (cursor >= j->started)
+        set_result(j, FETCH_OK, 0, "%s", "");
+    else if (j->t.max_records > 0 && j->res->stored >= j->t.max_records)
+        set_result(j, FETCH_MORE, 0, "%s", "");
+    else if (shutdown_requested())
+        set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
+    else if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L)
+        set_result(j, FETCH_YIELD, 0, "%s", "");
+    else
+        return 0;
+    return 1;
+}
+
 /* Slices from the cursor up to the job's start time. */
 static void fetch_window(fetcher *f, job *j)
 {
@@ -743,22 +761,8 @@ static void fetch_window(fetcher *f, job *j)
         from = -1;
         has_cursor = 1;
         cursor = w.end;
-        if (cursor >= j->started) {
-            set_result(j, FETCH_OK, 0, "%s", "");
+        if (job_ends_at(f, j, cursor))
             return;
-        }
-        if (j->t.max_records > 0 && j->res->stored >= j->t.max_records) {
-            set_result(j, FETCH_MORE, 0, "%s", "");
-            return;
-        }
-        if (shutdown_requested()) {
-            set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
-            return;
-        }
-        if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
-            set_result(j, FETCH_YIELD, 0, "%s", "");   /* back of the queue: others' turn */
-            return;
-        }
     }
 }
 

@@ -11,6 +11,7 @@
  *
  * Memory: a fixed table of 2 x max keys, allocated at keyset_init(); the
  * caller bounds a read to max keys (the offset ceiling plus one page).
+ * A keyset belongs to one fetcher (one thread); it is not locked.
  */
 #ifndef NSC_KEYSET_H
 #define NSC_KEYSET_H

@@ -14,6 +14,9 @@
  * not JSON, truncated, "result" missing or not an array, an element that is
  * not an object, nesting deeper than RECORDS_MAX_DEPTH, more tokens than the
  * configured cap.
+ * A page parser belongs to one thread and owns its copies (pg->out); the
+ * records point into the body or into those copies, so they are valid only
+ * until the next parse and while the body is unchanged.
  */
 #ifndef NSC_RECORDS_H
 #define NSC_RECORDS_H

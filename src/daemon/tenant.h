@@ -4,6 +4,9 @@
  * (sealed with secret.h before it touches the database), its sink, and its
  * window settings. The plaintext token is only held in memory by a caller
  * that asked for it (tenant_load_token) and wiped by tenant_release().
+ * Functions run on the caller's connection and thread (inside its
+ * transaction when there is one); errors are -1 with the reason in err,
+ * worded for an operator (the CLI prints it as is and exits 2).
  */
 #ifndef NSC_TENANT_H
 #define NSC_TENANT_H

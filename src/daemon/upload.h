@@ -4,6 +4,9 @@
  * sinks it has opened (one per distinct tenant destination). Batches are
  * handed out by a shared upload_queue so that two workers never hold the
  * same batch and, in a one-shot pass, every batch is tried once.
+ * A failed delivery never loses the batch: its row stays, with the error
+ * and the next attempt's time, and the sink's verdict (sink.h) decides
+ * whether that is a retry or an operator's problem.
  */
 #ifndef NSC_UPLOAD_H
 #define NSC_UPLOAD_H
