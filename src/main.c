@@ -27,6 +27,7 @@ static const command commands[] = {
     {"status", cmd_status, "status [--json]           health, lag, counts, pending, last error"},
     {"run", cmd_run, "run [--once]              the daemon; --once: one pass, deliver, exit"},
     {"rekey", cmd_rekey, "rekey                     re-encrypt every stored token under a new key"},
+    {"shard", cmd_shard, "shard plan N2 | of N NAME  which tenants move when N shards become N2"},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
@@ -68,6 +69,8 @@ static int setup_context(cli_ctx *ctx, const char *config_path, const char *db_a
     if (config_resolve(&ctx->cfg, config_path, err, sizeof err) < 0)
         return cli_error("%s", err);
     snprintf(ctx->db_path, sizeof ctx->db_path, "%s", db_arg ? db_arg : ctx->cfg.database);
+    const char *cfg_file = config_path ? config_path : getenv("NSCOLLECT_CONFIG");
+    snprintf(ctx->config_path, sizeof ctx->config_path, "%s", cfg_file ? cfg_file : "");
     if (ctx->cfg.key_file[0])
         snprintf(ctx->key_path, sizeof ctx->key_path, "%s", ctx->cfg.key_file);
     else

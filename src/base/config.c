@@ -65,6 +65,7 @@ static const struct key keys[] = {
     STR("database", database, "nscollect.db", 1),
     STR("key_file", key_file, "", 0),
     STR("output_dir", output_dir, "nscollect-out", 1),
+    STR("shard", shard, "", 0),
     ENUM("log.level", log_level, LOG_INFO, level_names),
     ENUM("log.format", log_format, LOG_FORMAT_KV, format_names),
 

@@ -19,6 +19,7 @@ typedef struct nsc_config {
     char database[CONFIG_PATH_MAX];   /* "database", default "nscollect.db" */
     char key_file[CONFIG_PATH_MAX];   /* "key_file", default "" = <database>.key */
     char output_dir[CONFIG_PATH_MAX]; /* "output_dir", default "nscollect-out": root of the default file sink */
+    char shard[CONFIG_PATH_MAX];      /* "shard", "K/N" or "" (not sharded): daemon/shard.h */
     int log_level;                    /* "log.level": enum log_level, default info */
     int log_format;                   /* "log.format": "kv" | "json" */
 

@@ -77,3 +77,32 @@ int cli_load_key(const cli_ctx *ctx, sqlite3 *db, secret_key *key)
     }
     return 0;
 }
+
+int cli_shard(const cli_ctx *ctx, const char *arg, shard *out)
+{
+    char err[256];
+    const char *text = arg ? arg : ctx->cfg.shard;
+    *out = (shard){0, 0};
+    if (!arg && !text[0])
+        return 0;
+    if (shard_parse(text, out, err, sizeof err) == 0)
+        return 0;
+    if (arg)
+        return cli_error("--shard %s", err);
+    return cli_error("config key 'shard': %s; fix it in the config file, or remove it when "
+                     "this instance is not one of several", err);
+}
+
+int cli_check_shard(const cli_ctx *ctx, const char *cmd, const char *name, int any_shard)
+{
+    shard s;
+    if (cli_shard(ctx, NULL, &s) != 0)
+        return EXIT_USAGE;
+    if (any_shard || shard_owns(&s, name))
+        return 0;
+    return cli_error("%s %s: the tenant belongs to shard %d/%d, and this instance is shard "
+                     "%d/%d (config key 'shard'): add it on that shard, or pass --any-shard "
+                     "to keep it here (staging a reshard: a run with --shard fetches a tenant only "
+                     "on the shard it belongs to)",
+                     cmd, name, shard_of(name, s.n), s.n, s.k, s.n);
+}

@@ -13,6 +13,7 @@
 
 #include "base/config.h"
 #include "daemon/secret.h"
+#include "daemon/shard.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -21,6 +22,7 @@ typedef struct cli_ctx {
     nsc_config cfg;
     char db_path[CONFIG_PATH_MAX];
     char key_path[CONFIG_PATH_MAX];
+    char config_path[CONFIG_PATH_MAX];  /* the file loaded (-c, $NSCOLLECT_CONFIG), "" = none */
 } cli_ctx;
 
 /* Print "nscollect: <message>" on stderr and return EXIT_USAGE. */
@@ -33,6 +35,15 @@ sqlite3 *cli_open_db(const cli_ctx *ctx);
  * tokens already stored there; EXIT_USAGE after printing on failure
  * (missing, unreadable, not a key, not this database's key). */
 int cli_load_key(const cli_ctx *ctx, sqlite3 *db, secret_key *key);
+
+/* This instance's shard: from arg (a --shard option) when not NULL, else
+ * the config's `shard`, else not sharded (n 0). EXIT_USAGE after printing
+ * what is wrong and where it came from. */
+int cli_shard(const cli_ctx *ctx, const char *arg, shard *out);
+/* A tenant that `tenant add` or `tenant import` would put in this
+ * database: 0 when this shard owns it or any_shard is set, else EXIT_USAGE
+ * after saying whose it is and what to do. */
+int cli_check_shard(const cli_ctx *ctx, const char *cmd, const char *name, int any_shard);
 
 /* `tenant list` and `tenant show` output (cli_status.c). */
 #include <sqlite3.h>
@@ -51,5 +62,6 @@ int cmd_tenant(cli_ctx *ctx, int argc, char **argv);
 int cmd_status(cli_ctx *ctx, int argc, char **argv);
 int cmd_run(cli_ctx *ctx, int argc, char **argv);
 int cmd_rekey(cli_ctx *ctx, int argc, char **argv);
+int cmd_shard(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -624,7 +624,7 @@ static int import_rows(sqlite3 *db, const secret_key *key, const char *tok, size
     return seal_token(db, key, id, tok, toklen);
 }
 
-static int do_import(cli_ctx *ctx, const char *file, const pass *ps)
+static int do_import(cli_ctx *ctx, const char *file, const pass *ps, int any_shard)
 {
     char err[1024], name[TENANT_NAME_MAX + 64] = "";
     unsigned char *plain = NULL;
@@ -646,7 +646,8 @@ static int do_import(cli_ctx *ctx, const char *file, const pass *ps)
         goto out;
     }
     if (import_rows(db, &key, (char *)plain + 4, toklen, (char *)plain + 4 + toklen,
-                    len - 4 - toklen, name, sizeof name) < 0) {
+                    len - 4 - toklen, name, sizeof name) < 0 ||
+        cli_check_shard(ctx, "tenant import", name, any_shard) != 0) {
         db_rollback(db);
         goto out;
     }
@@ -671,27 +672,30 @@ out:
 
 static const char move_usage[] =
     "usage: nscollect tenant export NAME [--out FILE] [--passphrase-file F | --passphrase-env VAR]\n"
-    "       nscollect tenant import FILE [--passphrase-file F | --passphrase-env VAR]\n"
+    "       nscollect tenant import FILE [--passphrase-file F | --passphrase-env VAR] [--any-shard]\n"
     "       (the passphrase defaults to $NSCOLLECT_PASSPHRASE; FILE defaults to NAME.nscexport)\n";
 
 /* Parse argv (argv[0] = export|import): one positional, --out, passphrase. */
 static int move_parse(int argc, char **argv, const char **arg, const char **out,
-                      const char **pfile, const char **penv)
+                      const char **pfile, const char **penv, int *any_shard)
 {
     static const struct option lo[] = {
         {"out", required_argument, NULL, 'o'}, {"passphrase-file", required_argument, NULL, 'f'},
         {"passphrase-env", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"any-shard", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (c == 'h')
             return fputs(move_usage, stdout), 1;
-        if (c == '?' || (c == 'o' && argv[0][0] == 'i'))
+        if (c == '?' || (c == 'o' && argv[0][0] == 'i') || (c == 'a' && argv[0][0] == 'e'))
             return cli_error("tenant %s: unknown option or missing value (see nscollect tenant "
                              "--help)", argv[0]), fputs(move_usage, stderr), -1;
-        *(c == 'o' ? out : c == 'f' ? pfile : penv) = optarg;
+        if (c == 'a')
+            *any_shard = 1;
+        else
+            *(c == 'o' ? out : c == 'f' ? pfile : penv) = optarg;
     }
     if (optind + 1 != argc)
         return cli_error("tenant %s takes exactly one %s", argv[0],
@@ -705,7 +709,8 @@ int tenant_move_cmd(cli_ctx *ctx, int argc, char **argv)
     const char *arg = NULL, *out = NULL, *pfile = NULL, *penv = NULL;
     char def[CONFIG_PATH_MAX];
     pass ps;
-    int p = move_parse(argc, argv, &arg, &out, &pfile, &penv), rc;
+    int any_shard = 0;
+    int p = move_parse(argc, argv, &arg, &out, &pfile, &penv, &any_shard), rc;
     if (p != 0)
         return p > 0 ? 0 : EXIT_USAGE;
     if (pass_read(pfile, penv, &ps) < 0)
@@ -717,7 +722,7 @@ int tenant_move_cmd(cli_ctx *ctx, int argc, char **argv)
         snprintf(def, sizeof def, "%s.nscexport", arg);
         rc = do_export(ctx, arg, out ? out : def, &ps);
     } else {
-        rc = do_import(ctx, arg, &ps);
+        rc = do_import(ctx, arg, &ps, any_shard);
     }
     secret_wipe(&ps, sizeof ps);
     return rc;

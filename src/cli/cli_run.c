@@ -63,14 +63,16 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
         {"once", no_argument, NULL, 'o'},
         {"fetch-workers", required_argument, NULL, 'f'},
         {"upload-workers", required_argument, NULL, 'u'},
+        {"shard", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char usage[] =
-        "usage: nscollect run [--once] [--fetch-workers N] [--upload-workers N]";
+        "usage: nscollect run [--once] [--fetch-workers N] [--upload-workers N] [--shard K/N]";
     run_opts ro = {.fetch_workers = ctx->cfg.fetch_workers,
                    .upload_workers = ctx->cfg.upload_workers};
     char err[1024];
+    const char *shard_arg = NULL;
     secret_key key;
     int c;
     optind = 0;
@@ -83,7 +85,9 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
                               c == 'f' ? &ro.fetch_workers : &ro.upload_workers) != 0)
                 return EXIT_USAGE;
             ro.fetch_workers_set |= c == 'f';
-        } else if (c == 'h') {
+        } else if (c == 's')
+            shard_arg = optarg;
+        else if (c == 'h') {
             puts(usage);
             return 0;
         } else
@@ -91,6 +95,8 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     }
     if (optind < argc)
         return cli_error("run: unexpected argument '%s'\n%s", argv[optind], usage);
+    if (cli_shard(ctx, shard_arg, &ro.shard) != 0)
+        return EXIT_USAGE;
     /* The daemon holds every tenant's token in memory: no core files, and
      * not dumpable, so a same-uid gcore or ptrace cannot read them either. */
     struct rlimit no_core = {0, 0};

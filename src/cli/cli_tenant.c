@@ -29,13 +29,14 @@ typedef struct tenant_opts {
     const char *url, *token_file, *token_env, *sink, *sink_credentials, *window, *state;
     const char *streams, *api;
     const char *interval, *lookback, *overlap, *page_size, *max_records, *rate;
-    int disabled, json, force;
+    int disabled, json, force, any_shard;
     unsigned given;             /* OPT_BIT of each option given */
 } tenant_opts;
 
 enum { OPT_URL = 256, OPT_TOKEN_FILE, OPT_TOKEN_ENV, OPT_SINK, OPT_SINK_CRED, OPT_WINDOW,
        OPT_INTERVAL, OPT_LOOKBACK, OPT_OVERLAP, OPT_PAGE_SIZE, OPT_MAX_RECORDS, OPT_RATE,
-       OPT_DISABLED, OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS, OPT_API };
+       OPT_DISABLED, OPT_JSON, OPT_FORCE, OPT_HELP, OPT_STATE, OPT_STREAMS, OPT_API,
+       OPT_ANY_SHARD };
 #define OPT_BIT(opt) (1u << ((opt) - OPT_URL))
 /* The options of add and set: every setting of a tenant. */
 #define SETTINGS (OPT_BIT(OPT_STATE) - 1 - OPT_BIT(OPT_JSON) - OPT_BIT(OPT_FORCE) - \
@@ -61,6 +62,7 @@ static const struct option long_options[] = {
     {"state", required_argument, NULL, OPT_STATE},
     {"streams", required_argument, NULL, OPT_STREAMS},
     {"api", required_argument, NULL, OPT_API},
+    {"any-shard", no_argument, NULL, OPT_ANY_SHARD},
     {NULL, 0, NULL, 0},
 };
 
@@ -69,13 +71,14 @@ static const char tenant_usage[] =
     "                 [--sink URL] [--sink-credentials FILE] [--interval S] [--lookback S]\n"
     "                 [--overlap S] [--page-size N] [--max-records N] [--window insertion|event]\n"
     "                 [--streams alert,page,...] [--requests-per-second R]\n"
-    "                 [--api data|dataexport] [--disabled]\n"
+    "                 [--api data|dataexport] [--disabled] [--any-shard]\n"
     "                                         (the token is read from stdin if no file/env)\n"
     "       nscollect tenant set NAME [any option of add] [--force]\n"
     "                 (--streams: alert (default), page, application, network, audit,\n"
     "                 infrastructure, incident, endpoint; --force gives up the undelivered\n"
     "                 batches of a stream that --streams removes)\n"
-    "       nscollect tenant import-env NAME [--state FILE]   (from Google's Cloud Run recipe's\n"
+    "       nscollect tenant import-env NAME [--state FILE] [--any-shard]   (from Google's\n"
+    "                 Cloud Run recipe's\n"
     "                 NETSKOPE_TENANT, NETSKOPE_API_TOKEN, GCS_BUCKET, GCS_PREFIX, MAX_RECORDS,\n"
     "                 PAGE_SIZE, LOOKBACK_HOURS; --state: its state.json as the starting cursor)\n"
     "       nscollect tenant list [--json]\n"
@@ -137,7 +140,7 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
     opterr = 0;
     for (;;) {
         int c = getopt_long(argc, argv, "+", long_options, NULL);
-        if (c >= OPT_URL && c <= OPT_API)
+        if (c >= OPT_URL && c <= OPT_ANY_SHARD)
             o->given |= OPT_BIT(c);
         if (c == -1) {                       /* a positional argument, or the end */
             if (optind >= argc)
@@ -153,6 +156,8 @@ static int parse_opts(int argc, char **argv, tenant_opts *o, const char **name)
             o->json = 1;
         } else if (c == OPT_FORCE) {
             o->force = 1;
+        } else if (c == OPT_ANY_SHARD) {
+            o->any_shard = 1;
         } else if (c == OPT_STATE) {
             o->state = optarg;
         } else if (c == OPT_STREAMS) {
@@ -454,6 +459,8 @@ static int tenant_add(cli_ctx *ctx, const tenant_opts *o, const char *name)
         return cli_error("%s", err);
     if (!o->url)
         return tenant_usage_error("tenant add %s: --url is required", name);
+    if (cli_check_shard(ctx, "tenant add", name, o->any_shard) != 0)
+        return EXIT_USAGE;
     tenant_init(&t, &ctx->cfg);
     snprintf(t.name, sizeof t.name, "%s", name);
     if (apply_opts(&t, o) < 0)
@@ -585,9 +592,9 @@ static const struct subcommand {
     unsigned options;
     int takes_name;
 } subcommands[] = {
-    {"add", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_API), 1},
+    {"add", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_API) | OPT_BIT(OPT_ANY_SHARD), 1},
     {"set", SETTINGS | OPT_BIT(OPT_STREAMS) | OPT_BIT(OPT_API) | OPT_BIT(OPT_FORCE), 1},
-    {"import-env", OPT_BIT(OPT_STATE), 1},
+    {"import-env", OPT_BIT(OPT_STATE) | OPT_BIT(OPT_ANY_SHARD), 1},
     {"list", OPT_BIT(OPT_JSON), 0}, {"show", OPT_BIT(OPT_JSON), 1},
     {"enable", 0, 1},              {"disable", 0, 1},
     {"remove", OPT_BIT(OPT_FORCE), 1},
@@ -637,7 +644,8 @@ int cmd_tenant(cli_ctx *ctx, int argc, char **argv)
     if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0)
         return tenant_enable(ctx, name, sub[0] == 'e');
     if (strcmp(sub, "import-env") == 0)
-        return tenant_import_env(ctx, name, o.state);
+        return name && cli_check_shard(ctx, "tenant import-env", name, o.any_shard) != 0
+                   ? EXIT_USAGE : tenant_import_env(ctx, name, o.state);
     if (strcmp(sub, "remove") == 0)
         return tenant_remove_cmd(ctx, &o, name);
     if (strcmp(sub, "list") == 0 || strcmp(sub, "show") == 0) {

@@ -49,6 +49,7 @@ typedef struct pool {
     const char *db_path;
     const secret_key *key;
     int once;
+    shard shard;                     /* whose tenants this instance fetches */
     int64_t pass_start;
     int64_t *queue;                  /* FIFO of tenant ids: queue[head, tail) */
     size_t head, tail, cap;
@@ -126,15 +127,35 @@ static void enqueue(pool *p, int64_t id)
     pass_on(p);
 }
 
+/* Sharded: say at start how many tenants here belong to other shards
+ * (after N changed): they are not fetched until they are moved. */
+static void log_foreign_tenants(const pool *p, sqlite3 *db)
+{
+    if (p->shard.n == 0)
+        return;
+    char err[256];
+    long foreign = 0;
+    sqlite3_stmt *st = db_prepare(db, "SELECT name FROM tenant WHERE moved_at IS NULL",
+                                  err, sizeof err);
+    while (st && sqlite3_step(st) == SQLITE_ROW)
+        foreign += !shard_owns(&p->shard, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    log_info("event=shard shard=%d/%d foreign_tenants=%ld", p->shard.k, p->shard.n, foreign);
+    if (foreign > 0)
+        log_warn("event=shard_foreign tenants=%ld reason=\"tenants of other shards are not "
+                 "fetched here (their batches are still delivered): move them, see "
+                 "nscollect shard plan %d\"", foreign, p->shard.n);
+}
+
 /* Queue every stream the database says is due (a job is one stream of
  * one tenant: its streams run side by side, paced as one tenant). */
 static void queue_due(pool *p, sqlite3 *db)
 {
     static const char *sql_daemon =
-        "SELECT s.id FROM stream s JOIN tenant t ON t.id = s.tenant_id WHERE t.enabled "
+        "SELECT s.id, t.name FROM stream s JOIN tenant t ON t.id = s.tenant_id WHERE t.enabled "
         "AND max(s.next_run_at, s.not_before) <= ?1 "
         "ORDER BY max(s.next_run_at, s.not_before), s.id";
-    static const char *sql_once = "SELECT s.id FROM stream s JOIN tenant t ON "
+    static const char *sql_once = "SELECT s.id, t.name FROM stream s JOIN tenant t ON "
         "t.id = s.tenant_id WHERE t.enabled AND ?1 ORDER BY s.id";
     char err[256];
     sqlite3_stmt *st = db_prepare(db, p->once ? sql_once : sql_daemon, err, sizeof err);
@@ -146,7 +167,8 @@ static void queue_due(pool *p, sqlite3 *db)
     sqlite3_bind_int64(st, 1, db_now());
     pthread_mutex_lock(&p->lock);
     while (sqlite3_step(st) == SQLITE_ROW)
-        enqueue(p, sqlite3_column_int64(st, 0));
+        if (shard_owns(&p->shard, (const char *)sqlite3_column_text(st, 1)))
+            enqueue(p, sqlite3_column_int64(st, 0));
     pthread_mutex_unlock(&p->lock);
     sqlite3_finalize(st);
 }
@@ -604,6 +626,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
                   const run_opts *opts, char *err, size_t errlen)
 {
     pool p = {.cfg = *cfg, .db_path = db_path, .key = key, .once = opts->once,
+              .shard = opts->shard,
               .pass_start = db_now()};
     pthread_t sig, uploaders[64];
     int nu = 0, lockfd, rc = 2;
@@ -637,6 +660,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
 
     log_info("event=start mode=%s fetch_workers=%d upload_workers=%d database=%s",
              opts->once ? "once" : "daemon", opts->fetch_workers, opts->upload_workers, db_path);
+    log_foreign_tenants(&p, db);
     pthread_mutex_lock(&p.lock);
     for (int i = 0; i < p.nfetch; i++)
         fetch_thread_start(&p, 0);

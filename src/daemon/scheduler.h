@@ -14,12 +14,15 @@
 
 #include "base/config.h"
 #include "daemon/secret.h"
+#include "daemon/shard.h"
 
 typedef struct run_opts {
     int once;             /* one pass over the enabled tenants, deliver, return */
     int fetch_workers;
     int fetch_workers_set; /* given as --fetch-workers: a reload keeps it */
     int upload_workers;
+    shard shard;          /* fetch only the tenants of this shard (n 0: all); the
+                             batches of any tenant still here are delivered */
 } run_opts;
 
 /* Returns the process exit status: 0 all good; 1 a tenant could not
