@@ -81,7 +81,9 @@ int cli_load_key(const cli_ctx *ctx, sqlite3 *db, secret_key *key)
 int cli_shard(const cli_ctx *ctx, const char *arg, shard *out)
 {
     char err[256];
-    const char *text = arg ? arg : ctx->cfg.shard;
+    const char *env = getenv("NSCOLLECT_SHARD");
+    int from_env = !arg && env && env[0];
+    const char *text = arg ? arg : from_env ? env : ctx->cfg.shard;
     *out = (shard){0, 0};
     if (!arg && !text[0])
         return 0;
@@ -89,6 +91,8 @@ int cli_shard(const cli_ctx *ctx, const char *arg, shard *out)
         return 0;
     if (arg)
         return cli_error("--shard %s", err);
+    if (from_env)
+        return cli_error("$NSCOLLECT_SHARD: %s", err);
     return cli_error("config key 'shard': %s; fix it in the config file, or remove it when "
                      "this instance is not one of several", err);
 }
@@ -101,7 +105,7 @@ int cli_check_shard(const cli_ctx *ctx, const char *cmd, const char *name, int a
     if (any_shard || shard_owns(&s, name))
         return 0;
     return cli_error("%s %s: the tenant belongs to shard %d/%d, and this instance is shard "
-                     "%d/%d (config key 'shard'): add it on that shard, or pass --any-shard "
+                     "%d/%d (config key 'shard' or $NSCOLLECT_SHARD): add it on that shard, or pass --any-shard "
                      "to keep it here (staging a reshard: a run with --shard fetches a tenant only "
                      "on the shard it belongs to)",
                      cmd, name, shard_of(name, s.n), s.n, s.k, s.n);

@@ -37,7 +37,8 @@ sqlite3 *cli_open_db(const cli_ctx *ctx);
 int cli_load_key(const cli_ctx *ctx, sqlite3 *db, secret_key *key);
 
 /* This instance's shard: from arg (a --shard option) when not NULL, else
- * the config's `shard`, else not sharded (n 0). EXIT_USAGE after printing
+ * $NSCOLLECT_SHARD when set (a StatefulSet's pod index), else the config's
+ * `shard`, else not sharded (n 0). EXIT_USAGE after printing
  * what is wrong and where it came from. */
 int cli_shard(const cli_ctx *ctx, const char *arg, shard *out);
 /* A tenant that `tenant add` or `tenant import` would put in this
