@@ -11,7 +11,7 @@ hashes to. The hash is recomputed here in Python from its documentation
     NSCOLLECT_BIN=./nscollect python3 tests/e2e/test_shard.py [NAME...]
 
 NSCOLLECT_SHARD_TENANTS sets the number of tenants (`make test-shard`: 300;
-the default run of the suite: 60, to keep `make test` within its budget).
+the default run of the suite: 30, to keep `make test` within its budget).
 """
 
 import hashlib
@@ -28,7 +28,7 @@ from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_lines,  # 
                      nscollect_bin, run_tests)
 from test_spine import token  # noqa: E402
 
-TENANTS = int(os.environ.get("NSCOLLECT_SHARD_TENANTS", "60"))
+TENANTS = int(os.environ.get("NSCOLLECT_SHARD_TENANTS", "30"))
 PASS = {"NSCOLLECT_PASSPHRASE": "shard move passphrase"}
 FAULTS = [{"kind": "status", "code": 500}, {"kind": "truncated"}]
 
