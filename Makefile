@@ -3,7 +3,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wno-missing-field-initializers
-LIBS    := -lcurl -lsqlite3 -lconfig -lssl -lcrypto -lz -lpthread
+LIBS    := -lcurl -lsqlite3 -lconfig -lmicrohttpd -lssl -lcrypto -lz -lpthread
 PYTHON  ?= python3
 
 SRC      := $(wildcard src/*.c src/*/*.c)

@@ -11,9 +11,9 @@
 #include "daemon/db.h"
 #include "base/log.h"
 #include "base/suggest.h"
+#include "base/util.h"
 #include "daemon/scheduler.h"
 
-#define NSCOLLECT_VERSION "0.1.0"
 
 typedef struct command {
     const char *name;

@@ -4,8 +4,8 @@
 # list; `tests/deps.sh extra` adds the tools of the long runs (make tsan,
 # fuzz, valgrind, crashtest, bench).
 pkgs="gcc make libcurl4-openssl-dev libsqlite3-dev libjsmn-dev libconfig-dev
-      libssl-dev zlib1g-dev python3 sqlite3 openssl curl man-db groff-base strace libtsan2
-      python3-yaml systemd"
+      libssl-dev zlib1g-dev libmicrohttpd-dev python3 sqlite3 openssl curl man-db groff-base strace libtsan2
+      python3-yaml systemd prometheus"
 [ "${1:-}" = extra ] && pkgs="$pkgs clang libclang-rt-14-dev valgrind time"
 missing=""
 for p in $pkgs; do

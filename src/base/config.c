@@ -5,6 +5,7 @@
  * applies each setting through the table, and the public entry points.
  */
 #include "base/config.h"
+#include "base/listen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,6 +104,8 @@ static const struct key keys[] = {
 
     I64("outbox.limit_bytes", outbox_limit_bytes, GIB, MIB, TIB),
     I64("outbox.spool_min_bytes", spool_min_bytes, MIB, 0, GIB),
+
+    STR("metrics.listen", metrics_listen, "", 0),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -650,6 +653,12 @@ int config_load(nsc_config *cfg, const char *path, char *err, size_t errlen)
         errorf(err, errlen, "%s: http.max_body_total (%lld) is smaller than http.max_body (%lld): "
                "raise http.max_body_total or lower http.max_body", path,
                (long long)tmp->max_body_total, (long long)tmp->max_body_bytes);
+        goto out;
+    }
+    listen_addr la;
+    char why[256];
+    if (tmp->metrics_listen[0] && listen_parse(tmp->metrics_listen, &la, why, sizeof why) < 0) {
+        errorf(err, errlen, "%s: metrics.listen: %s", path, why);
         goto out;
     }
     snprintf(tmp->source, sizeof tmp->source, "%s", path);

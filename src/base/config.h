@@ -56,6 +56,7 @@ typedef struct nsc_config {
 
     char gcs_endpoint[CONFIG_PATH_MAX];    /* "gcs.endpoint", default https://storage.googleapis.com */
     char gcs_credentials[CONFIG_PATH_MAX]; /* "gcs.credentials", default "" */
+    char metrics_listen[CONFIG_PATH_MAX];         /* "metrics.listen", default "" = no /metrics (base/listen.h) */
     int gcs_gzip;                          /* "gcs.gzip", default false */
     int64_t outbox_limit_bytes;            /* "outbox.limit_bytes" per tenant, default 1 GiB */
     int64_t spool_min_bytes;               /* "outbox.spool_min_bytes": batches this large go to

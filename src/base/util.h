@@ -5,6 +5,8 @@
 #ifndef NSC_UTIL_H
 #define NSC_UTIL_H
 
+#define NSCOLLECT_VERSION "0.1.0"   /* --version, nscollect_build_info */
+
 #include <stddef.h>
 #include <stdint.h>
 

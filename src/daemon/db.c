@@ -1,5 +1,6 @@
 /* db.c - see db.h. */
 #include "daemon/db.h"
+#include "base/counters.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -244,7 +245,10 @@ int db_begin(sqlite3 *db, char *err, size_t errlen)
 
 int db_commit(sqlite3 *db, char *err, size_t errlen)
 {
-    if (db_exec(db, "COMMIT", err, errlen) == 0)
+    int64_t t0 = mono_us();
+    int rc = db_exec(db, "COMMIT", err, errlen);
+    counters_commit_observe(mono_us() - t0);     /* nscollect_sqlite_commit_seconds */
+    if (rc == 0)
         return 0;
     db_rollback(db);
     return -1;

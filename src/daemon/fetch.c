@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/counters.h"
 #include "daemon/db.h"
 #include "daemon/iterator.h"
 #include "daemon/keyset.h"
@@ -402,6 +403,22 @@ static int page_ok(fetcher *f, job *j, const ns_reply *rep, const ns_query *q)
  * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
  * page parsed into f->page[f->cur], 1 when the job must stop, -1 on
  * failure. */
+/* For nscollect_requests_total: parsed is 0 when a 200's page parsed. */
+static req_outcome request_outcome(ns_status st, const ns_reply *rep, int parsed)
+{
+    if (st == NS_OK)
+        return parsed == 0 ? REQ_OK : REQ_MALFORMED;
+    if (rep->http_code == 429)
+        return REQ_429;
+    if (rep->timed_out)
+        return REQ_TIMEOUT;
+    if (rep->http_code >= 500)
+        return REQ_5XX;
+    if (rep->http_code >= 400)
+        return REQ_4XX;
+    return REQ_ERROR;
+}
+
 static int get_page(fetcher *f, job *j, ns_query *q)
 {
     int64_t offset = q->offset;
@@ -432,10 +449,10 @@ static int get_page(fetcher *f, job *j, ns_query *q)
         if (shutdown_requested())
             return 1;                /* cut short by SIGTERM: not the tenant's failure */
         note_ratelimit(j, &rep);
+        if (st == NS_OK && parsed > 0)
+            parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why, sizeof why);
+        counters_request(j->s.id, request_outcome(st, &rep, parsed));
         if (st == NS_OK) {
-            if (parsed > 0)
-                parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why,
-                                       sizeof why);
             if (parsed == 0)
                 return page_ok(f, j, &rep, q);
             if (q->op)

@@ -2,6 +2,7 @@
 #include "daemon/scheduler.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "daemon/db.h"
 #include "daemon/fetch.h"
+#include "daemon/metrics.h"
 #include "base/http_share.h"
 #include "base/log.h"
 #include "daemon/outbox.h"
@@ -72,6 +74,9 @@ typedef struct pool {
     int nfetch;                      /* workers (workers.fetch, --fetch-workers) */
     int nfetch_pinned;               /* set by --fetch-workers: a reload keeps it */
     int starting;                    /* start-up threads not yet ready (see thread_ready) */
+    int nupload;                     /* upload threads started */
+    atomic_int uploading;            /* upload threads inside a step (metrics) */
+    atomic_llong last_tick_ms;       /* mono_ms() of the scheduler's last tick (/healthz) */
     char start_err[640];             /* why a start-up thread could not start, or "" */
 } pool;
 
@@ -436,7 +441,9 @@ static void *upload_worker(void *arg)
         pthread_mutex_lock(&p->lock);
         int fetch_done = p->fetch_done;            /* read before looking for work */
         pthread_mutex_unlock(&p->lock);
+        atomic_fetch_add(&p->uploading, 1);
         upload_status st = uploader_step(u, p->uploads);
+        atomic_fetch_sub(&p->uploading, 1);
         if (st == UPLOAD_FAILED && p->once) {
             pthread_mutex_lock(&p->lock);
             p->failures++;
@@ -470,7 +477,8 @@ static int needs_restart(const nsc_config *a, const nsc_config *b)
            a->max_body_total != b->max_body_total ||
            strcmp(a->ca_bundle, b->ca_bundle) || strcmp(a->proxy, b->proxy) ||
            strcmp(a->gcs_endpoint, b->gcs_endpoint) ||
-           strcmp(a->gcs_credentials, b->gcs_credentials) || a->gcs_gzip != b->gcs_gzip;
+           strcmp(a->gcs_credentials, b->gcs_credentials) || a->gcs_gzip != b->gcs_gzip ||
+           strcmp(a->metrics_listen, b->metrics_listen);
 }
 
 /* A reload's workers.fetch and workers.fetch_spare: more workers start
@@ -516,8 +524,8 @@ static void reload_config(pool *p)
     pthread_mutex_unlock(&p->lock);
     log_setup((enum log_level)fresh.log_level, (enum log_format)fresh.log_format);
     log_info("event=reload config=%s fetch_workers=%d%s%s", fresh.source, workers,
-             restart ? " note=\"database, key_file, output_dir, workers.upload, http.* and "
-                       "gcs.* changes take effect at the next start\"" : "",
+             restart ? " note=\"database, key_file, output_dir, workers.upload, http.*, "
+                       "gcs.* and metrics.listen changes take effect at the next start\"" : "",
              pinned ? " fetch_workers_note=\"workers.fetch not applied: --fetch-workers "
                       "was given\"" : "");
 }
@@ -575,6 +583,7 @@ static void schedule(pool *p, sqlite3 *db)
     if (p->once)
         queue_due(p, db);
     while (!shutdown_requested()) {
+        atomic_store(&p->last_tick_ms, mono_ms());
         if (!p->once)
             queue_due(p, db);
         struct timespec until;
@@ -592,6 +601,30 @@ static void schedule(pool *p, sqlite3 *db)
         pthread_mutex_unlock(&p->lock);
         fetch_threads_reap(p, 0);
     }
+}
+
+/* What /metrics, /healthz and /readyz say of the threads (metrics.h). */
+static void pool_view(void *arg, metrics_pool_view *v)
+{
+    pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    v->starting = p->starting;
+    v->stopping = shutdown_requested() || p->fetch_done || p->closing;
+    v->fetch_busy = p->working;
+    v->fetch_idle = p->nlive > p->working ? p->nlive - p->working : 0;
+    v->fetch_queued = (int)(p->tail - p->head);
+    v->upload_busy = atomic_load(&p->uploading);
+    v->upload_idle = p->nupload > v->upload_busy ? p->nupload - v->upload_busy : 0;
+    pthread_mutex_unlock(&p->lock);
+    v->last_tick_ms = atomic_load(&p->last_tick_ms);
+}
+
+static metrics *start_metrics(pool *p, char *err, size_t errlen)
+{
+    metrics_opts mo = {.listen = p->cfg.metrics_listen, .db_path = p->db_path,
+                       .outbox_limit_bytes = p->cfg.outbox_limit_bytes,
+                       .pool = pool_view, .pool_arg = p};
+    return metrics_start(&mo, err, errlen);
 }
 
 static int start_threads(pool *p, pthread_t *t, int n, void *(*fn)(void *))
@@ -630,6 +663,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
               .pass_start = db_now()};
     pthread_t sig, uploaders[64];
     int nu = 0, lockfd, rc = 2;
+    metrics *mx = NULL;
     sqlite3 *db = db_open(db_path, 0, err, errlen);
     if (!db || db_check_version(db, db_path, err, errlen) < 0)
         goto out_db;
@@ -638,6 +672,7 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     db_exec(db, "UPDATE run SET status = 'abandoned', finished_at = unixepoch() "
                 "WHERE status = 'running'", err, errlen);
     sweep_spool(db);
+    atomic_store(&p.last_tick_ms, mono_ms());
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.changed, NULL);
     pthread_cond_init(&p.job_cv, NULL);
@@ -653,6 +688,8 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* before any thread starts */
+    if (cfg->metrics_listen[0] && !(mx = start_metrics(&p, err, errlen)))
+        goto out_pool;                           /* exit 2: no worker has started */
     p.nfetch = opts->fetch_workers;              /* before a SIGHUP can look at them */
     p.nfetch_pinned = opts->fetch_workers_set;
     p.starting = p.nfetch + opts->upload_workers;
@@ -666,6 +703,9 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
         fetch_thread_start(&p, 0);
     pthread_mutex_unlock(&p.lock);
     nu = start_threads(&p, uploaders, opts->upload_workers, upload_worker);
+    pthread_mutex_lock(&p.lock);
+    p.nupload = nu;
+    pthread_mutex_unlock(&p.lock);
     schedule(&p, db);
     pthread_mutex_lock(&p.lock);
     p.closing = 1;                               /* no spare starts behind the reaper */
@@ -683,7 +723,9 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
         snprintf(err, errlen, "%s", p.start_err);
         rc = 2;
     }
+    metrics_stop(mx);
     log_info("event=stop failures=%d", p.failures);
+out_pool:
     upload_queue_free(p.uploads);
     http_share_free(p.share);
     free(p.queue);

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "base/counters.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "google/sa_key.h"
@@ -171,6 +172,7 @@ static oauth_result refresh_locked(gauth *g, char *err, size_t errlen)
     oauth_result rc = fetch_token(g, tok, sizeof tok, &expires_in, err, errlen);
     pthread_mutex_lock(&g->mu);
     if (rc == OAUTH_OK) {
+        counters_token_refresh();
         long long life_ms = expires_in * 1000LL, margin_ms = GAUTH_REFRESH_MARGIN_S * 1000LL;
         if (margin_ms > life_ms / 2)
             margin_ms = life_ms / 2;

@@ -145,7 +145,7 @@ static void test_example_documents_every_key(void)
     text[n] = '\0';
     config_init(&cf);
     CHECK_INT(config_read_file(&cf, EXAMPLE), CONFIG_TRUE);
-    CHECK_INT(config_key_count(), 35);
+    CHECK_INT(config_key_count(), 36);
     CHECK(config_key_name(config_key_count()) == NULL);
     for (size_t i = 0; i < config_key_count(); i++) {
         const char *k = config_key_name(i), *dot = strrchr(k, '.');
