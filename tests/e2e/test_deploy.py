@@ -104,6 +104,10 @@ def test_statefulset_has_what_nscollect_relies_on():
     assert spec["podManagementPolicy"] == "Parallel"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert {"name": "metrics", "containerPort": 9464} in c["ports"]
+    # the probes ask the port the config serves, on the daemon's paths
+    assert 'listen = "0.0.0.0:9464"' in conf
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_cli_obeys_nscollect_shard():

@@ -132,8 +132,8 @@ def test_daemon_token_rotation_and_sighup():
             # next start, and the reload says so.
             ws.write_config('log = { format = "json"; };\nworkers = { upload = 3; };\n')
             proc.send_signal(signal.SIGHUP)
-            wait_until(lambda: "workers.upload, http.* and gcs.* changes take effect at the "
-                       "next start" in read(proc.stderr_path), timeout=15,
+            wait_until(lambda: "workers.upload, http.*, gcs.* and metrics.listen changes take "
+                       "effect at the next start" in read(proc.stderr_path), timeout=15,
                        what="the reload's restart note")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
