@@ -193,7 +193,8 @@ static int put_streams(metrics *m, buf *out, int64_t *upload_queued, char *err, 
 {
     req_list reqs = {0};
     counters_requests_each(collect_request, &reqs);
-    qsort(reqs.rows, reqs.n, sizeof *reqs.rows, by_stream);
+    if (reqs.n)
+        qsort(reqs.rows, reqs.n, sizeof *reqs.rows, by_stream);
     buf fam[NFAM];
     for (int f = 0; f < NFAM; f++)
         buf_init(&fam[f], REPLY_MAX);
