@@ -24,7 +24,7 @@ typedef struct command {
 static const command commands[] = {
     {"init", cmd_init, "init                      create or migrate the database (idempotent)"},
     {"tenant", cmd_tenant, "tenant SUBCOMMAND ...     add, set, list, show, enable, disable, remove"},
-    {"status", cmd_status, "status [--json]           health, lag, counts, pending, last error"},
+    {"status", cmd_status, "status [--json] [--watch] health, lag, counts, pending, last error"},
     {"run", cmd_run, "run [--once]              the daemon; --once: one pass, deliver, exit"},
     {"rekey", cmd_rekey, "rekey                     re-encrypt every stored token under a new key"},
     {"shard", cmd_shard, "shard plan N2 | of N NAME  which tenants move when N shards become N2"},

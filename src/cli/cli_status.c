@@ -1,9 +1,14 @@
 /* cli_status.c - read-only views for operators: `status`, `tenant list`,
  * `tenant show`. JSON output is produced by SQLite's JSON functions, so
  * every string is escaped correctly without hand-written code. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "daemon/db.h"
@@ -140,26 +145,98 @@ static int print_status_table(sqlite3 *db)
     return 0;
 }
 
+/* `--watch [S]`: S seconds between frames, a number from 0.1 to 86400;
+ * 0 and EXIT_USAGE after printing what is wrong. */
+static int parse_watch(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < 0.1 || v > 86400)
+        return cli_error("status: --watch '%s': expected seconds between frames, a number from "
+                         "0.1 to 86400 (usage: nscollect status [--json] [--watch [S]])", s);
+    *out = v;
+    return 0;
+}
+
+/* One frame: on a terminal the screen is cleared first; every frame of the
+ * table starts with a heading line (a script reading a pipe can split the
+ * frames there); JSON frames are one document per line. */
+static int print_frame(sqlite3 *db, int json, double every, int tty)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    if (tty)
+        fputs("\033[H\033[2J", stdout);
+    if (!json)
+        printf("nscollect status every %gs, %s UTC (Ctrl-C to stop)\n\n", every, when);
+    int rc = json ? print_scalar(db, status_json_sql, NULL) : print_status_table(db);
+    fflush(stdout);
+    return rc;
+}
+
+/* Redraw until SIGINT or SIGTERM (exit 0): the signals are blocked and
+ * waited for with a timeout, so there is no handler and no race between a
+ * frame and a signal. A frame that cannot be read is said and retried. */
+static int watch_status(sqlite3 *db, int json, double every)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int tty = isatty(STDOUT_FILENO);
+    struct timespec ts = {(time_t)every, (long)((every - (double)(time_t)every) * 1e9)};
+    for (;;) {
+        print_frame(db, json, every, tty);
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM)
+            return 0;
+        if (sig < 0 && errno != EAGAIN && errno != EINTR)
+            return cli_error("status --watch: cannot wait for signals: %s", strerror(errno));
+    }
+}
+
 int cmd_status(cli_ctx *ctx, int argc, char **argv)
 {
-    int json = 0;
+    int json = 0, watch = 0;
+    double every = 2;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
-        else if (strcmp(argv[i], "--help") == 0) {
-            puts("usage: nscollect status [--json]\n\nOne row per tenant, problems first. "
-                 "Exit status 1 when an enabled tenant is failing.");
+        else if (strcmp(argv[i], "--watch") == 0) {
+            watch = 1;
+            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 &&
+                parse_watch(argv[++i], &every) != 0)
+                return EXIT_USAGE;
+        } else if (strncmp(argv[i], "--watch=", 8) == 0) {
+            watch = 1;
+            if (parse_watch(argv[i] + 8, &every) != 0)
+                return EXIT_USAGE;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            puts("usage: nscollect status [--json] [--watch [S]]\n\nOne row per tenant, "
+                 "problems first. Exit status 1 when an enabled tenant is failing.\n"
+                 "--watch redraws it every S seconds (default 2) until Ctrl-C or SIGTERM "
+                 "(exit status 0).");
             return 0;
         } else
-            return cli_error("status: unknown argument '%s' (usage: nscollect status [--json])",
-                             argv[i]);
+            return cli_error("status: unknown argument '%s' (usage: nscollect status [--json] "
+                             "[--watch [S]])", argv[i]);
     }
     sqlite3 *db = cli_open_db(ctx);
     if (!db)
         return EXIT_USAGE;
-    int rc = json ? print_scalar(db, status_json_sql, NULL) : print_status_table(db);
-    if (rc == 0 && db_int(db, "SELECT count(*) FROM tenant_status WHERE state = 'failing'", 0, 0))
-        rc = EXIT_FAILED;
+    int rc;
+    if (watch)
+        rc = watch_status(db, json, every);
+    else {
+        rc = json ? print_scalar(db, status_json_sql, NULL) : print_status_table(db);
+        if (rc == 0 && db_int(db, "SELECT count(*) FROM tenant_status WHERE state = 'failing'", 0, 0))
+            rc = EXIT_FAILED;
+    }
     db_close(db);
     return rc;
 }
