@@ -1,5 +1,6 @@
 /* counters.c - see counters.h. */
 #include "base/counters.h"
+#include "base/idtable.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,62 +15,35 @@ const char *req_outcome_name(req_outcome o)
     return (unsigned)o < REQ_OUTCOMES ? outcome_names[o] : "error";
 }
 
-/* Per stream: an open-addressing table keyed by stream id (never 0:
- * stream ids start at 1), doubled when half full. */
+/* Per stream, keyed by stream id. */
 typedef struct req_entry {
     int64_t stream_id;
     uint64_t counts[REQ_OUTCOMES];
 } req_entry;
 
 static pthread_mutex_t req_lock = PTHREAD_MUTEX_INITIALIZER;
-static req_entry *req_table;
-static size_t req_cap, req_used;
-
-static size_t slot_of(int64_t id, size_t cap)
-{
-    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 32) & (cap - 1);
-}
-
-static req_entry *find_or_add(req_entry *t, size_t cap, int64_t id)
-{
-    for (size_t i = slot_of(id, cap);; i = (i + 1) & (cap - 1))
-        if (t[i].stream_id == id || t[i].stream_id == 0)
-            return &t[i];
-}
-
-/* Lock held. -1 when out of memory (the count is lost, nothing else). */
-static int grow_table(void)
-{
-    size_t cap = req_cap ? req_cap * 2 : 64;
-    req_entry *t = calloc(cap, sizeof *t);
-    if (!t)
-        return -1;
-    for (size_t i = 0; i < req_cap; i++)
-        if (req_table[i].stream_id)
-            *find_or_add(t, cap, req_table[i].stream_id) = req_table[i];
-    free(req_table);
-    req_table = t;
-    req_cap = cap;
-    return 0;
-}
+static idtable req_table = IDTABLE_INIT(req_entry, 64);
 
 void counters_request(int64_t stream_id, req_outcome o)
 {
-    if (stream_id <= 0 || (unsigned)o >= REQ_OUTCOMES)
+    if ((unsigned)o >= REQ_OUTCOMES)
         return;
     pthread_mutex_lock(&req_lock);
-    if ((req_used + 1) * 2 > req_cap && grow_table() < 0) {
-        pthread_mutex_unlock(&req_lock);
-        return;
-    }
-    req_entry *e = find_or_add(req_table, req_cap, stream_id);
-    if (e->stream_id == 0) {
-        e->stream_id = stream_id;
-        req_used++;
-    }
-    e->counts[o]++;
+    req_entry *e = idtable_get(&req_table, stream_id);
+    if (e)                           /* NULL: out of memory, this count is lost */
+        e->counts[o]++;
     pthread_mutex_unlock(&req_lock);
+}
+
+typedef struct req_copy {
+    req_entry *rows;
+    size_t n;
+} req_copy;
+
+static void copy_one(void *arg, const void *entry)
+{
+    req_copy *c = arg;
+    c->rows[c->n++] = *(const req_entry *)entry;
 }
 
 void counters_requests_each(void (*fn)(void *arg, int64_t stream_id, const uint64_t *counts),
@@ -77,23 +51,20 @@ void counters_requests_each(void (*fn)(void *arg, int64_t stream_id, const uint6
 {
     /* Copied first, so fn (which formats text) runs without the lock. */
     pthread_mutex_lock(&req_lock);
-    size_t n = 0;
-    req_entry *copy = req_used ? malloc(req_used * sizeof *copy) : NULL;
-    for (size_t i = 0; copy && i < req_cap; i++)
-        if (req_table[i].stream_id)
-            copy[n++] = req_table[i];
+    size_t n = idtable_count(&req_table);
+    req_copy c = {n ? malloc(n * sizeof *c.rows) : NULL, 0};
+    if (c.rows)
+        idtable_each(&req_table, copy_one, &c);
     pthread_mutex_unlock(&req_lock);
-    for (size_t i = 0; i < n; i++)
-        fn(arg, copy[i].stream_id, copy[i].counts);
-    free(copy);
+    for (size_t i = 0; i < c.n; i++)
+        fn(arg, c.rows[i].stream_id, c.rows[i].counts);
+    free(c.rows);
 }
 
 void counters_reset(void)
 {
     pthread_mutex_lock(&req_lock);
-    free(req_table);
-    req_table = NULL;
-    req_cap = req_used = 0;
+    idtable_free(&req_table);
     pthread_mutex_unlock(&req_lock);
 }
 

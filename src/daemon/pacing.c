@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/idtable.h"
 #include "base/shutdown.h"
 #include "base/util.h"
 
@@ -16,44 +17,13 @@ typedef struct entry {
 } entry;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static entry *table;        /* open addressing, linear probing */
-static size_t cap, used;
-
-static size_t slot_of(const entry *tab, size_t n, int64_t id)
-{
-    size_t i = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (n - 1);
-    while (tab[i].id && tab[i].id != id)
-        i = (i + 1) & (n - 1);
-    return i;
-}
-
-static int grow(void)
-{
-    size_t n = cap ? cap * 2 : 1024;
-    entry *t = calloc(n, sizeof *t);
-    if (!t)
-        return -1;
-    for (size_t i = 0; i < cap; i++)
-        if (table[i].id)
-            t[slot_of(t, n, table[i].id)] = table[i];
-    free(table);
-    table = t;
-    cap = n;
-    return 0;
-}
+static idtable table = IDTABLE_INIT(entry, 1024);
 
 /* The tenant's entry, created on first use; NULL when memory is short
  * (pacing then falls back to no memory: each job paces itself). Lock held. */
 static entry *find(int64_t id)
 {
-    if (2 * (used + 1) > cap && grow() < 0)
-        return NULL;
-    entry *e = &table[slot_of(table, cap, id)];
-    if (!e->id) {
-        e->id = id;
-        used++;
-    }
-    return e;
+    return idtable_get(&table, id);
 }
 
 int pacing_wait(int64_t tenant_id, int64_t gap_us)
