@@ -327,6 +327,50 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
+def hostile_round(fake, ws, addr, alerts, total, seed):
+    """One flood: a slowloris, a megabyte of headers and 1,000 held
+    connections while `alerts` more arrive; returns once `total` are
+    delivered, both bad clients were answered or dropped, and the endpoint
+    serves again."""
+    host, port = addr.rsplit(":", 1)
+    socks = []
+    try:
+        # A slowloris: half a request, then silence.
+        slow = socket.create_connection((host, int(port)))
+        socks.append(slow)
+        slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        # A request with a megabyte of headers.
+        huge = socket.create_connection((host, int(port)))
+        socks.append(huge)
+        huge.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (1 << 20))
+        # A thousand connections, held open.
+        for _ in range(1000):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((host, int(port)))
+            socks.append(s)
+        # Collection goes on meanwhile.
+        if alerts:
+            now = int(time.time())
+            fake.generate(token("acme"), alerts, now - 50, now - 5, seed=seed)
+        wait_until(lambda: len(ws.lines()) == total, 60, 0.1, "alerts delivered under the flood")
+        huge.settimeout(20)
+        try:
+            reply = huge.recv(200)
+        except (ConnectionResetError, BrokenPipeError):
+            reply = b""
+        assert reply == b"" or reply.split(b" ")[1] in (b"413", b"431", b"400"), reply
+        # the slow client is dropped after METRICS_IDLE_S of silence
+        slow.settimeout(30)
+        t0 = time.monotonic()
+        assert slow.recv(100) == b""
+        assert time.monotonic() - t0 < 25
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: get(addr, "/healthz")[0] == 200, 30, 0.2, "served again")
+
+
 def test_hostile_clients_do_not_stall_collection_or_grow_memory():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
@@ -338,48 +382,27 @@ def test_hostile_clients_do_not_stall_collection_or_grow_memory():
         # and counts as RSS: kept small so growth means what it says.
         proc, addr = start_daemon(ws, env={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
                                              ":quarantine_size_mb=4"})
-        host, port = addr.rsplit(":", 1)
-        socks = []
         try:
             wait_until(lambda: len(ws.lines()) == 200, 60, 0.1, "first alerts delivered")
             get(addr, "/metrics")
-            base = rss_kib(proc.pid)
-            # A slowloris: half a request, then silence.
-            slow = socket.create_connection((host, int(port)))
-            slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-            # A request with a megabyte of headers.
-            huge = socket.create_connection((host, int(port)))
-            huge.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (1 << 20))
-            # A thousand connections, held open.
-            for _ in range(1000):
-                s = socket.socket()
-                s.setblocking(False)
-                s.connect_ex((host, int(port)))
-                socks.append(s)
-            # Collection goes on meanwhile.
-            now = int(time.time())
-            fake.generate(token("acme"), 300, now - 50, now - 5, seed=2)
-            wait_until(lambda: len(ws.lines()) == 500, 60, 0.1, "alerts delivered under the flood")
-            huge.settimeout(20)
-            try:
-                reply = huge.recv(200)
-            except (ConnectionResetError, BrokenPipeError):
-                reply = b""
-            assert reply == b"" or reply.split(b" ")[1] in (b"413", b"431", b"400"), reply
-            # the slow client is dropped after METRICS_IDLE_S of silence
-            slow.settimeout(30)
-            t0 = time.monotonic()
-            assert slow.recv(100) == b""
-            assert time.monotonic() - t0 < 25
-            for s in socks:
-                s.close()
-            socks = []
-            wait_until(lambda: get(addr, "/healthz")[0] == 200, 30, 0.2, "served again")
-            grown = rss_kib(proc.pid) - base
-            assert grown < 32 * 1024, "RSS grew by %d KiB under hostile clients" % grown
+            hostile_round(fake, ws, addr, 300, 500, 2)
+            # Memory is measured over floods without new alerts: collecting
+            # grows SQLite's page caches and the workers' malloc arenas up to
+            # their bounds (~70 MiB measured after 12,000 alerts, flat after),
+            # which would hide what the clients cost; so does what a young
+            # process grows once (under TSan ~35 MiB of shadow and thread
+            # state over its first ~10 s). Bounded means a flood soon costs
+            # next to nothing: memory kept per connection (1,000 of them) or
+            # per header byte (a megabyte) would grow by more every time.
+            grown = []
+            for _ in range(6):
+                base = rss_kib(proc.pid)
+                hostile_round(fake, ws, addr, 0, 500, 0)
+                grown.append(rss_kib(proc.pid) - base)
+                if grown[-1] < 512:
+                    break
+            assert grown[-1] < 512, "RSS grew in every flood of hostile clients (KiB): %s" % grown
         finally:
-            for s in socks:
-                s.close()
             stop(proc)
 
 
