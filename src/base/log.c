@@ -12,6 +12,7 @@
 /* Atomic: a SIGHUP reload changes them while workers log. */
 static _Atomic int min_level = LOG_INFO;
 static _Atomic int line_format = LOG_FORMAT_KV;
+static _Atomic(log_sink_fn) line_sink;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 static const char *severity_names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
@@ -20,6 +21,11 @@ void log_setup(enum log_level level, enum log_format format)
 {
     min_level = level;
     line_format = format;
+}
+
+void log_set_sink(log_sink_fn fn)
+{
+    line_sink = fn;
 }
 
 int log_level_parse(const char *s)
@@ -101,7 +107,10 @@ void log_write(enum log_level level, const char *fmt, ...)
         buf_printf(&line, "%s.%03ldZ level=%s %s\n", when, ts.tv_nsec / 1000000,
                    level_names[level], msg);
     }
-    if (line.data) {
+    log_sink_fn sink = line_sink;
+    if (line.data && sink)
+        sink(line.data, line.len);
+    else if (line.data) {
         ssize_t w = write(STDERR_FILENO, line.data, line.len);
         (void)w;
     }

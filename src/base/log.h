@@ -23,6 +23,13 @@ int log_enabled(enum log_level level);
 void log_write(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Hand every line to fn instead of writing it to stderr (NULL: stderr
+ * again). fn is called from any thread, once per whole line (len bytes,
+ * ending in '\n'), and writes it itself. `run --once`'s progress display
+ * (cli/progress.c) uses it to print log lines above its redrawn lines. */
+typedef void (*log_sink_fn)(const char *line, size_t len);
+void log_set_sink(log_sink_fn fn);
+
 /* s made safe inside a kv value's quotes (key="...") or a quoted name in a
  * message: '"' and '\\' get a backslash, control characters become \xNN,
  * so text from a server or an operator cannot end the value and forge

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "daemon/db.h"
 #include "daemon/scheduler.h"
 #include "daemon/secret.h"
@@ -107,7 +108,10 @@ int cmd_run(cli_ctx *ctx, int argc, char **argv)
     db_close(db);
     if (bad)
         return EXIT_USAGE;
+    /* --once on a terminal: progress lines under the log (progress.h) */
+    progress *pg = ro.once ? progress_start(ctx->db_path) : NULL;
     int rc = scheduler_run(&ctx->cfg, ctx->db_path, &key, &ro, err, sizeof err);
+    progress_stop(pg);
     if (rc == EXIT_USAGE)
         cli_error("%s", err);
     secret_wipe(&key, sizeof key);
