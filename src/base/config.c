@@ -102,6 +102,10 @@ static const struct key keys[] = {
     STR("gcs.credentials", gcs_credentials, "", 0),
     BOOL("gcs.gzip", gcs_gzip, 0),
 
+    STR("secops.endpoint", secops_endpoint, "", 0),
+    I64("secops.max_request_bytes", secops_max_request_bytes, 1000000, 4096, 64 * MIB),
+    INT("secops.max_entries", secops_max_entries, 1000, 1, 100000),
+
     I64("outbox.limit_bytes", outbox_limit_bytes, GIB, MIB, TIB),
     I64("outbox.spool_min_bytes", spool_min_bytes, MIB, 0, GIB),
 

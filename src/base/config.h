@@ -56,6 +56,10 @@ typedef struct nsc_config {
 
     char gcs_endpoint[CONFIG_PATH_MAX];    /* "gcs.endpoint", default https://storage.googleapis.com */
     char gcs_credentials[CONFIG_PATH_MAX]; /* "gcs.credentials", default "" */
+    char secops_endpoint[CONFIG_PATH_MAX]; /* "secops.endpoint", default "" = the region's
+                                              https://chronicle.REGION.rep.googleapis.com */
+    int64_t secops_max_request_bytes;      /* "secops.max_request_bytes", default 1,000,000 */
+    int secops_max_entries;                /* "secops.max_entries": logs per request, default 1000 */
     char metrics_listen[CONFIG_PATH_MAX];         /* "metrics.listen", default "" = no /metrics (base/listen.h) */
     int gcs_gzip;                          /* "gcs.gzip", default false */
     int64_t outbox_limit_bytes;            /* "outbox.limit_bytes" per tenant, default 1 GiB */

@@ -32,6 +32,8 @@
 #define GAUTH_TOKEN_MAX OAUTH_TOKEN_MAX
 /* The scope the GCS sink asks for. */
 #define GAUTH_SCOPE_GCS "https://www.googleapis.com/auth/devstorage.read_write"
+/* The scope logs.import asks for (Chronicle API reference). */
+#define GAUTH_SCOPE_SECOPS "https://www.googleapis.com/auth/cloud-platform"
 /* Refresh this long before a token expires (google-auth's 3 min 45 s). */
 #define GAUTH_REFRESH_MARGIN_S 225
 

@@ -24,7 +24,8 @@
 
 #define SINK_URL_MAX 1024     /* same as a tenant's sink column */
 #define SINK_NAME_MAX 512     /* object names are short and generated */
-#define URL_EXPECTED "expected file:///absolute/dir or gs://bucket[/prefix]"
+#define URL_EXPECTED "expected file:///absolute/dir, gs://bucket[/prefix] or " \
+                     "secops://REGION/PROJECT/CUSTOMER_ID[?log_type=TYPE]"
 
 struct sink {
     const sink_ops *ops;
@@ -39,6 +40,7 @@ typedef struct backend {
 static const backend backends[] = {
     {"file", &sink_file_ops},
     {"gs", &sink_gcs_ops},
+    {"secops", &sink_secops_ops},
 };
 
 static int is_control(unsigned char c)
@@ -147,6 +149,17 @@ int sink_url_check(const char *url, char *err, size_t errlen)
     return url_parse(url, &be, norm, sizeof norm, err, errlen);
 }
 
+int sink_stream_check(const char *url, const char *stream, char *err, size_t errlen)
+{
+    const backend *be = NULL;
+    char norm[SINK_URL_MAX], why[512] = "";
+    if (url_parse(url, &be, norm, sizeof norm, err, errlen) < 0)
+        return -1;
+    if (!be->ops->stream_check || be->ops->stream_check(norm, stream, why, sizeof why) == 0)
+        return 0;
+    return seterr(err, errlen, "sink URL '%s': %s", url, why);
+}
+
 sink *sink_open(const sink_dest *d, const nsc_config *cfg, char *err, size_t errlen)
 {
     const char *url = d->url;
@@ -241,6 +254,12 @@ sink_result sink_put_file(sink *s, const char *name, const char *path, char *err
             return r;
     }
     return put_mapped(s, name, path, err, errlen);
+}
+
+void sink_track(sink *s, sink_progress *p)
+{
+    if (s->ops->track)
+        s->ops->track(s->state, p);
 }
 
 void sink_describe(const sink *s, const char *name, char *out, size_t outlen)

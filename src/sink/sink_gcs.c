@@ -19,6 +19,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "google/gapi.h"
 #include "google/gauth.h"
 #include "base/log.h"
 #include "sink/sink_impl.h"
@@ -28,7 +29,6 @@
 #define DEFAULT_ENDPOINT "https://storage.googleapis.com"
 #define BUCKET_MAX 222
 #define OBJECT_NAME_MAX 1024
-#define REPLY_KEEP (16 * 1024)   /* bytes of a reply kept for its error message */
 #define CONTENT_TYPE "application/x-ndjson"
 
 typedef struct gcs_sink {
@@ -37,9 +37,7 @@ typedef struct gcs_sink {
     char endpoint[CONFIG_PATH_MAX];     /* no trailing '/' */
     int gzip;
     gauth *auth;
-    CURL *curl;
-    char curl_err[CURL_ERROR_SIZE];
-    buf reply;
+    gapi api;
 } gcs_sink;
 
 /* ---- URL parts ---- */
@@ -167,50 +165,6 @@ static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
     return seterr(err, errlen, "GCS endpoint %s", why);
 }
 
-/* ---- the CURL handle ---- */
-
-/* Keep the first REPLY_KEEP bytes of a reply; drop the rest quietly. */
-static size_t on_reply(char *p, size_t size, size_t n, void *ud)
-{
-    buf *b = ud;
-    size_t total = size * n, room = REPLY_KEEP - b->len;
-    if (b->len < REPLY_KEEP)
-        buf_append(b, p, total < room ? total : room);
-    return total;
-}
-
-static long positive_or(long v, long dflt)
-{
-    return v > 0 ? v : dflt;
-}
-
-static int curl_setup(gcs_sink *s, const nsc_config *cfg, int loopback)
-{
-    CURL *h = s->curl = curl_easy_init();
-    if (!h)
-        return -1;
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    http_abort_on_shutdown(h);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->curl_err);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, positive_or(cfg ? cfg->connect_timeout_s : 0, 10));
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, positive_or(cfg ? cfg->total_timeout_s : 0, 300));
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, positive_or(cfg ? cfg->low_speed_time_s : 0, 30));
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_reply);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s->reply);
-    if (cfg && cfg->ca_bundle[0])
-        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_bundle);
-    if (loopback)
-        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-    else if (cfg && cfg->proxy[0])
-        curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy);
-    return 0;
-}
-
 /* ---- open, describe, close ---- */
 
 static void gcs_close(void *state)
@@ -219,9 +173,7 @@ static void gcs_close(void *state)
     if (!s)
         return;
     gauth_release(s->auth);
-    if (s->curl)
-        curl_easy_cleanup(s->curl);
-    buf_release(&s->reply);
+    gapi_release(&s->api);
     free(s);
 }
 
@@ -245,13 +197,12 @@ static void *gcs_open(const char *rest, const sink_dest *d, const nsc_config *cf
         seterr(err, errlen, "gs://%s: out of memory", rest);
         return NULL;
     }
-    buf_init(&s->reply, REPLY_KEEP);
     s->gzip = d->gzip;      /* pinned with the batch, not read from today's config */
     if (parse_rest(rest, s, err, errlen) < 0 ||
         endpoint_resolve(s, cfg, &loopback, err, errlen) < 0 ||
         auth_open(s, d->credentials[0] ? d->credentials : NULL, cfg, err, errlen) < 0)
         goto fail_out;
-    if (curl_setup(s, cfg, loopback) < 0) {
+    if (gapi_init(&s->api, cfg, loopback, 0) < 0) {
         seterr(err, errlen, "gs://%s: cannot start libcurl", rest);
         goto fail_out;
     }
@@ -312,7 +263,7 @@ out:
 
 static char *upload_url(const gcs_sink *s, const char *obj)
 {
-    char *esc = curl_easy_escape(s->curl, obj, 0);
+    char *esc = curl_easy_escape(s->api.curl, obj, 0);
     buf url;
     buf_init(&url, 0);
     if (!esc || buf_printf(&url, "%s/upload/storage/v1/b/%s/o?uploadType=media"
@@ -322,88 +273,14 @@ static char *upload_url(const gcs_sink *s, const char *obj)
     return url.data;
 }
 
-/* Free a header list after wiping it: one entry holds the token. */
-static void headers_free(struct curl_slist *h)
-{
-    for (struct curl_slist *p = h; p; p = p->next)
-        OPENSSL_cleanse(p->data, strlen(p->data));
-    curl_slist_free_all(h);
-}
-
-static struct curl_slist *headers_make(const char *token)
-{
-    struct curl_slist *h = NULL, *t;
-    char auth[GAUTH_TOKEN_MAX + 32];
-    if (!(t = curl_slist_append(h, "Content-Type: " CONTENT_TYPE)))
-        goto fail_out;
-    h = t;
-    if (!(t = curl_slist_append(h, "Expect:")))
-        goto fail_out;
-    h = t;
-    if (token[0]) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        t = curl_slist_append(h, auth);
-        OPENSSL_cleanse(auth, sizeof auth);
-        if (!t)
-            goto fail_out;
-        h = t;
-    }
-    return h;
-fail_out:
-    headers_free(h);
-    return NULL;
-}
-
-/* One POST of data[0, len), or a GET when data is NULL. Returns the
- * CURLcode; *status is the HTTP code (0 if none). */
-static CURLcode request_once(gcs_sink *s, const char *url, const char *token, const void *data,
-                             size_t len, long *status)
-{
-    struct curl_slist *hdrs = headers_make(token);
-    *status = 0;
-    if (!hdrs)
-        return CURLE_OUT_OF_MEMORY;
-    buf_reset(&s->reply);
-    s->curl_err[0] = '\0';
-    curl_easy_setopt(s->curl, CURLOPT_URL, url);
-    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, hdrs);
-    if (data) {
-        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, len ? data : "");
-        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    } else {
-        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
-    }
-    CURLcode cc = curl_easy_perform(s->curl);
-    if (cc == CURLE_OK)
-        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, status);
-    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
-    headers_free(hdrs);
-    return cc;
-}
-
 static sink_result transport_result(const gcs_sink *s, const char *obj, CURLcode cc,
                                     char *err, size_t errlen)
 {
-    int tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE;
-    int permanent = tls || cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_URL_MALFORMAT;
+    int tls, permanent = gapi_transport_permanent(cc, &tls);
     seterr(err, errlen, "upload of gs://%s/%s failed: %s%s", s->bucket, obj,
-         s->curl_err[0] ? s->curl_err : curl_easy_strerror(cc),
+         gapi_transport_error(&s->api, cc),
          tls ? " (check http.ca_bundle)" : permanent ? "" : " (will retry)");
     return permanent ? SINK_PERMANENT : SINK_RETRY;
-}
-
-/* GCS's own words from an error reply: ": <message>", printable and short. */
-static void reply_message(const gcs_sink *s, char *out, size_t outlen)
-{
-    char *m = s->reply.len ? json_string(s->reply.data, s->reply.len, "error", "message")
-                           : NULL;
-    out[0] = '\0';
-    if (m && strlen(m) <= 300)
-        snprintf(out, outlen, ": %s", m);
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-            *p = '?';
-    free(m);
 }
 
 static const char *auth_describe(const gcs_sink *s)
@@ -419,7 +296,7 @@ static sink_result status_result(const gcs_sink *s, const char *obj, long st,
         return SINK_OK;
     if (st == 412)
         return SINK_EXISTS;
-    reply_message(s, msg, sizeof msg);
+    gapi_reply_message(&s->api, msg, sizeof msg);
     if (st == 401)
         seterr(err, errlen, "credentials rejected by GCS (HTTP 401): %s", auth_describe(s));
     else if (st == 403)
@@ -455,7 +332,7 @@ static void md5_base64(const void *data, size_t len, char out[32])
 static sink_result existing_check(gcs_sink *s, const char *obj, const char *tok,
                                   const void *sent, size_t len, char *err, size_t errlen)
 {
-    char want[32], *esc = curl_easy_escape(s->curl, obj, 0), *got = NULL;
+    char want[32], *esc = curl_easy_escape(s->api.curl, obj, 0), *got = NULL;
     buf url;
     long st = 0;
     sink_result r = SINK_RETRY;
@@ -465,7 +342,7 @@ static sink_result existing_check(gcs_sink *s, const char *obj, const char *tok,
         seterr(err, errlen, "cannot build the URL of gs://%s/%s: out of memory", s->bucket, obj);
         goto out;
     }
-    CURLcode cc = request_once(s, url.data, tok, NULL, 0, &st);
+    CURLcode cc = gapi_request(&s->api, url.data, tok, NULL, NULL, 0, &st);
     if (cc != CURLE_OK || st == 404 || st == 408 || st == 429 || st >= 500) {
         seterr(err, errlen, "gs://%s/%s exists (412) but could not be read back to compare "
                "(%s): will retry", s->bucket, obj, cc != CURLE_OK ? curl_easy_strerror(cc)
@@ -477,7 +354,7 @@ static sink_result existing_check(gcs_sink *s, const char *obj, const char *tok,
         goto out;
     }
     md5_base64(sent, len, want);
-    got = st == 200 ? json_string(s->reply.data, s->reply.len, "md5Hash", NULL) : NULL;
+    got = st == 200 ? json_string(s->api.reply.data, s->api.reply.len, "md5Hash", NULL) : NULL;
     if (got && strcmp(got, want) == 0) {
         r = SINK_EXISTS;
         goto out;
@@ -508,7 +385,7 @@ static sink_result put_try(gcs_sink *s, const char *url, const char *obj, const 
         tok[0] = '\0';
     if (ar != OAUTH_OK)
         return ar == OAUTH_RETRY ? SINK_RETRY : SINK_PERMANENT;
-    CURLcode cc = request_once(s, url, tok, data, len, &st);
+    CURLcode cc = gapi_request(&s->api, url, tok, CONTENT_TYPE, data, len, &st);
     if (cc != CURLE_OK) {
         r = transport_result(s, obj, cc, err, errlen);
     } else if (st == 401 && may_retry && s->auth) {
