@@ -325,7 +325,7 @@ static const char export_sql[] =
     " 'streams', (SELECT json_group_array(json_object('name', s.name, 'created_at', s.created_at,"
     "  'not_before', s.not_before, 'fail_count', s.fail_count, 'last_error', s.last_error,"
     "  'last_error_at', s.last_error_at, 'last_ok_at', s.last_ok_at, 'first_start', s.first_start,"
-    "  'conflicts', s.conflicts,"
+    "  'conflicts', s.conflicts, 'ambiguous_retries', s.ambiguous_retries,"
     "  'cursor', c.position,"
     "  'cursor_at', c.updated_at, 'iterator', (SELECT json_object('index_name', i.index_name,"
     "  'start_epoch', i.start_epoch, 'state', i.state, 'pages', i.pages, 'resends', i.resends,"
@@ -337,7 +337,7 @@ static const char export_sql[] =
     "  'records', o.records, 'bytes', o.bytes, 'newest_at', o.newest_at,"
     "  'attempts', o.attempts, 'last_error', o.last_error, 'sink_url', o.sink_url,"
     "  'sink_credentials', o.sink_credentials, 'sink_gzip', o.sink_gzip,"
-    "  'sink_maybe', o.sink_maybe,"
+    "  'sink_maybe', o.sink_maybe, 'sent_bytes', o.sent_bytes, 'in_flight', o.in_flight,"
     "  'body', nsc_b64(CASE WHEN o.spooled THEN nsc_spool(o.id) ELSE o.body END)))"
     "  FROM (SELECT * FROM outbox WHERE tenant_id = t.id ORDER BY id) o))"
     " FROM tenant t WHERE t.id = ?1";
@@ -500,10 +500,11 @@ static const char *const import_sql[] = {
     " j->>'requests_per_second'"
     " FROM (SELECT ?1 -> '$.tenant' AS j)",
     "INSERT INTO stream (tenant_id, name, created_at, not_before, fail_count, last_error,"
-    " last_error_at, last_ok_at, first_start, conflicts) SELECT ?2, value->>'name',"
-    " value->>'created_at', value->>'not_before', value->>'fail_count', value->>'last_error',"
-    " value->>'last_error_at', value->>'last_ok_at', value->>'first_start',"
-    " coalesce(value->>'conflicts', 0) FROM json_each(?1, '$.streams')",
+    " last_error_at, last_ok_at, first_start, conflicts, ambiguous_retries) SELECT ?2,"
+    " value->>'name', value->>'created_at', value->>'not_before', value->>'fail_count',"
+    " value->>'last_error', value->>'last_error_at', value->>'last_ok_at', value->>'first_start',"
+    " coalesce(value->>'conflicts', 0), coalesce(value->>'ambiguous_retries', 0)"
+    " FROM json_each(?1, '$.streams')",
     "INSERT INTO cursor (stream_id, position, updated_at) SELECT s.id, j.value->>'cursor',"
     " j.value->>'cursor_at' FROM json_each(?1, '$.streams') j JOIN stream s ON"
     " s.tenant_id = ?2 AND s.name = j.value->>'name' WHERE j.value->>'cursor' IS NOT NULL",
@@ -519,11 +520,13 @@ static const char *const import_sql[] = {
     " JOIN json_each(j.value, '$.seen') k",
     "INSERT INTO outbox (tenant_id, stream_id, object_name, created_at, records, bytes,"
     " newest_at, body, attempts, next_attempt_at, last_error, spooled, sink_url,"
-    " sink_credentials, sink_gzip, sink_maybe) SELECT ?2, s.id, o.value->>'object_name',"
+    " sink_credentials, sink_gzip, sink_maybe, sent_bytes, in_flight) SELECT ?2, s.id,"
+    " o.value->>'object_name',"
     " o.value->>'created_at', o.value->>'records', o.value->>'bytes', o.value->>'newest_at',"
     " nsc_unb64(o.value->>'body'), o.value->>'attempts', 0, o.value->>'last_error', 0,"
     " o.value->>'sink_url', o.value->>'sink_credentials', o.value->>'sink_gzip',"
-    " o.value->>'sink_maybe' FROM json_each(?1, '$.outbox') o JOIN stream s ON"
+    " o.value->>'sink_maybe', coalesce(o.value->>'sent_bytes', 0),"
+    " coalesce(o.value->>'in_flight', 0) FROM json_each(?1, '$.outbox') o JOIN stream s ON"
     " s.tenant_id = ?2 AND s.name = o.value->>'stream' ORDER BY o.key",
     "INSERT INTO imported (export_id, tenant, imported_at) SELECT ?1->>'$.export_id',"
     " ?1->>'$.tenant.name', unixepoch() WHERE ?2 > 0",

@@ -67,7 +67,8 @@ static void format_age(sqlite3_stmt *st, int col, char *out, size_t n)
 
 static const char status_sql[] =
     "SELECT name, state, lag_s, alerts_1h, alerts_24h, pending_batches, pending_bytes, "
-    "next_run_at - unixepoch(), coalesce(last_error, ''), newest_alert_age_s, conflicts "
+    "next_run_at - unixepoch(), coalesce(last_error, ''), newest_alert_age_s, conflicts, "
+    "ambiguous_retries "
     "FROM tenant_status "
     "ORDER BY CASE state WHEN 'failing' THEN 0 WHEN 'lagging' THEN 1 WHEN 'ok' THEN 2 ELSE 3 END, name";
 
@@ -78,12 +79,13 @@ static const char status_json_sql[] =
     "'pending_batches', pending_batches, 'pending_bytes', pending_bytes, "
     "'last_delivery_at', last_delivery_at, 'last_ok_at', last_ok_at, "
     "'next_run_at', next_run_at, 'fail_count', fail_count, 'last_error', last_error, "
-    "'conflicts', conflicts, "
+    "'conflicts', conflicts, 'ambiguous_retries', ambiguous_retries, "
     "'streams', json((SELECT json_group_array(json_object('stream', ss.stream, 'state', ss.state, "
     "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
     "'records_24h', ss.records_24h, 'pending_batches', ss.pending_batches, "
     "'pending_bytes', ss.pending_bytes, 'next_run_at', ss.next_run_at, "
     "'fail_count', ss.fail_count, 'last_error', ss.last_error, 'conflicts', ss.conflicts, "
+    "'ambiguous_retries', ss.ambiguous_retries, "
     "'iterator', (SELECT json_object('index', i.index_name, 'start_epoch', i.start_epoch, "
     "'state', i.state, 'pages', i.pages, 'resends', i.resends) FROM iterator i "
     "WHERE i.stream_id = ss.stream_id))) "
@@ -93,13 +95,20 @@ static const char status_json_sql[] =
 
 static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char *indent);
 
-/* Records dropped because their "_id" was stored before with other bytes:
+/* Records dropped because their "_id" was stored before with other bytes,
+ * and SecOps requests sent again after no answer (maybe delivered twice):
  * said only when there are some, so that the usual output stays as it was. */
-static void print_conflicts(int64_t conflicts, const char *indent)
+static void print_counts(sqlite3_stmt *st, int col, const char *indent)
 {
+    int64_t conflicts = sqlite3_column_int64(st, col);
+    int64_t ambiguous = sqlite3_column_int64(st, col + 1);
     if (conflicts > 0)
         printf("%sconflicts %lld: records whose _id was stored before with other bytes "
                "(dropped, the first kept; README: Conflicts)\n", indent, (long long)conflicts);
+    if (ambiguous > 0)
+        printf("%sambiguous_retries %lld: SecOps requests sent again after no answer; their "
+               "records may be in SecOps twice (README: Exactly once, honestly)\n", indent,
+               (long long)ambiguous);
 }
 
 /* Whether the tenant has a stream other than alert alone (then `status`
@@ -137,7 +146,7 @@ static int print_status_table(sqlite3 *db)
                sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6), next,
                sqlite3_column_text(st, 8));
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        print_conflicts(sqlite3_column_int64(st, 10), "  ");
+        print_counts(st, 10, "  ");
         if (has_streams(db, name))
             print_stream_lines(db, name, "  ");
     }
@@ -274,12 +283,13 @@ static const char show_json_sql[] =
     "'max_records', t.max_records, 'requests_per_second', t.requests_per_second, "
     "'window', t.window, 'api', t.api, 'cursor', s.cursor, 'state', s.state, "
     "'lag_s', s.lag_s, 'pending_batches', s.pending_batches, 'last_error', s.last_error, "
-    "'conflicts', s.conflicts, "
+    "'conflicts', s.conflicts, 'ambiguous_retries', s.ambiguous_retries, "
     "'streams', json((SELECT json_group_array(json_object('stream', ss.stream, 'state', ss.state, "
     "'cursor', ss.cursor, 'lag_s', ss.lag_s, 'records_1h', ss.records_1h, "
     "'records_24h', ss.records_24h, 'pending_batches', ss.pending_batches, "
     "'pending_bytes', ss.pending_bytes, 'next_run_at', ss.next_run_at, "
     "'fail_count', ss.fail_count, 'last_error', ss.last_error, 'conflicts', ss.conflicts, "
+    "'ambiguous_retries', ss.ambiguous_retries, "
     "'iterator', (SELECT json_object('index', i.index_name, 'start_epoch', i.start_epoch, "
     "'state', i.state, 'pages', i.pages, 'resends', i.resends) FROM iterator i "
     "WHERE i.stream_id = ss.stream_id))) "
@@ -292,7 +302,8 @@ static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char 
     char err[512], lag[32];
     sqlite3_stmt *st = db_prepare(db, "SELECT stream, state, lag_s, records_1h, records_24h, "
                                   "pending_batches, coalesce(last_error, '-'), cursor, "
-                                  "conflicts FROM stream_status WHERE tenant = ?1 ORDER BY stream_id",
+                                  "conflicts, ambiguous_retries FROM stream_status WHERE tenant = ?1 "
+                                  "ORDER BY stream_id",
                                   err, sizeof err);
     if (!st)
         return;
@@ -306,7 +317,7 @@ static void print_stream_lines(sqlite3 *db, const char *tenant_name, const char 
                                                          : (const char *)sqlite3_column_text(st, 7),
                lag, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
                sqlite3_column_int64(st, 5), sqlite3_column_text(st, 6));
-        print_conflicts(sqlite3_column_int64(st, 8), indent[0] ? "    " : "  ");
+        print_counts(st, 8, indent[0] ? "    " : "  ");
     }
     sqlite3_finalize(st);
 }

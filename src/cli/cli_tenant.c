@@ -221,6 +221,21 @@ static int parse_rate(const char *text, double *out)
     return 0;
 }
 
+/* Every stream of t must have somewhere to go in its sink (a secops://
+ * sink needs a log type per stream): checked when either changes. */
+static int sink_streams_check(const tenant *t)
+{
+    char err[512];
+    unsigned mask = t->streams ? t->streams : STREAM_MASK(STREAM_ALERT);
+    if (!t->sink[0])
+        return 0;
+    for (int type = 0; type < STREAM_TYPES; type++)
+        if ((mask & STREAM_MASK(type)) &&
+            sink_stream_check(t->sink, stream_name((stream_type)type), err, sizeof err) < 0)
+            return cli_error("%s", err), -1;
+    return 0;
+}
+
 static int apply_opts(tenant *t, const tenant_opts *o)
 {
     char err[512];
@@ -294,7 +309,7 @@ static int apply_opts(tenant *t, const tenant_opts *o)
     if (o->streams && stream_list_parse(o->streams, &t->streams, err, sizeof err) < 0)
         return cli_error("%s", err), -1;
     t->streams_force = o->force;
-    return 0;
+    return sink_streams_check(t);
 }
 
 /* The token must be printable ASCII without spaces. */

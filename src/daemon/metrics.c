@@ -40,7 +40,7 @@ struct metrics {
 /* Per tenant stream, in the order of the query's columns from 3 on. */
 enum fam {
     F_FETCHED, F_STORED, F_DUPLICATE, F_CONFLICT, F_DELIVERED, F_DELIVERED_BYTES,
-    F_REQUESTS, F_LAG, F_INTERVAL, F_PENDING, F_PENDING_BYTES, F_LAST_OK, F_FAILING,
+    F_AMBIGUOUS, F_REQUESTS, F_LAG, F_INTERVAL, F_PENDING, F_PENDING_BYTES, F_LAST_OK, F_FAILING,
     F_ENABLED, NFAM
 };
 
@@ -56,6 +56,8 @@ static const struct family {
      "Records dropped that share an _id with a stored record but not its bytes."},
     {"nscollect_records_delivered_total", "counter", "Records the sink accepted."},
     {"nscollect_delivered_bytes_total", "counter", "Bytes of NDJSON the sink accepted."},
+    {"nscollect_ambiguous_retries_total", "counter",
+     "SecOps requests sent again after no answer: their records may be delivered twice."},
     {"nscollect_requests_total", "counter",
      "Requests to Netskope by outcome, since this process started."},
     {"nscollect_cursor_lag_seconds", "gauge", "Seconds between now and the stream's cursor."},
@@ -73,7 +75,8 @@ static const char stream_sql[] =
     "SELECT t.name, s.name, s.id, t.enabled AND t.moved_at IS NULL, t.interval_s, "
     "       c.position, s.last_ok_at, s.fail_count, s.fetched_total, s.stored_total, "
     "       s.conflicts, s.delivered_records_total, s.delivered_bytes_total, "
-    "       coalesce(o.n, 0), coalesce(o.bytes, 0), coalesce(o.failing, 0) "
+    "       coalesce(o.n, 0), coalesce(o.bytes, 0), coalesce(o.failing, 0), "
+    "       s.ambiguous_retries "
     "  FROM stream s JOIN tenant t ON t.id = s.tenant_id "
     "  LEFT JOIN cursor c ON c.stream_id = s.id "
     "  LEFT JOIN (SELECT stream_id, count(*) AS n, sum(bytes) AS bytes, "
@@ -161,6 +164,7 @@ static void put_stream(buf fam[NFAM], sqlite3_stmt *st, const req_list *reqs, in
         [F_FETCHED] = fetched, [F_STORED] = stored, [F_DUPLICATE] = dup > 0 ? dup : 0,
         [F_CONFLICT] = conflicts, [F_DELIVERED] = sqlite3_column_int64(st, 11),
         [F_DELIVERED_BYTES] = sqlite3_column_int64(st, 12),
+        [F_AMBIGUOUS] = sqlite3_column_int64(st, 16),
         [F_INTERVAL] = sqlite3_column_int64(st, 4),
         [F_PENDING] = sqlite3_column_int64(st, 13), [F_PENDING_BYTES] = sqlite3_column_int64(st, 14),
         [F_FAILING] = enabled && (sqlite3_column_int64(st, 7) > 0 || sqlite3_column_int(st, 15)),

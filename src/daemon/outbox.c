@@ -66,7 +66,11 @@
                 "AND tenant_id NOT IN (SELECT id FROM tenant WHERE moved_at IS NOT NULL) " \
                 "ORDER BY id LIMIT 1") /* a moved tenant's batches left in its export */ \
     X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
-            "sink_url, sink_credentials, sink_gzip, sink_maybe FROM outbox WHERE id = ?1") \
+            "sink_url, sink_credentials, sink_gzip, sink_maybe, sent_bytes, in_flight " \
+            "FROM outbox WHERE id = ?1") \
+    X(sent, "UPDATE outbox SET sent_bytes = ?2, in_flight = ?3 WHERE id = ?1") \
+    X(ambiguous, "UPDATE stream SET ambiguous_retries = ambiguous_retries + 1 " \
+                 "WHERE id = (SELECT stream_id FROM outbox WHERE id = ?1)") \
     X(pin, "UPDATE outbox SET sink_url = ?2, sink_credentials = ?3, sink_gzip = ?4 " \
            "WHERE id = ?1 AND sink_url IS NULL") \
     X(spooled, "SELECT 1 FROM outbox WHERE id = ?1 AND spooled") \
@@ -77,10 +81,13 @@
                "newest_at, attempts + 1, ?4, stream_id FROM outbox WHERE id = ?1") \
     X(remove, "DELETE FROM outbox WHERE id = ?1") \
     X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, " \
-            "sink_maybe = (sink_maybe OR ?4), " /* a refusal drops a pin nothing can be under */ \
-            "sink_url = CASE WHEN sink_maybe OR ?4 THEN sink_url END, " \
-            "sink_credentials = CASE WHEN sink_maybe OR ?4 THEN sink_credentials END, " \
-            "sink_gzip = CASE WHEN sink_maybe OR ?4 THEN sink_gzip END WHERE id = ?1")
+            "sink_maybe = (sink_maybe OR ?4), " /* a refusal drops a pin nothing can be under; */ \
+            "sink_url = CASE WHEN sink_maybe OR ?4 OR sent_bytes > 0 OR in_flight " \
+            "THEN sink_url END, "      /* a batch part-delivered stays where its parts went */ \
+            "sink_credentials = CASE WHEN sink_maybe OR ?4 OR sent_bytes > 0 OR in_flight " \
+            "THEN sink_credentials END, " \
+            "sink_gzip = CASE WHEN sink_maybe OR ?4 OR sent_bytes > 0 OR in_flight " \
+            "THEN sink_gzip END WHERE id = ?1")
 
 enum {
 #define X(name, sql) ST_##name,
@@ -673,6 +680,12 @@ static void load_pin(sqlite3_stmt *st, outbox_row *row)
     row->dest.gzip = sqlite3_column_int(st, 8);
 }
 
+static void load_progress(sqlite3_stmt *st, outbox_row *row)
+{
+    row->sent_bytes = sqlite3_column_int64(st, 10);
+    row->in_flight = sqlite3_column_int(st, 11);
+}
+
 int outbox_load(outbox *o, int64_t id, outbox_row *row)
 {
     sqlite3_stmt *st = o->st[ST_load];
@@ -689,6 +702,7 @@ int outbox_load(outbox *o, int64_t id, outbox_row *row)
         row->bytes = sqlite3_column_int64(st, 4);
         spooled = sqlite3_column_int(st, 5);
         load_pin(st, row);
+        load_progress(st, row);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
@@ -738,6 +752,20 @@ int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int
     if (row->spool_path[0])
         spool_remove(o, row->id);
     return 0;
+}
+
+int outbox_sent(outbox *o, int64_t id, int64_t sent_bytes, int in_flight)
+{
+    sqlite3_bind_int64(o->st[ST_sent], 1, id);
+    sqlite3_bind_int64(o->st[ST_sent], 2, sent_bytes);
+    sqlite3_bind_int(o->st[ST_sent], 3, in_flight);
+    return step_done(o->st[ST_sent]);
+}
+
+int outbox_ambiguous(outbox *o, int64_t id)
+{
+    sqlite3_bind_int64(o->st[ST_ambiguous], 1, id);
+    return step_done(o->st[ST_ambiguous]);
 }
 
 int outbox_failed(outbox *o, int64_t id, int64_t next_attempt_at, const char *error,

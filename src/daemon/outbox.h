@@ -129,6 +129,9 @@ typedef struct outbox_row {
     int pinned;                /* dest holds where an earlier attempt went (migration 008) */
     int maybe_stored;          /* an attempt there ended without a definite answer */
     sink_dest dest;
+    int64_t sent_bytes;        /* of the body, accepted by a sink that delivers in parts
+                                  (sink_progress, migration 015) */
+    int in_flight;             /* a request from sent_bytes went without an answer seen */
 } outbox_row;
 
 /* Smallest id > after whose next attempt is due at now (any row when
@@ -141,6 +144,13 @@ int outbox_load(outbox *o, int64_t id, outbox_row *row);
 /* Pin where row id's first attempt goes, before it is made; a row already
  * pinned keeps its pin. 0 or -1. */
 int outbox_pin(outbox *o, int64_t id, const sink_dest *d);
+/* A batch delivered in parts: the first sent_bytes of row id's body are
+ * accepted; in_flight: a request from there is under way. Autocommits, so
+ * it is durable when it returns 0 (-1 on error). */
+int outbox_sent(outbox *o, int64_t id, int64_t sent_bytes, int in_flight);
+/* Count one resend of a request that may have been accepted on row id's
+ * stream (stream.ambiguous_retries). 0 or -1. */
+int outbox_ambiguous(outbox *o, int64_t id);
 /* Move row to delivered. existed: an earlier try had stored it. */
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed);
 /* Delete a tenant (its outbox, seen, cursor and run rows go with it, ON

@@ -193,11 +193,36 @@ static void note_pin(uploader *u, const tenant *t, const sink_dest *pin)
                                  : "its first attempt went there");
 }
 
+/* sink_progress's save and ambiguous, on the loaded row. */
+static int progress_save(void *ctx, int64_t sent, int in_flight)
+{
+    uploader *u = ctx;
+    u->row.sent_bytes = sent;
+    u->row.in_flight = in_flight;
+    return outbox_sent(u->ob, u->row.id, sent, in_flight);
+}
+
+static void progress_ambiguous(void *ctx)
+{
+    uploader *u = ctx;
+    if (outbox_ambiguous(u->ob, u->row.id) < 0) {
+        char esc[LOG_ESCAPE_MAX];
+        log_error("batch=%lld event=count_failed error=\"%s\"", (long long)u->row.id,
+                  log_escape(esc, sizeof esc, sqlite3_errmsg(u->db)));
+    }
+    log_warn("batch=%lld event=ambiguous_retry from_byte=%lld why=\"a request of this batch "
+             "got no answer: sent again, its records may arrive twice\"", (long long)u->row.id,
+             (long long)u->row.sent_bytes);
+}
+
 /* Put the loaded row; in once mode retry transient failures a little. */
 static sink_result put_row(uploader *u, upload_queue *q, sink *s, char *err, size_t errlen)
 {
     sink_result r;
     for (int attempt = 1;; attempt++) {
+        sink_progress p = {u->row.sent_bytes, u->row.in_flight, progress_save,
+                           progress_ambiguous, u};
+        sink_track(s, &p);
         if (u->row.spool_path[0])
             r = sink_put_file(s, u->row.object_name, u->row.spool_path, err, errlen);
         else

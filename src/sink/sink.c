@@ -206,12 +206,20 @@ int sink_name_check(const char *name, char *err, size_t errlen)
     return 0;
 }
 
+/* sink_track() is for one put: forget it when the put is over. */
+static sink_result untrack(sink *s, sink_result r)
+{
+    if (s->ops->track)
+        s->ops->track(s->state, NULL);
+    return r;
+}
+
 sink_result sink_put(sink *s, const char *name, const void *data, size_t len,
                      char *err, size_t errlen)
 {
     if (sink_name_check(name, err, errlen) < 0)
-        return SINK_PERMANENT;
-    return s->ops->put(s->state, name, data, len, err, errlen);
+        return untrack(s, SINK_PERMANENT);
+    return untrack(s, s->ops->put(s->state, name, data, len, err, errlen));
 }
 
 /* Map the file and put its bytes: the backend reads them from the page
@@ -246,14 +254,14 @@ static sink_result put_mapped(sink *s, const char *name, const char *path, char 
 sink_result sink_put_file(sink *s, const char *name, const char *path, char *err, size_t errlen)
 {
     if (sink_name_check(name, err, errlen) < 0)
-        return SINK_PERMANENT;
+        return untrack(s, SINK_PERMANENT);
     if (s->ops->link) {
         int fallback = 0;
         sink_result r = s->ops->link(s->state, name, path, &fallback, err, errlen);
         if (!fallback)
-            return r;
+            return untrack(s, r);
     }
-    return put_mapped(s, name, path, err, errlen);
+    return untrack(s, put_mapped(s, name, path, err, errlen));
 }
 
 void sink_track(sink *s, sink_progress *p)

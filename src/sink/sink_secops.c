@@ -575,7 +575,6 @@ static sink_result secops_put(void *state, const char *name, const void *data, s
     if (r == SINK_OK && p)             /* the caller commits the delivery; this is for it */
         p->sent = (int64_t)len, p->in_flight = 0;
     free(url);
-    s->progress = NULL;
     return r;
 }
 

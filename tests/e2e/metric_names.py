@@ -14,6 +14,7 @@ COUNTERS = [
     "nscollect_records_conflict_total",
     "nscollect_records_delivered_total",
     "nscollect_delivered_bytes_total",
+    "nscollect_ambiguous_retries_total",
     "nscollect_requests_total",
     "nscollect_gcs_token_refreshes_total",
 ]

@@ -24,7 +24,7 @@ import urllib.request
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeNetskope, Workspace, minify, ndjson_lines, wait_until, run_tests  # noqa: E402
+from harness import REPO, FakeNetskope, Workspace, minify, ndjson_lines, wait_until, run_tests  # noqa: E402
 from test_spine import add_tenants, token  # noqa: E402
 
 LISTEN = 'metrics = { listen = "127.0.0.1:0"; };\n'
@@ -165,8 +165,15 @@ def test_upgrade_starts_the_counters_from_the_history():
         fake.generate(token("acme"), 400, now - 1800, now - 60)
         rc, out, err = ws.run_cli(["run", "--once"])
         assert rc == 0, err
-        # The database as release 13 left it: no counters, no triggers.
+        # The database as release 13 left it: no counters, no triggers, and
+        # nothing of the later migrations (015's columns, its views).
         con = sqlite3.connect(ws.db)
+        with open(os.path.join(REPO, "migrations", "013_conflicts.sql")) as f:
+            views13 = f.read()
+        con.executescript(views13[views13.index("DROP VIEW tenant_status;"):])
+        con.executescript("ALTER TABLE outbox DROP COLUMN sent_bytes;"
+                          "ALTER TABLE outbox DROP COLUMN in_flight;"
+                          "ALTER TABLE stream DROP COLUMN ambiguous_retries;")
         con.executescript("DROP TRIGGER run_counts_stream; DROP TRIGGER delivered_counts_stream;"
                           "ALTER TABLE stream DROP COLUMN fetched_total;"
                           "ALTER TABLE stream DROP COLUMN stored_total;"
