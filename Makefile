@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/%)
 SAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
-.PHONY: all deps deps-extra test test-google test-shard unit e2e demo clean asan tsan valgrind bench bench-parser bench-events bench-scrape fuzz crashtest install
+.PHONY: all deps deps-extra test test-google test-shard unit e2e demo clean asan tsan valgrind bench bench-parser bench-events bench-sinks bench-scrape fuzz crashtest install
 
 all: nscollect
 
@@ -190,6 +190,12 @@ bench: deps-extra nscollect
 # iterator, beside as many alerts; CPU per record and peak RSS.
 bench-events: deps-extra nscollect
 	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/events.py
+
+# `make bench-sinks`: issue 18's benchmark (tests/bench/sinks.py): one
+# tenant's BENCH_ALERTS (1M) alerts to the file, GCS and secops:// sinks
+# (the Google fakes); wall, CPU per alert, peak RSS, requests.
+bench-sinks: deps-extra nscollect
+	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/sinks.py
 
 # `make bench-scrape`: /metrics with BENCH_TENANTS (10,000) tenants: time,
 # bytes and samples of a scrape, promtool on the text (tests/bench/scrape.py).
