@@ -607,8 +607,10 @@ def watch_parent(srv, pid):
             pass
 
 
-def main():
-    ap = argparse.ArgumentParser(description="fake GCS + OAuth2 token + metadata server")
+def main(server_cls=None, handler_cls=None, state_cls=None, name="fake_gcs",
+         description="fake GCS + OAuth2 token + metadata server"):
+    """Parse the command line and serve; fake_secops.py passes its own classes."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
@@ -618,8 +620,8 @@ def main():
     ap.add_argument("--parent", type=int, help="exit when this process is gone")
     args = ap.parse_args()
 
-    srv = Server((args.host, args.port), Handler)
-    srv.state = State(require_auth=not args.no_auth)
+    srv = (server_cls or Server)((args.host, args.port), handler_cls or Handler)
+    srv.state = (state_cls or State)(require_auth=not args.no_auth)
     srv.verbose = args.verbose
     for b in args.bucket:
         srv.state.buckets[b] = {"allow_email": None, "objects": {}}
@@ -629,7 +631,7 @@ def main():
     if args.parent:
         threading.Thread(target=watch_parent, args=(srv, args.parent), daemon=True).start()
     if args.verbose:
-        sys.stderr.write("fake_gcs: listening on http://%s:%d\n" % (args.host, port))
+        sys.stderr.write("%s: listening on http://%s:%d\n" % (name, args.host, port))
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

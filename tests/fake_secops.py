@@ -84,7 +84,6 @@ Admin API (JSON bodies and replies; never needs auth), besides fake_gcs's:
         "imports_404", "max_entries_seen", "max_bytes_seen" (largest stored
         request: entries, body bytes), "upload_lost_replies" (GCS)
 """
-import argparse
 import base64
 import binascii
 import datetime
@@ -416,33 +415,8 @@ class Server(fake_gcs.Server):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="fake SecOps logs.import + OAuth2 token + "
-                                             "metadata + GCS server")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--no-auth", action="store_true", help="accept requests without a token")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--parent", type=int, help="exit when this process is gone")
-    args = ap.parse_args()
-
-    srv = Server((args.host, args.port), Handler)
-    srv.state = State(require_auth=not args.no_auth)
-    srv.verbose = args.verbose
-    port = srv.server_address[1]
-    if args.port_file:
-        fake_gcs.write_port_file(args.port_file, port)
-    if args.parent:
-        threading.Thread(target=fake_gcs.watch_parent, args=(srv, args.parent),
-                         daemon=True).start()
-    if args.verbose:
-        sys.stderr.write("fake_secops: listening on http://%s:%d\n" % (args.host, port))
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
+    fake_gcs.main(Server, Handler, State, name="fake_secops",
+                  description="fake SecOps logs.import + OAuth2 token + metadata + GCS server")
 
 
 if __name__ == "__main__":
