@@ -115,6 +115,9 @@ static void test_defaults(void)
     CHECK_STR(c.gcs_endpoint, "https://storage.googleapis.com");
     CHECK_STR(c.gcs_credentials, "");
     CHECK_INT(c.gcs_gzip, 0);
+    CHECK_STR(c.secops_endpoint, "");
+    CHECK_INT(c.secops_max_request_bytes, 1000000);
+    CHECK_INT(c.secops_max_entries, 1000);
     CHECK_INT(c.outbox_limit_bytes, 1LL << 30);
 }
 
@@ -145,7 +148,7 @@ static void test_example_documents_every_key(void)
     text[n] = '\0';
     config_init(&cf);
     CHECK_INT(config_read_file(&cf, EXAMPLE), CONFIG_TRUE);
-    CHECK_INT(config_key_count(), 36);
+    CHECK_INT(config_key_count(), 39);
     CHECK(config_key_name(config_key_count()) == NULL);
     for (size_t i = 0; i < config_key_count(); i++) {
         const char *k = config_key_name(i), *dot = strrchr(k, '.');
