@@ -109,8 +109,10 @@ static void test_url_bad(void)
     const char *gcs_len = "it must be 3-63 characters long";
     const char *gcs_ends = "it must start and end with a letter or digit";
     const char *gcs_chars = "it may hold only lowercase letters, digits, '-', '_' and '.'";
-    url_bad("", "sink URL is empty; expected file:///absolute/dir or gs://bucket[/prefix]");
-    url_bad("/var/out", "has no scheme; expected file:///absolute/dir or gs://bucket[/prefix]");
+    url_bad("", "sink URL is empty; expected file:///absolute/dir, gs://bucket[/prefix] or "
+                "secops://REGION/PROJECT/CUSTOMER_ID");
+    url_bad("/var/out", "has no scheme; expected file:///absolute/dir, gs://bucket[/prefix] or "
+                        "secops://");
     url_bad("http://example.com/x", "unknown scheme 'http'");
     url_bad("FILE:///var/out", "unknown scheme 'FILE'");
     url_bad("file://", "expected an absolute directory path");
@@ -136,6 +138,41 @@ static void test_url_bad(void)
     url_bad("gs://bucket/a/../b", "may not contain '.' or '..'");
     url_bad("gs://bucket/..", "'..'");
     url_bad("gs://bucket/a\x7f", "control characters");
+}
+
+#define CID "0b6f2f3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+
+/* secops://REGION/PROJECT/CUSTOMER_ID[?log_type=T&STREAM=T]: each part
+ * checked, and a stream goes there only with a log type. */
+static void test_secops_urls(void)
+{
+    char err[512] = "";
+    url_ok("secops://us/my-project/" CID);
+    url_ok("secops://europe-west2/123456789/" CID "?log_type=NETSKOPE_ALERT_V2");
+    url_ok("secops://eu/example.com:proj/" CID "?page=NETSKOPE_WEBPROXY&log_type=NETSKOPE_ALERT");
+    url_ok("secops://us/p1/" CID "?");
+    url_bad("secops://", "expected secops://REGION/PROJECT/CUSTOMER_ID");
+    url_bad("secops://us/p", "expected secops://REGION/PROJECT/CUSTOMER_ID");
+    url_bad("secops://us//" CID, "expected secops://");
+    url_bad("secops://mars/p/" CID, "unknown SecOps region 'mars': one of us, eu,");
+    url_bad("secops://US/p/" CID, "unknown SecOps region 'US'");
+    url_bad("secops://us/My_Project/" CID, "project 'My_Project' is not a Google Cloud project");
+    url_bad("secops://us/p/" CID "/x", "unexpected '/x' after the customer id");
+    url_bad("secops://us/p/0b6f2f3e1c2d4e5f8a9b0c1d2e3f4a5b", "is not a UUID");
+    url_bad("secops://us/p/0b6f2f3e-1c2d-4e5f-8a9b-0c1d2e3f4a5g", "is not a UUID");
+    url_bad("secops://us/p/" CID "?log_type=netskope", "log type 'netskope' for alert is not valid");
+    url_bad("secops://us/p/" CID "?log_type=", "log type '' for alert is not valid");
+    url_bad("secops://us/p/" CID "?pages=X", "unknown query key 'pages'");
+    url_bad("secops://us/p/" CID "?log_type", "is not key=value");
+
+    CHECK_INT(sink_stream_check("secops://us/p/" CID, "alert", err, sizeof err), 0);
+    CHECK_INT(sink_stream_check("secops://us/p/" CID, "page", err, sizeof err), -1);
+    CHECK_HAS(err, "stream 'page' has no SecOps log type");
+    CHECK_HAS(err, "page=LOG_TYPE");
+    CHECK_INT(sink_stream_check("secops://us/p/" CID "?page=NETSKOPE_WEBPROXY", "page", err,
+                                sizeof err), 0);
+    CHECK_INT(sink_stream_check("gs://bucket/p", "network", err, sizeof err), 0);
+    CHECK_INT(sink_stream_check("file:///x", "audit", err, sizeof err), 0);
 }
 
 /* 1.3: normalized roots show in describe: no doubled or trailing '/'. */
@@ -365,6 +402,7 @@ int main(void)
     }
     test_url_good();
     test_url_bad();
+    test_secops_urls();
     test_describe();
     test_put_exact();
     test_put_nested();
