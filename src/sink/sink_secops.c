@@ -335,7 +335,7 @@ static int64_t record_time(const char *r, size_t n)
     for (size_t i = 0; i < n; i++) {
         char c = r[i];
         if (c == '"') {
-            if (depth == 1 && r[i - 1] != ':' && n - i > sizeof key - 1 &&
+            if (depth == 1 && i > 0 && r[i - 1] != ':' && n - i > sizeof key - 1 &&
                 memcmp(r + i, key, sizeof key - 1) == 0) {
                 char *end;
                 const char *v = r + i + sizeof key - 1;
