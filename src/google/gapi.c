@@ -63,6 +63,20 @@ void gapi_release(gapi *g)
     buf_release(&g->reply);
 }
 
+int gapi_endpoint(char *out, size_t outlen, const char *prefix, const char *url,
+                  const char *what, int *loopback, char *err, size_t errlen)
+{
+    char why[CONFIG_PATH_MAX + 128];
+    snprintf(out, outlen, "%s%s", prefix, url);
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '/')
+        out[--n] = '\0';
+    if (http_url_check(out, loopback, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "%s %s", what, why);
+    return -1;
+}
+
 /* Free a header list after wiping it: one entry holds the token. */
 static void headers_free(struct curl_slist *h)
 {

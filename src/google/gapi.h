@@ -33,6 +33,12 @@ typedef struct gapi {
 int gapi_init(gapi *g, const nsc_config *cfg, int loopback, int forbid_reuse);
 void gapi_release(gapi *g);
 
+/* Copy the endpoint "%s%s" (prefix, url) into out without trailing '/'
+ * and check it: https://, or http:// to a loopback host (*loopback set).
+ * 0, or -1 with err saying what is wrong after what ("GCS endpoint ..."). */
+int gapi_endpoint(char *out, size_t outlen, const char *prefix, const char *url,
+                  const char *what, int *loopback, char *err, size_t errlen);
+
 /* One request: a POST of data[0, len) with content_type when data is not
  * NULL, else a GET. token "" sends no Authorization header. Returns the
  * CURLcode; *status is the HTTP code (0 when no reply came). */

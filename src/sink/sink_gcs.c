@@ -24,7 +24,6 @@
 #include "base/log.h"
 #include "sink/sink_impl.h"
 #include "base/util.h"
-#include "base/http_share.h"
 
 #define DEFAULT_ENDPOINT "https://storage.googleapis.com"
 #define BUCKET_MAX 222
@@ -149,20 +148,12 @@ static int endpoint_resolve(gcs_sink *s, const nsc_config *cfg, int *loopback,
 {
     const char *emu = getenv("STORAGE_EMULATOR_HOST");
     const char *ep = cfg && cfg->gcs_endpoint[0] ? cfg->gcs_endpoint : DEFAULT_ENDPOINT;
-    char why[CONFIG_PATH_MAX + 128];
     *loopback = 0;
     if (emu && *emu)
-        snprintf(s->endpoint, sizeof s->endpoint, "%s%s", strstr(emu, "://") ? "" : "http://", emu);
-    else
-        snprintf(s->endpoint, sizeof s->endpoint, "%s", ep);
-    size_t n = strlen(s->endpoint);
-    while (n && s->endpoint[n - 1] == '/')
-        s->endpoint[--n] = '\0';
-    if (http_url_check(s->endpoint, loopback, why, sizeof why) == 0)
-        return 0;
-    if (emu && *emu)
-        return seterr(err, errlen, "STORAGE_EMULATOR_HOST %s", why);
-    return seterr(err, errlen, "GCS endpoint %s", why);
+        return gapi_endpoint(s->endpoint, sizeof s->endpoint, strstr(emu, "://") ? "" : "http://",
+                             emu, "STORAGE_EMULATOR_HOST", loopback, err, errlen);
+    return gapi_endpoint(s->endpoint, sizeof s->endpoint, "", ep, "GCS endpoint", loopback,
+                         err, errlen);
 }
 
 /* ---- open, describe, close ---- */

@@ -33,7 +33,6 @@
 #include <openssl/evp.h>
 
 #include "base/buf.h"
-#include "base/http_share.h"
 #include "base/util.h"
 #include "google/gapi.h"
 #include "google/gauth.h"
@@ -241,18 +240,11 @@ static int secops_stream_check(const char *rest, const char *stream, char *err, 
 static int endpoint_resolve(secops_sink *s, const nsc_config *cfg, int *loopback,
                             char *err, size_t errlen)
 {
-    char why[CONFIG_PATH_MAX + 128];
-    if (cfg && cfg->secops_endpoint[0])
-        snprintf(s->endpoint, sizeof s->endpoint, "%s", cfg->secops_endpoint);
-    else
-        snprintf(s->endpoint, sizeof s->endpoint, "https://chronicle.%s.rep.googleapis.com",
-                 s->u.region);
-    size_t n = strlen(s->endpoint);
-    while (n && s->endpoint[n - 1] == '/')
-        s->endpoint[--n] = '\0';
-    if (http_url_check(s->endpoint, loopback, why, sizeof why) == 0)
-        return 0;
-    return seterr(err, errlen, "SecOps endpoint %s", why);
+    char host[128];
+    snprintf(host, sizeof host, "https://chronicle.%s.rep.googleapis.com", s->u.region);
+    return gapi_endpoint(s->endpoint, sizeof s->endpoint, "",
+                         cfg && cfg->secops_endpoint[0] ? cfg->secops_endpoint : host,
+                         "SecOps endpoint", loopback, err, errlen);
 }
 
 static void secops_close(void *state)
