@@ -546,7 +546,9 @@ static sink_result secops_put(void *state, const char *name, const void *data, s
     int resent = p && p->in_flight;
     while (at < len) {
         if (request_build(s, data, len, at, &next, err, errlen) < 0) {
-            r = SINK_PERMANENT;
+            /* the request before this one was accepted: say so, or the next
+             * attempt would resend it as if it were still in flight */
+            r = progress_save(s, at, 0, err, errlen) < 0 ? SINK_RETRY : SINK_PERMANENT;
             break;
         }
         if (progress_save(s, at, 1, err, errlen) < 0) {

@@ -278,6 +278,42 @@ def test_bad_urls_and_streams_exit_2():
         check_output(out + err)
 
 
+def test_a_record_too_big_for_a_request_stops_after_the_last_accepted():
+    """A record larger than secops.max_request_bytes stops its batch there
+    (SINK_PERMANENT, the setting named in last_error) after the requests
+    before it were accepted. Once the setting is raised, delivery goes on
+    from that record: nothing is sent twice and nothing is counted as
+    ambiguous (the requests before it were answered)."""
+    small = "secops = { max_entries = 40; max_request_bytes = 8192; };\n"
+    with FakeNetskope() as fake, FakeSecOps() as secops, \
+            Workspace(secops.config(small)) as ws:
+        rc, out, err = ws.run_cli(["init"])
+        assert rc == 0, err
+        key = secops.service_account(ws.dir, "acme-secops")
+        secops.instance(PROJECT, "us", ACME, allow_email=key.email)
+        now = int(time.time())
+        fake.add_tenant("tok-acme", "acme")
+        fake.generate("tok-acme", 60, now - 1800, now - 900, seed=41)
+        fake.add_raw("tok-acme", [{"_id": "big-one", "timestamp": now - 800,
+                                   "_insertion_epoch_timestamp": now - 800, "type": "DLP",
+                                   "alert_type": "DLP", "padding": "x" * 12000}])
+        fake.generate("tok-acme", 40, now - 700, now - 60, seed=42)
+        add_tenant(ws, fake, "acme", "tok-acme", secops_url(ACME), key)
+        rc, err = run_once(ws)
+        assert rc != 0
+        row = db_query(ws.db, "SELECT last_error, pending_batches FROM tenant_status")[0]
+        assert "does not fit in one logs.import request" in row[0] and \
+            "secops.max_request_bytes" in row[0] and row[1] > 0, row
+        accepted = secops.stats()["entries_accepted"]
+        assert 0 < accepted < 101, accepted
+        ws.write_config(secops.config("secops = { max_entries = 40; };\n"))
+        run_until_delivered(ws)
+        _, dup_requests, dup_entries = check_entries(secops, ACME, "NETSKOPE_ALERT",
+                                                     expected_lines(fake, "tok-acme"))
+        assert dup_entries == 0, "%d entries sent twice after the stop" % dup_entries
+        assert ambiguous_of(ws, "acme") == 0
+
+
 if __name__ == "__main__":
     from harness import run_tests
     run_tests(globals())
