@@ -81,13 +81,10 @@
                "newest_at, attempts + 1, ?4, stream_id FROM outbox WHERE id = ?1") \
     X(remove, "DELETE FROM outbox WHERE id = ?1") \
     X(fail, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, " \
-            "sink_maybe = (sink_maybe OR ?4), " /* a refusal drops a pin nothing can be under; */ \
-            "sink_url = CASE WHEN sink_maybe OR ?4 OR sent_bytes > 0 OR in_flight " \
-            "THEN sink_url END, "      /* a batch part-delivered stays where its parts went */ \
-            "sink_credentials = CASE WHEN sink_maybe OR ?4 OR sent_bytes > 0 OR in_flight " \
-            "THEN sink_credentials END, " \
-            "sink_gzip = CASE WHEN sink_maybe OR ?4 OR sent_bytes > 0 OR in_flight " \
-            "THEN sink_gzip END WHERE id = ?1")
+            "sink_maybe = (sink_maybe OR ?4), " /* a refusal drops a pin nothing can be under */ \
+            "sink_url = CASE WHEN sink_maybe OR ?4 THEN sink_url END, " \
+            "sink_credentials = CASE WHEN sink_maybe OR ?4 THEN sink_credentials END, " \
+            "sink_gzip = CASE WHEN sink_maybe OR ?4 THEN sink_gzip END WHERE id = ?1")
 
 enum {
 #define X(name, sql) ST_##name,

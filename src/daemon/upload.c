@@ -265,7 +265,10 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
         return UPLOAD_IDLE;            /* cut short by SIGTERM: the batch simply stays */
     int attempt = (int)u->row.attempts + 1;
     long wait_ms = r == SINK_PERMANENT ? PERMANENT_RETRY_S * 1000L : upload_backoff_ms(attempt);
-    outbox_failed(u->ob, u->row.id, db_now() + (wait_ms + 999) / 1000, err, r == SINK_RETRY);
+    /* A batch part-delivered (sink_progress) has records there already: its pin
+     * stays as after an answer that never came. */
+    int maybe_stored = r == SINK_RETRY || u->row.sent_bytes > 0 || u->row.in_flight;
+    outbox_failed(u->ob, u->row.id, db_now() + (wait_ms + 999) / 1000, err, maybe_stored);
     char esc[LOG_ESCAPE_MAX];
     log_warn("tenant=%s batch=%lld event=upload_failed attempt=%d error=\"%s\"", t->name,
              (long long)u->row.id, attempt, log_escape(esc, sizeof esc, err));
