@@ -5,19 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const unsigned char zero[RECORDS_KEY_LEN];
+/* The most slots a set of max keys needs: a power of two >= 2 x max. */
+static size_t slots_for(size_t max)
+{
+    size_t n = KEYSET_MIN_SLOTS;
+    while (n < 2 * max)
+        n *= 2;
+    return n;
+}
 
 int keyset_init(keyset *ks, size_t max)
 {
     memset(ks, 0, sizeof *ks);
-    size_t n = 16;
-    while (n < 2 * max)
-        n *= 2;
-    ks->slot = calloc(n, RECORDS_KEY_LEN);
+    size_t n = KEYSET_MIN_SLOTS;      /* grown by keyset_add() as a read needs it */
+    ks->slot = calloc(n, sizeof *ks->slot);
     if (!ks->slot)
         return -1;
     ks->nslots = n;
     ks->max = max;
+    ks->gen = 1;
     return 0;
 }
 
@@ -29,10 +35,11 @@ void keyset_release(keyset *ks)
 
 void keyset_reset(keyset *ks)
 {
-    if (ks->n)
-        memset(ks->slot, 0, ks->nslots * RECORDS_KEY_LEN);
+    if (ks->n && ++ks->gen == 0) {    /* after 2^32 reads: clear once, start over */
+        memset(ks->slot, 0, ks->nslots * sizeof *ks->slot);
+        ks->gen = 1;
+    }
     ks->n = 0;
-    ks->has_zero = 0;
     ks->seq = 0;
 }
 
@@ -43,24 +50,51 @@ static uint64_t first64(const unsigned char *k)
     return v;
 }
 
+/* The slot that holds key, or the free slot where it belongs. */
+static keyset_slot *probe(keyset_slot *slot, size_t nslots, uint32_t gen,
+                          const unsigned char *key)
+{
+    size_t i = (size_t)first64(key) & (nslots - 1);
+    while (slot[i].gen == gen && memcmp(slot[i].key, key, RECORDS_KEY_LEN) != 0)
+        i = (i + 1) & (nslots - 1);
+    return &slot[i];
+}
+
+/* Double the table, moving this read's keys. On failure the set keeps its
+ * table, fuller than half: still correct, only slower. */
+static void grow(keyset *ks)
+{
+    size_t n = ks->nslots * 2;
+    keyset_slot *s = calloc(n, sizeof *s);
+    if (!s)
+        return;
+    for (size_t i = 0; i < ks->nslots; i++) {
+        if (ks->slot[i].gen != ks->gen)
+            continue;
+        keyset_slot *to = probe(s, n, 1, ks->slot[i].key);
+        memcpy(to->key, ks->slot[i].key, RECORDS_KEY_LEN);
+        to->gen = 1;
+    }
+    free(ks->slot);
+    ks->slot = s;
+    ks->nslots = n;
+    ks->gen = 1;
+}
+
 int keyset_add(keyset *ks, const unsigned char key[RECORDS_KEY_LEN])
 {
-    uint64_t h = first64(key);
-    ks->seq = (ks->seq ^ h) * 0x100000001b3ull + 0x9E3779B97F4A7C15ull;
-    if (memcmp(key, zero, RECORDS_KEY_LEN) == 0) {
-        int fresh = !ks->has_zero;
-        ks->has_zero = 1;
-        return fresh;
-    }
-    size_t i = (size_t)h & (ks->nslots - 1);
-    while (memcmp(ks->slot[i], zero, RECORDS_KEY_LEN) != 0) {
-        if (memcmp(ks->slot[i], key, RECORDS_KEY_LEN) == 0)
-            return 0;
-        i = (i + 1) & (ks->nslots - 1);
-    }
-    if (ks->n >= ks->max)
+    ks->seq = (ks->seq ^ first64(key)) * 0x100000001b3ull + 0x9E3779B97F4A7C15ull;
+    keyset_slot *s = probe(ks->slot, ks->nslots, ks->gen, key);
+    if (s->gen == ks->gen)
+        return 0;
+    if (ks->n >= ks->max || ks->n + 1 >= ks->nslots)   /* (the second: a grow failed) */
         return -1;
-    memcpy(ks->slot[i], key, RECORDS_KEY_LEN);
+    if (2 * (ks->n + 1) > ks->nslots && ks->nslots < slots_for(ks->max)) {
+        grow(ks);
+        s = probe(ks->slot, ks->nslots, ks->gen, key);
+    }
+    memcpy(s->key, key, RECORDS_KEY_LEN);
+    s->gen = ks->gen;
     ks->n++;
     return 1;
 }

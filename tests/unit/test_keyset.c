@@ -1,5 +1,5 @@
 /* test_keyset.c - keyset: new and repeated keys, the cap, the order hash,
- * reset. */
+ * reset, the table growing, the generation wrapping. */
 #include "check.h"
 #include "daemon/keyset.h"
 
@@ -41,6 +41,37 @@ int main(void)
     }
     CHECK(h[0] == h[1]);
     CHECK(h[0] != h[2]);
+    keyset_release(&ks);
+
+    /* 5. a read far past the first table: every key new once, then found;
+     * a reset forgets them all, however big the table grew */
+    CHECK_INT(keyset_init(&ks, 60000), 0);
+    CHECK(ks.nslots == KEYSET_MIN_SLOTS);
+    for (unsigned i = 0; i < 60000; i++) {
+        key_of(i, k);
+        CHECK_INT(keyset_add(&ks, k), 1);
+    }
+    CHECK(ks.nslots >= 2 * 60000 && ks.nslots <= 4 * 60000);
+    int found = 0;
+    for (unsigned i = 0; i < 60000; i++) {
+        key_of(i, k);
+        found += keyset_add(&ks, k) == 0;
+    }
+    CHECK_INT(found, 60000);
+    key_of(60000, k);
+    CHECK_INT(keyset_add(&ks, k), -1);
+    keyset_reset(&ks);
+    key_of(123, k);
+    CHECK_INT(keyset_add(&ks, k), 1);
+    /* 6. the generation wrapping round clears the table instead */
+    ks.gen = UINT32_MAX;
+    key_of(7, k);
+    CHECK_INT(keyset_add(&ks, k), 1);
+    keyset_reset(&ks);
+    CHECK_INT((int)ks.gen, 1);
+    CHECK_INT(keyset_add(&ks, k), 1);
+    key_of(123, k);
+    CHECK_INT(keyset_add(&ks, k), 1);
     keyset_release(&ks);
     CHECK_DONE();
 }
