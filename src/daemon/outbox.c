@@ -63,8 +63,11 @@
                   "not_before = (SELECT min(not_before) FROM stream WHERE tenant_id = tenant.id) " \
                   "WHERE id = (SELECT tenant_id FROM stream WHERE id = ?1)") \
     X(next_due, "SELECT id FROM outbox WHERE id > ?1 AND (?3 OR next_attempt_at <= ?2) " \
-                "AND tenant_id NOT IN (SELECT id FROM tenant WHERE moved_at IS NOT NULL) " \
-                "ORDER BY id LIMIT 1") /* a moved tenant's batches left in its export */ \
+                "AND NOT EXISTS (SELECT 1 FROM tenant t WHERE t.id = outbox.tenant_id " \
+                "AND t.moved_at IS NOT NULL) ORDER BY id LIMIT 1") \
+    /* Not a moved tenant's batch (left in its export). NOT EXISTS looks up \
+     * the batch's one tenant; NOT IN built the list of every tenant at each \
+     * call: with 10,000 tenants, 100 million rows read per pass. */ \
     X(load, "SELECT tenant_id, object_name, records, attempts, bytes, spooled, " \
             "sink_url, sink_credentials, sink_gzip, sink_maybe, sent_bytes, in_flight " \
             "FROM outbox WHERE id = ?1") \
