@@ -77,6 +77,8 @@ typedef struct job {
     int64_t started;          /* "now" of the job: the window never passes it */
     int64_t pages, fetched;   /* since the last commit */
     int64_t slice_pages;      /* requests made for the current slice */
+    int64_t read_records;     /* records its last read met, and their oldest and */
+    int64_t read_oldest, read_newest; /* newest window times (-1 none): for pacing */
     int slice_s;              /* the current slice's length (without the overlap) */
     int64_t window_start;     /* where this job's first slice began */
     int64_t t0_ms;            /* when the job began (mono_ms) */
@@ -518,6 +520,8 @@ typedef struct pass {
     int64_t offset;            /* of the next page */
     int64_t repeats;           /* records whose key this read had met already */
     int stale;                 /* full pages in a row with nothing this read had not met */
+    int64_t records;           /* records it read */
+    int64_t oldest, newest;    /* their oldest and newest window times, -1 when none */
 } pass;
 
 /* A page is full (another may follow) when it holds page_size records, or
@@ -531,15 +535,20 @@ static int page_full(const job *j, size_t n)
 
 /* Note the page's keys in this read's keyset. The number of records it
  * had not met. */
-static int64_t note_keys(fetcher *f, pass *p)
+static int64_t note_keys(fetcher *f, const job *j, pass *p)
 {
     const ns_page *pg = &f->page[f->cur];
     int64_t fresh = 0;
     for (size_t i = 0; i < pg->nrecs; i++) {
-        int r = keyset_add(&f->keys, pg->recs[i].key);
+        const ns_record *rec = &pg->recs[i];
+        int r = keyset_add(&f->keys, rec->key);
         fresh += r != 0;           /* a full set (never, below the ceiling) counts as new */
         p->repeats += r == 0;
+        int64_t at = j->t.window_event ? rec->event_time : rec->insertion_time;
+        p->newest = at > p->newest ? at : p->newest;
+        p->oldest = at >= 0 && (p->oldest < 0 || at < p->oldest) ? at : p->oldest;
     }
+    p->records += (int64_t)pg->nrecs;
     return fresh;
 }
 
@@ -603,7 +612,7 @@ static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
         size_t n = f->page[f->cur].nrecs;
         j->pages++;
         j->fetched += (int64_t)n;
-        int64_t fresh = note_keys(f, p);
+        int64_t fresh = note_keys(f, j, p);
         p->stale = page_full(j, n) && fresh == 0 ? p->stale + 1 : 0;
         maybe_prefetch(f, j, w, p, n);
         if (take_records(f, j) < 0)
@@ -630,8 +639,11 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
     uint64_t last_seq = 0;
     outbox_batch_reset(&f->batch);
     for (int read = 1;; read++) {
-        pass p = {0};
+        pass p = {.oldest = -1, .newest = -1};
         int rc = slice_pages(f, j, w, &p);
+        j->read_records = p.records;
+        j->read_oldest = p.oldest;
+        j->read_newest = p.newest;
         prefetch_join(f);              /* a reply nobody will read: only wait for it */
         if (rc == 2)
             return commit(f, j, -1) < 0 ? -1 : 2;
@@ -713,6 +725,21 @@ static int job_ends_at(fetcher *f, job *j, int64_t cursor)
     return 1;
 }
 
+/* How long a slice should be after a read of w went too deep: up to the
+ * middle of the times its records covered. Netskope promises no order;
+ * when the records came oldest first (as they do) such a slice holds half
+ * of what one read can, and a dense backlog's slice fits at once instead
+ * of after halving from fetch.slice, one too-deep read of offset_max
+ * records at each step. In any other order the records span about all of
+ * w: plain halving. 0 when nothing was read. */
+static int64_t fit_slice(const job *j, const window *w)
+{
+    if (j->read_oldest < 0 || j->read_newest < j->read_oldest)
+        return 0;
+    int64_t mid = j->read_oldest + (j->read_newest - j->read_oldest) / 2;
+    return mid > w->start ? mid - w->start : 1;
+}
+
 /* Slices from the cursor up to the job's start time. */
 static void fetch_window(fetcher *f, job *j)
 {
@@ -754,7 +781,7 @@ static void fetch_window(fetcher *f, job *j)
         }
         int rc = fetch_slice(f, j, &w);
         if (rc == 2) {                 /* too deep or too long: the same start, shorter */
-            pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s);
+            pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s, fit_slice(j, &w));
             shrunk = 1;
             if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
                 set_result(j, FETCH_YIELD, 0, "%s", "");
@@ -766,9 +793,9 @@ static void fetch_window(fetcher *f, job *j)
             set_result(j, FETCH_STOPPED, 0, "stopped by shutdown");
         if (rc != 0)
             return;
-        pacing_slice_done(PACING_STREAM_KEY(j->s.id), slice_s, j->slice_pages,
-                          budget_pages(f, j),
-                          f->cfg->slice_s);
+        pacing_slice_use use = {.pages = j->slice_pages, .budget_pages = budget_pages(f, j),
+                                .records = j->read_records, .records_max = f->cfg->offset_max};
+        pacing_slice_done(PACING_STREAM_KEY(j->s.id), slice_s, &use, f->cfg->slice_s);
         progress(j, w.end);
         if (has_cursor && w.end < cursor) {
             from = w.end;               /* a piece of the overlap: the cursor stays */

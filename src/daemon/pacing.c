@@ -72,27 +72,29 @@ int pacing_slice(int64_t tenant_id, int max_s)
     return s < max_s ? s : max_s;
 }
 
-void pacing_slice_done(int64_t tenant_id, int slice_s, int64_t pages, int64_t budget_pages,
-                       int max_s)
+void pacing_slice_done(int64_t tenant_id, int slice_s, const pacing_slice_use *u, int max_s)
 {
     pthread_mutex_lock(&lock);
     entry *e = find(tenant_id);
     if (e) {
         int s = slice_s;
-        if (pages * 2 > budget_pages && s / 2 >= PACING_MIN_SLICE_S)
+        if (u->pages * 2 > u->budget_pages && s / 2 >= PACING_MIN_SLICE_S)
             s /= 2;
-        else if (pages * 8 < budget_pages && s < max_s)
+        else if (u->pages * 8 < u->budget_pages && u->records * 4 <= u->records_max && s < max_s)
             s = s * 2 < max_s ? s * 2 : max_s;
         e->slice_s = s;
     }
     pthread_mutex_unlock(&lock);
 }
 
-void pacing_slice_shrink(int64_t tenant_id, int slice_s)
+void pacing_slice_shrink(int64_t tenant_id, int slice_s, int64_t fit_s)
 {
+    int64_t s = slice_s / 2;
+    if (fit_s > 0 && fit_s < s)
+        s = fit_s;
     pthread_mutex_lock(&lock);
     entry *e = find(tenant_id);
     if (e)
-        e->slice_s = slice_s > 1 ? slice_s / 2 : 1;
+        e->slice_s = s > 1 ? (int)s : 1;
     pthread_mutex_unlock(&lock);
 }

@@ -39,15 +39,23 @@ int64_t pacing_held_us(int64_t tenant_id);
 /* The slice length to use for tenant_id: its adapted length, at most max_s. */
 int pacing_slice(int64_t tenant_id, int max_s);
 
-/* A slice of slice_s seconds took pages requests; budget_pages is what a
- * job may spend. Halves the tenant's slice when it used more than half the
- * budget, doubles it (up to max_s) when it used less than an eighth. */
-void pacing_slice_done(int64_t tenant_id, int slice_s, int64_t pages, int64_t budget_pages,
-                       int max_s);
+/* What one slice's read cost, for pacing_slice_done(). */
+typedef struct pacing_slice_use {
+    int64_t pages, budget_pages;    /* requests made; what a job may spend */
+    int64_t records, records_max;   /* records read (its depth); fetch.offset_max */
+} pacing_slice_use;
+
+/* A slice of slice_s seconds was read whole. Halves the stream's slice when
+ * it used more than half the budget; doubles it (up to max_s) when it used
+ * less than an eighth and twice its records stay within half the offset
+ * ceiling. (Doubling on the budget alone, a dense backlog's slice went past
+ * the ceiling every other time, and each of those reads was done twice.) */
+void pacing_slice_done(int64_t tenant_id, int slice_s, const pacing_slice_use *u, int max_s);
 
 /* A slice of slice_s seconds was given up because it went deeper than the
- * offset ceiling or past the job's budget: the tenant's next slices are
- * half as long (down to 1 s). */
-void pacing_slice_shrink(int64_t tenant_id, int slice_s);
+ * offset ceiling or past the job's budget. fit_s is how long a slice the
+ * records read before that suggest (0: unknown): the next slices are the
+ * shorter of fit_s and half of slice_s, down to 1 s. */
+void pacing_slice_shrink(int64_t tenant_id, int slice_s, int64_t fit_s);
 
 #endif

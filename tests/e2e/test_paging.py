@@ -5,7 +5,9 @@
 - a server answering the same records at every offset: the job stops after
   a few pages with nothing new (it used to page for ever), nothing moved;
 - a slice deeper than fetch.offset_max is read again shorter: no request
-  past the ceiling, every record once;
+  past the ceiling, every record once; a dense backlog's slice fits after
+  one such read and does not grow back past the ceiling (each record is
+  served about once, not three times);
 - records of one second in a new order on every request (offset paging
   across requests is then unstable): the slice is read again until a read
   meets no record twice, and shorter if need be; nothing is lost or doubled;
@@ -65,6 +67,30 @@ def test_offset_ceiling_reads_the_slice_shorter():
         assert "event=slice_too_deep" in err, err[-2000:]
         assert_exactly_once(fake, ws, ["acme"])
         assert cursor(ws, "acme") >= now
+
+
+def test_dense_backlog_is_read_about_once():
+    # 12,000 records in the last 2 of 4 hours, pages of 100, ceiling 300: a
+    # slice of 25 s holds one read. Before: the slice was halved from 3600 s,
+    # one too-deep read (300 records, then read again) at each step, and it
+    # doubled again whenever a slice took few requests, so it went too deep
+    # every other slice: 3.2 records served per record stored.
+    cfg = ("fetch = { requests_per_second = 1000; retry_wait_max = 0; offset_max = 300; "
+           "job_budget = 600; };\n")
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 14400,
+                                 "--page-size", 100], stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 12000, insertion_start=now - 7200, insertion_end=now - 60)
+        err = run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+        served = sum(r["count"] for r in fake.served(token("acme"))["requests"])
+        deep = err.count("event=slice_too_deep")
+        assert served <= 12000 * 1.2 and deep <= 3, \
+            "served %d records for 12000 (%d too-deep reads)" % (served, deep)
 
 
 def test_unstable_order_loses_nothing():
