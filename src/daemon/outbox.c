@@ -41,8 +41,10 @@
     X(iter_clean, "UPDATE iterator SET state = 'clean', pages = pages + 1, updated_at = ?2 " \
                   "WHERE stream_id = ?1") \
     X(batch_exists, "SELECT 1 FROM outbox WHERE id = ?1") \
+    X(by_stored, "SELECT api = 'dataexport' FROM tenant WHERE id = ?1") \
     X(seen_prune, "DELETE FROM seen WHERE stream_id = ?1 AND at >= 0 AND at < ?2") \
-    X(seen_prune_stored, "DELETE FROM seen WHERE stream_id = ?1 AND stored_at < ?2") \
+    X(seen_prune_stored, "DELETE FROM seen WHERE stream_id = ?1 AND stored_at > 0 " \
+                         "AND stored_at < ?2") /* > 0: the partial index (migration 016) */ \
     X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
                "window_end = coalesce(?5, window_end) WHERE id = ?1") \
     X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start, stream_id) " \
@@ -265,7 +267,7 @@ static int is_conflict(outbox *o, int64_t stream_id, const outbox_item *it)
  * their lines (a record only ever moves towards the start, so memmove is
  * safe, and nothing is copied while every record is new, the usual case).
  * The batch is then only good for storing; the caller resets it. */
-static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id,
+static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id, int by_stored,
                             outbox_counts *n, int64_t *newest)
 {
     size_t w = 0;
@@ -277,7 +279,9 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id,
         sqlite3_bind_int64(st, 1, stream_id);
         sqlite3_bind_blob(st, 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, it->at);
-        sqlite3_bind_int64(st, 4, now);
+        /* 0 keeps the key out of seen_stored: its time prunes it first */
+        int by_time = !by_stored && it->at >= 0 && it->at <= now;
+        sqlite3_bind_int64(st, 4, by_time ? 0 : now);
         if (it->digest >= 0)
             sqlite3_bind_int64(st, 5, it->digest);
         else
@@ -525,6 +529,21 @@ static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)
     return step_done(o->st[ST_run_add]);
 }
 
+/* Whether the tenant reads the dataexport iterator, whose keys are pruned
+ * only by when they were stored, as the database says inside the commit's
+ * transaction: a `tenant set --api dataexport` that gave the data API's
+ * keys a stored time (tenant.c) either came before it, and is seen here, or
+ * after it, and converts the keys it stores. 1, 0, or -1 on error. */
+static int keys_by_stored(outbox *o, int64_t tenant_id)
+{
+    sqlite3_stmt *st = o->st[ST_by_stored];
+    sqlite3_bind_int64(st, 1, tenant_id);
+    int rc = sqlite3_step(st);
+    int yes = rc == SQLITE_ROW && sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? yes : -1;
+}
+
 static int count_conflicts(outbox *o, int64_t stream_id, int64_t conflicts)
 {
     if (conflicts == 0)
@@ -542,7 +561,8 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
     *n = (outbox_counts){0, 0};
     if (begin_synced(o, err, errlen) < 0)
         return -1;
-    if (keep_new_records(o, b, a->stream_id, n, &newest) < 0 ||
+    int by_stored = keys_by_stored(o, a->tenant_id);
+    if (by_stored < 0 || keep_new_records(o, b, a->stream_id, by_stored, n, &newest) < 0 ||
         count_conflicts(o, a->stream_id, n->conflicts) < 0)
         goto sql_fail;
     spooled = n->stored > 0 && (int64_t)b->data.len >= a->spool_min_bytes;

@@ -182,7 +182,8 @@ def test_wait_time_and_retry_after():
 def test_api_option_and_switch():
     """--api: a bad value exits 2 and writes nothing; a tenant that read the
     data API switches to dataexport at its cursor minus the overlap, and its
-    overlap is not sent again; back to data forgets the index."""
+    overlap is not sent again (its keys, stored without a stored time, are
+    given the switch's); back to data forgets the index."""
     now = int(time.time())
     with FakeNetskope() as fake, Workspace() as ws:
         expect(ws, ["init"], 0)
@@ -199,7 +200,14 @@ def test_api_option_and_switch():
         assert rc == 0, err
         cursors = dict(ws.query_rows("SELECT s.name, c.position FROM cursor c JOIN stream s "
                                      "ON s.id = c.stream_id"))
+        # the data API's keys with a time are stored without a stored time
+        # (out of the seen_stored index, migration 016); the switch gives
+        # them one, since the iterator prunes by nothing else
+        assert ws.query("SELECT count(*) FROM seen WHERE stored_at = 0") == 240
+        t_switch = int(time.time())
         expect(ws, ["tenant", "set", "acme", "--api", "dataexport"], 0, "updated")
+        assert ws.query("SELECT count(*) FROM seen WHERE stored_at = 0") == 0
+        assert ws.query("SELECT min(stored_at) FROM seen") >= t_switch
         for typ in ("alert", "page"):
             fake.generate("tok-acme", 30, insertion_start=now - 50, insertion_end=now - 1,
                           type=typ, seed=7)
