@@ -725,19 +725,24 @@ static int job_ends_at(fetcher *f, job *j, int64_t cursor)
     return 1;
 }
 
-/* How long a slice should be after a read of w went too deep: up to the
- * middle of the times its records covered. Netskope promises no order;
- * when the records came oldest first (as they do) such a slice holds half
- * of what one read can, and a dense backlog's slice fits at once instead
- * of after halving from fetch.slice, one too-deep read of offset_max
- * records at each step. In any other order the records span about all of
- * w: plain halving. 0 when nothing was read. */
-static int64_t fit_slice(const job *j, const window *w)
+/* After a read of w went too deep: how long the next slices should be,
+ * and where the slice read again from w's start should end (*reread_end).
+ * Netskope promises no order; when the records came oldest first (as they
+ * do), half the time they covered holds half of what one read can, and a
+ * dense backlog's slice fits at once instead of after halving from
+ * fetch.slice, one too-deep read of offset_max records at each step. The
+ * re-read also keeps the empty stretch before its oldest record (a
+ * backlog's start): that costs no request. In any other order the records
+ * span about all of w: plain halving. 0 when nothing was read. */
+static int64_t fit_slice(const job *j, const window *w, int64_t *reread_end)
 {
+    *reread_end = 0;
     if (j->read_oldest < 0 || j->read_newest < j->read_oldest)
         return 0;
-    int64_t mid = j->read_oldest + (j->read_newest - j->read_oldest) / 2;
-    return mid > w->start ? mid - w->start : 1;
+    int64_t half = (j->read_newest - j->read_oldest) / 2;
+    if (j->read_oldest + half > w->start)
+        *reread_end = j->read_oldest + half;
+    return half > 0 ? half : 1;
 }
 
 /* Slices from the cursor up to the job's start time. */
@@ -761,6 +766,7 @@ static void fetch_window(fetcher *f, job *j)
     if (!has_cursor && first_window_start(f, j, &first_start) < 0)
         return;
     int64_t from = -1;             /* where the next slice starts, inside the overlap */
+    int64_t reread_end = 0;        /* fit_slice()'s end for the slice read again */
     for (int first = 1, shrunk = 0;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
@@ -769,8 +775,11 @@ static void fetch_window(fetcher *f, job *j)
                                first ? j->t.overlap_s : 0, slice_s);
         if (from >= 0)
             w.start = from;
-        if (shrunk && w.end > w.start + slice_s)
-            w.end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
+        if (shrunk && w.end > w.start + slice_s) {
+            int64_t end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
+            w.end = reread_end > end && reread_end < w.end ? reread_end : end;
+        }
+        reread_end = 0;
         j->slice_pages = 0;
         j->slice_s = slice_s;
         /* what the next job re-reads after this slice's commit: its overlap */
@@ -781,7 +790,8 @@ static void fetch_window(fetcher *f, job *j)
         }
         int rc = fetch_slice(f, j, &w);
         if (rc == 2) {                 /* too deep or too long: the same start, shorter */
-            pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s, fit_slice(j, &w));
+            pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s,
+                                fit_slice(j, &w, &reread_end));
             shrunk = 1;
             if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
                 set_result(j, FETCH_YIELD, 0, "%s", "");

@@ -419,9 +419,12 @@ def dedupe(fake, res, count=100000):
             runs = runs_table(ws.db)
             second["fetched"], second["stored"] = runs[-1][3], runs[-1][4]
             first["stored"] = runs[0][4]
+            # 100,000 records in one window are more than fetch.offset_max
+            # (50,000) lets one read page through: the first read goes too
+            # deep once (its 50,000 are read again), then slices that fit.
             ok = (first["rc"] == 0 and second["rc"] == 0 and first_lines == count and
                   second["lines_after"] == count and second["stored"] == 0 and
-                  second["fetched"] == count)
+                  count <= second["fetched"] <= count + 50000)
             if not ok:
                 log("dedupe run %d not as expected: first rc %d lines %d; second rc %d "
                     "fetched %d stored %d lines %d" % (i + 1, first["rc"], first_lines,
@@ -603,8 +606,11 @@ def build_table(R):
             (name, "second run (re-reads them): wall; CPU", "%s; %s" % (
                 fmt(med(s, "wall"), "%.1f s"), fmt(med(s, "cpu"), "%.1f s")), "", ""),
             (name, "second run: pacing floor", fmt(med(s, "floor"), "%.1f s"), "", ""),
-            (name, "second run: CPU per re-read alert", fmt(
-                1e6 * med(s, "cpu") / 100000 if med(s, "cpu") else None, "%.1f us"), "", ""),
+            (name, "second run: records fetched (each run)",
+             ", ".join(str(r.get("fetched")) for r in s), "100000-150000 (offset_max)", ""),
+            (name, "second run: CPU per fetched alert", fmt(
+                1e6 * med(s, "cpu") / med(s, "fetched") if med(s, "cpu") else None, "%.1f us"),
+             "", ""),
             (name, "second run: records stored (each run)", ", ".join(str(x) for x in stored),
              "0", verdict(all(x == 0 for x in stored) and not any(r.get("failed") for r in s))),
         ]
