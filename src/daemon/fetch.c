@@ -766,7 +766,8 @@ static void fetch_window(fetcher *f, job *j)
     if (!has_cursor && first_window_start(f, j, &first_start) < 0)
         return;
     int64_t from = -1;             /* where the next slice starts, inside the overlap */
-    int64_t reread_end = 0;        /* fit_slice()'s end for the slice read again */
+    int64_t reread_end = 0;        /* fit_slice()'s end for the slice read again, */
+    int64_t deep_end = 0;          /* before the end of the read that went too deep */
     for (int first = 1, shrunk = 0;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
@@ -775,10 +776,10 @@ static void fetch_window(fetcher *f, job *j)
                                first ? j->t.overlap_s : 0, slice_s);
         if (from >= 0)
             w.start = from;
-        if (shrunk && w.end > w.start + slice_s) {
-            int64_t end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
-            w.end = reread_end > end && reread_end < w.end ? reread_end : end;
-        }
+        if (shrunk && w.end > w.start + slice_s)
+            w.end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
+        if (reread_end > w.end && reread_end < deep_end)
+            w.end = reread_end;         /* and the empty lead with it */
         reread_end = 0;
         j->slice_pages = 0;
         j->slice_s = slice_s;
@@ -792,6 +793,7 @@ static void fetch_window(fetcher *f, job *j)
         if (rc == 2) {                 /* too deep or too long: the same start, shorter */
             pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s,
                                 fit_slice(j, &w, &reread_end));
+            deep_end = w.end;
             shrunk = 1;
             if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
                 set_result(j, FETCH_YIELD, 0, "%s", "");
