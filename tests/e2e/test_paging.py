@@ -71,7 +71,7 @@ def test_offset_ceiling_reads_the_slice_shorter():
 
 def test_dense_backlog_is_read_about_once():
     # 12,000 records in the last 2 of 4 hours, pages of 100, ceiling 300: a
-    # slice of 25 s holds one read. Before: the slice was halved from 3600 s,
+    # read holds 300 records, about 3 minutes. Before: the slice was halved from 3600 s,
     # one too-deep read (300 records, then read again) at each step, and it
     # doubled again whenever a slice took few requests, so it went too deep
     # every other slice: 3.2 records served per record stored.
@@ -91,6 +91,34 @@ def test_dense_backlog_is_read_about_once():
         deep = err.count("event=slice_too_deep")
         assert served <= 12000 * 1.2 and deep <= 3, \
             "served %d records for 12000 (%d too-deep reads)" % (served, deep)
+
+
+def test_dense_minutes_after_an_empty_lead():
+    # 6,000 records in the last 9 of 240 minutes (a backlog's empty start,
+    # or a dense overlap). One read must go too deep (6,000 > 300); after it
+    # the re-read ends where half of its records' times lay, empty lead
+    # included, and later slices are sized by the records' density alone.
+    # Before: 6,900 served (3 too-deep reads) when the lead-inclusive length
+    # was kept for every later slice, 7,800 and 27 empty requests when the
+    # re-read's end was not applied, 19,200 before the fit at all.
+    cfg = ("fetch = { requests_per_second = 1000; retry_wait_max = 0; offset_max = 300; "
+           "job_budget = 600; };\n")
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        assert ws.run_cli(["init"])[0] == 0
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 14400,
+                                 "--page-size", 100], stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 6000, insertion_start=now - 600, insertion_end=now - 60)
+        err = run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+        reqs = fake.served(token("acme"))["requests"]
+        served = sum(r["count"] for r in reqs)
+        empty = sum(1 for r in reqs if r["count"] == 0)
+        assert served <= 6000 + 300 and empty <= 10, \
+            "served %d records for 6000, %d empty requests (%d too-deep reads)" % (
+                served, empty, err.count("event=slice_too_deep"))
 
 
 def test_unstable_order_loses_nothing():
