@@ -69,28 +69,38 @@ def test_offset_ceiling_reads_the_slice_shorter():
         assert cursor(ws, "acme") >= now
 
 
-def test_dense_backlog_is_read_about_once():
-    # 12,000 records in the last 2 of 4 hours, pages of 100, ceiling 300: a
-    # read holds 300 records, about 3 minutes. Before: the slice was halved from 3600 s,
-    # one too-deep read (300 records, then read again) at each step, and it
-    # doubled again whenever a slice took few requests, so it went too deep
-    # every other slice: 3.2 records served per record stored.
-    cfg = ("fetch = { requests_per_second = 1000; retry_wait_max = 0; offset_max = 300; "
-           "job_budget = 600; };\n")
-    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+DENSE = ("fetch = { requests_per_second = 1000; retry_wait_max = 0; offset_max = 300; "
+         "job_budget = 600; };\n")
+
+
+def read_backlog(count, since_s):
+    """One `run --once` of a 4-hour lookback whose count records were
+    inserted from since_s to 60 s ago, pages of 100, offset ceiling 300,
+    checked exactly once: (records served, empty requests, too-deep reads)."""
+    with FakeNetskope() as fake, Workspace(config_extra=DENSE) as ws:
         now = int(time.time())
         assert ws.run_cli(["init"])[0] == 0
         fake.add_tenant(token("acme"), "acme")
         rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 14400,
                                  "--page-size", 100], stdin=token("acme"))
         assert rc == 0, err
-        fake.generate(token("acme"), 12000, insertion_start=now - 7200, insertion_end=now - 60)
+        fake.generate(token("acme"), count, insertion_start=now - since_s, insertion_end=now - 60)
         err = run_once(ws)
         assert_exactly_once(fake, ws, ["acme"])
-        served = sum(r["count"] for r in fake.served(token("acme"))["requests"])
-        deep = err.count("event=slice_too_deep")
-        assert served <= 12000 * 1.2 and deep <= 3, \
-            "served %d records for 12000 (%d too-deep reads)" % (served, deep)
+        reqs = fake.served(token("acme"))["requests"]
+        return (sum(r["count"] for r in reqs), sum(1 for r in reqs if r["count"] == 0),
+                err.count("event=slice_too_deep"))
+
+
+def test_dense_backlog_is_read_about_once():
+    # 12,000 records in the last 2 of 4 hours, pages of 100, ceiling 300: a
+    # read holds 300 records, about 3 minutes. Before: the slice was halved
+    # from 3600 s, one too-deep read (300 records, then read again) at each
+    # step, and it doubled again whenever a slice took few requests, so it
+    # went too deep every other slice: 3.2 records served per record stored.
+    served, _, deep = read_backlog(12000, 7200)
+    assert served <= 12000 * 1.2 and deep <= 3, \
+        "served %d records for 12000 (%d too-deep reads)" % (served, deep)
 
 
 def test_dense_minutes_after_an_empty_lead():
@@ -101,24 +111,10 @@ def test_dense_minutes_after_an_empty_lead():
     # Before: 6,900 served (3 too-deep reads) when the lead-inclusive length
     # was kept for every later slice, 7,800 and 27 empty requests when the
     # re-read's end was not applied, 19,200 before the fit at all.
-    cfg = ("fetch = { requests_per_second = 1000; retry_wait_max = 0; offset_max = 300; "
-           "job_budget = 600; };\n")
-    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
-        now = int(time.time())
-        assert ws.run_cli(["init"])[0] == 0
-        fake.add_tenant(token("acme"), "acme")
-        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 14400,
-                                 "--page-size", 100], stdin=token("acme"))
-        assert rc == 0, err
-        fake.generate(token("acme"), 6000, insertion_start=now - 600, insertion_end=now - 60)
-        err = run_once(ws)
-        assert_exactly_once(fake, ws, ["acme"])
-        reqs = fake.served(token("acme"))["requests"]
-        served = sum(r["count"] for r in reqs)
-        empty = sum(1 for r in reqs if r["count"] == 0)
-        assert served <= 6000 + 300 and empty <= 10, \
-            "served %d records for 6000, %d empty requests (%d too-deep reads)" % (
-                served, empty, err.count("event=slice_too_deep"))
+    served, empty, deep = read_backlog(6000, 600)
+    assert served <= 6000 + 300 and empty <= 10, \
+        "served %d records for 6000, %d empty requests (%d too-deep reads)" % (
+            served, empty, deep)
 
 
 def test_unstable_order_loses_nothing():
