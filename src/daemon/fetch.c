@@ -77,8 +77,6 @@ typedef struct job {
     int64_t started;          /* "now" of the job: the window never passes it */
     int64_t pages, fetched;   /* since the last commit */
     int64_t slice_pages;      /* requests made for the current slice */
-    int64_t read_records;     /* records its last read met, and their oldest and */
-    int64_t read_oldest, read_newest; /* newest window times (-1 none): for pacing */
     int slice_s;              /* the current slice's length (without the overlap) */
     int64_t window_start;     /* where this job's first slice began */
     int64_t t0_ms;            /* when the job began (mono_ms) */
@@ -633,23 +631,22 @@ static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
  * that are really there twice), at most FETCH_SLICE_READS reads; then it
  * is read smaller (fewer pages, less for the order to move), down to 1 s.
  * 0 done, 1 stopping, -1 failed (res says why), 2 read it smaller (what
- * was read is committed without moving the cursor). */
-static int fetch_slice(fetcher *f, job *j, const window *w)
+ * was read is committed without moving the cursor). *last is the last
+ * read, what pacing learns from. */
+static int fetch_slice(fetcher *f, job *j, const window *w, pass *last)
 {
     uint64_t last_seq = 0;
     outbox_batch_reset(&f->batch);
     for (int read = 1;; read++) {
-        pass p = {.oldest = -1, .newest = -1};
-        int rc = slice_pages(f, j, w, &p);
-        j->read_records = p.records;
-        j->read_oldest = p.oldest;
-        j->read_newest = p.newest;
+        pass *p = last;                /* each read starts afresh */
+        *p = (pass){.oldest = -1, .newest = -1};
+        int rc = slice_pages(f, j, w, p);
         prefetch_join(f);              /* a reply nobody will read: only wait for it */
         if (rc == 2)
             return commit(f, j, -1) < 0 ? -1 : 2;
         if (rc != 0)
             return rc;
-        if (p.repeats == 0 || (read > 1 && f->keys.seq == last_seq))
+        if (p->repeats == 0 || (read > 1 && f->keys.seq == last_seq))
             return commit(f, j, w->end);
         if (read == FETCH_SLICE_READS && j->slice_s > 1) {
             log_warn("tenant=%s event=slice_unstable reads=%d slice_s=%d", j->who, read,
@@ -660,12 +657,12 @@ static int fetch_slice(fetcher *f, job *j, const window *w)
             set_result(j, FETCH_FAILED, 0, "Netskope's page order changed on each of %d reads "
                        "of [%lld, %lld) (%lld records met twice in the last): the slice is not "
                        "committed", read, (long long)w->start, (long long)w->end,
-                       (long long)p.repeats);
+                       (long long)p->repeats);
             commit(f, j, -1);
             return -1;
         }
         log_warn("tenant=%s event=page_order_changed read=%d repeats=%lld window_start=%lld "
-                 "window_end=%lld", j->who, read, (long long)p.repeats,
+                 "window_end=%lld", j->who, read, (long long)p->repeats,
                  (long long)w->start, (long long)w->end);
         last_seq = f->keys.seq;
     }
@@ -725,8 +722,9 @@ static int job_ends_at(fetcher *f, job *j, int64_t cursor)
     return 1;
 }
 
-/* After a read of w went too deep: how long the next slices should be,
- * and where the slice read again from w's start should end (*reread_end).
+/* After read p of w went too deep: how long the next slices should be,
+ * and where the slice read again from w's start should end (*reread_end,
+ * inside w; 0 when none).
  * Netskope promises no order; when the records came oldest first (as they
  * do), half the time they covered holds half of what one read can, and a
  * dense backlog's slice fits at once instead of after halving from
@@ -734,14 +732,14 @@ static int job_ends_at(fetcher *f, job *j, int64_t cursor)
  * re-read also keeps the empty stretch before its oldest record (a
  * backlog's start): that costs no request. In any other order the records
  * span about all of w: plain halving. 0 when nothing was read. */
-static int64_t fit_slice(const job *j, const window *w, int64_t *reread_end)
+static int64_t fit_slice(const pass *p, const window *w, int64_t *reread_end)
 {
     *reread_end = 0;
-    if (j->read_oldest < 0 || j->read_newest < j->read_oldest)
+    if (p->oldest < 0 || p->newest < p->oldest)
         return 0;
-    int64_t half = (j->read_newest - j->read_oldest) / 2;
-    if (j->read_oldest + half > w->start)
-        *reread_end = j->read_oldest + half;
+    int64_t half = (p->newest - p->oldest) / 2;
+    if (p->oldest + half > w->start && p->oldest + half < w->end)
+        *reread_end = p->oldest + half;    /* a server's stray times stay outside */
     return half > 0 ? half : 1;
 }
 
@@ -766,8 +764,7 @@ static void fetch_window(fetcher *f, job *j)
     if (!has_cursor && first_window_start(f, j, &first_start) < 0)
         return;
     int64_t from = -1;             /* where the next slice starts, inside the overlap */
-    int64_t reread_end = 0;        /* fit_slice()'s end for the slice read again, */
-    int64_t deep_end = 0;          /* before the end of the read that went too deep */
+    int64_t reread_end = 0;        /* fit_slice()'s end for the slice read again */
     for (int first = 1, shrunk = 0;;) {
         /* Only a job's first slice re-reads the overlap: the later ones go
          * on from a cursor this same job committed moments ago. */
@@ -778,7 +775,7 @@ static void fetch_window(fetcher *f, job *j)
             w.start = from;
         if (shrunk && w.end > w.start + slice_s)
             w.end = w.start + slice_s;  /* read smaller: the overlap too is cut up */
-        if (reread_end > w.end && reread_end < deep_end)
+        if (reread_end > w.end)
             w.end = reread_end;         /* and the empty lead with it */
         reread_end = 0;
         j->slice_pages = 0;
@@ -789,11 +786,11 @@ static void fetch_window(fetcher *f, job *j)
             j->res->run_id = outbox_run_start(f->ob, j->s.id, w.start);
             j->window_start = w.start;
         }
-        int rc = fetch_slice(f, j, &w);
+        pass read;
+        int rc = fetch_slice(f, j, &w, &read);
         if (rc == 2) {                 /* too deep or too long: the same start, shorter */
             pacing_slice_shrink(PACING_STREAM_KEY(j->s.id), slice_s,
-                                fit_slice(j, &w, &reread_end));
-            deep_end = w.end;
+                                fit_slice(&read, &w, &reread_end));
             shrunk = 1;
             if (ms_since(j->t0_ms) >= f->cfg->job_budget_s * 1000L) {
                 set_result(j, FETCH_YIELD, 0, "%s", "");
@@ -806,7 +803,7 @@ static void fetch_window(fetcher *f, job *j)
         if (rc != 0)
             return;
         pacing_slice_use use = {.pages = j->slice_pages, .budget_pages = budget_pages(f, j),
-                                .records = j->read_records, .records_max = f->cfg->offset_max};
+                                .records = read.records, .records_max = f->cfg->offset_max};
         pacing_slice_done(PACING_STREAM_KEY(j->s.id), slice_s, &use, f->cfg->slice_s);
         progress(j, w.end);
         if (has_cursor && w.end < cursor) {
