@@ -528,8 +528,8 @@ static const char *const import_sql[] = {
     " o.value->>'sink_maybe', coalesce(o.value->>'sent_bytes', 0),"
     " coalesce(o.value->>'in_flight', 0) FROM json_each(?1, '$.outbox') o JOIN stream s ON"
     " s.tenant_id = ?2 AND s.name = o.value->>'stream' ORDER BY o.key",
-    "INSERT INTO imported (export_id, tenant, imported_at) SELECT ?1->>'$.export_id',"
-    " ?1->>'$.tenant.name', unixepoch() WHERE ?2 > 0",
+    ("INSERT INTO imported (export_id, tenant, imported_at) SELECT ?1->>'$.export_id',"
+     " ?1->>'$.tenant.name', unixepoch() WHERE ?2 > 0"),  /* (): one element (clang) */
 };
 
 static int run_sql(sqlite3 *db, const char *sql, const char *doc, size_t len, int64_t id)

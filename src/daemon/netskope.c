@@ -40,7 +40,7 @@
 #define NS_URL_SHOW_MAX 120
 #define NS_ERRBODY_MAX 4096      /* bytes of an error body kept for its message */
 #define NS_ERROR_TEXT_MAX 200    /* bytes of Netskope's words kept in an error */
-#define NS_BODY_KEEP (16L << 20) /* body storage kept for the next page; above, freed */
+#define NS_BODY_KEEP (16L << 20) /* body storage an idle client keeps; above, freed */
 
 struct ns_client {
     CURL *curl;
@@ -273,24 +273,28 @@ size_t ns_error_text(const char *body, size_t len, char *out, size_t outlen)
 
 /* ---- the client -------------------------------------------------------- */
 
-/* The last reply's body is no longer used: give its bytes back to the
- * budget, and its storage back to the system when it was a big one (so
- * that the budget bounds memory, not only bytes in use). */
+/* The last reply's body is no longer used: its bytes go back to the
+ * budget. Its storage stays for the job's next page, which a backlog fills
+ * to the same size again: released here, a body above NS_BODY_KEEP (a page
+ * of 10000 2 KB events is 20 MB) would be faulted in anew page after page. */
 static void forget_body(ns_client *c)
 {
     if (c->bodies)
         budget_give(c->bodies, c->held);
     c->held = 0;
+    buf_reset(&c->body);
+}
+
+/* The job ended: a big body's storage goes back to the system too, so that
+ * an idle worker holds none (the budget bounds memory, not only bytes in
+ * use). */
+void ns_client_done(ns_client *c)
+{
+    forget_body(c);
     if (c->body.cap > (size_t)NS_BODY_KEEP) {
         buf_release(&c->body);
         buf_init(&c->body, c->max_body);
     }
-    buf_reset(&c->body);
-}
-
-void ns_client_done(ns_client *c)
-{
-    forget_body(c);
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
