@@ -179,7 +179,11 @@ typedef struct span {
 typedef struct lexer {
     const char *js;
     size_t len;
+    size_t base;               /* body bytes before js[0] (a streamed page drops them) */
+    int more;                  /* more of the body may follow js[len - 1] */
+    int starved;               /* a token ran past js[len - 1] while more may follow */
     ns_page *pg;
+    struct ns_stream *stream;  /* a streamed page (ns_page_begin), else NULL */
     int depth;
     unsigned char in_object[RECORDS_MAX_DEPTH];
     unsigned ntoks;            /* tokens so far: strings, primitives, containers */
@@ -192,29 +196,37 @@ typedef struct lexer {
     long not_object;           /* index of the first element that is not an object, or -1 */
     size_t elements;
     /* the element of "result" being read */
+    size_t rec_start;          /* where it began in js */
     int rec_ws;                /* whitespace outside strings inside it */
     enum field field;          /* its key whose value comes next */
     enum field pending;        /* its field whose value is being read */
     span fields[F_COUNT];
+    enum expect expect;        /* what may come next (a streamed page's saved state) */
     char *err;
     size_t errlen;
 } lexer;
 
 static int lex_bad(const lexer *lx, size_t i)
 {
-    return seterr(lx->err, lx->errlen, "invalid JSON at byte %zu", i);
+    return seterr(lx->err, lx->errlen, "invalid JSON at byte %zu", lx->base + i);
 }
 
-static int lex_truncated(const lexer *lx)
+/* The body ends inside a token. A streamed page may only not have it
+ * all yet: starved, and read again from its last record once more came. */
+static int lex_truncated(lexer *lx)
 {
-    return seterr(lx->err, lx->errlen, "truncated JSON at byte %zu", lx->len);
+    if (lx->more) {
+        lx->starved = 1;
+        return -1;
+    }
+    return seterr(lx->err, lx->errlen, "truncated JSON at byte %zu", lx->base + lx->len);
 }
 
 static int lex_bad_byte(const lexer *lx, size_t i)
 {
     if (lx->js[i] == '\0')
-        return seterr(lx->err, lx->errlen, "NUL byte in body at byte %zu", i);
-    return seterr(lx->err, lx->errlen, "control character in string at byte %zu", i);
+        return seterr(lx->err, lx->errlen, "NUL byte in body at byte %zu", lx->base + i);
+    return seterr(lx->err, lx->errlen, "control character in string at byte %zu", lx->base + i);
 }
 
 /* 1 for the bytes a string's fast loop must stop at: controls, '"', '\\'. */
@@ -232,7 +244,7 @@ static int is_hex(unsigned char c)
 }
 
 /* One escape; *i is at the backslash, left at its last byte. */
-static int lex_escape(const lexer *lx, size_t *i)
+static int lex_escape(lexer *lx, size_t *i)
 {
     const unsigned char *p = (const unsigned char *)lx->js;
     size_t k = *i + 1;
@@ -279,7 +291,7 @@ HOT_INLINE size_t string_skip(const unsigned char *p, size_t k, size_t len)
 }
 
 /* *i is at the opening quote; leave it at the closing one. */
-HOT_INLINE int lex_string(const lexer *lx, size_t *i)
+HOT_INLINE int lex_string(lexer *lx, size_t *i)
 {
     const unsigned char *p = (const unsigned char *)lx->js;
     size_t len = lx->len;
@@ -311,11 +323,11 @@ HOT_INLINE int lex_primitive(lexer *lx, size_t *i)
     if (!number)                        /* a literal, or junk: up to its end */
         for (e = s + 1; e < lx->len && !primitive_end[(unsigned char)lx->js[e]]; e++)
             ;
-    if (e == lx->len && lx->depth > 0)
+    if (e == lx->len && (lx->depth > 0 || lx->more))
         return lex_truncated(lx);
     if (!number && !literal_ok(lx->js + s, e - s))
         return seterr(lx->err, lx->errlen, "invalid JSON value '%.*s' at byte %zu",
-                      e - s > 24 ? 24 : (int)(e - s), lx->js + s, s);
+                      e - s > 24 ? 24 : (int)(e - s), lx->js + s, lx->base + s);
     if (number && lx->depth == 1 && lx->key == K_WAIT_TIME)
         lx->pg->wait_time = wait_value(lx->js + s, e - s);
     if (lx->depth == 1 && lx->key == K_OK)
@@ -361,11 +373,10 @@ static int element_begin(lexer *lx, size_t i)
     if (lx->js[i] != '{') {
         if (lx->not_object < 0)
             lx->not_object = (long)lx->elements;
-    } else {
-        if (recs_reserve(pg, pg->nrecs + 1) < 0)
-            return seterr(lx->err, lx->errlen, "out of memory for %zu records", pg->nrecs + 1);
-        pg->recs[pg->nrecs].data = lx->js + i;
+    } else if (!lx->stream && recs_reserve(pg, pg->nrecs + 1) < 0) {
+        return seterr(lx->err, lx->errlen, "out of memory for %zu records", pg->nrecs + 1);
     }
+    lx->rec_start = i;
     lx->elements++;
     lx->rec_ws = 0;
     lx->field = lx->pending = F_NONE;
@@ -418,7 +429,7 @@ static int lex_open(lexer *lx, size_t i, enum expect *x)
 {
     if (lx->depth == RECORDS_MAX_DEPTH)
         return seterr(lx->err, lx->errlen, "JSON nested deeper than %d levels at byte %zu",
-                      RECORDS_MAX_DEPTH, i);
+                      RECORDS_MAX_DEPTH, lx->base + i);
     int obj = lx->js[i] == '{';
     if (lx->depth == 1 && lx->key == K_RESULT && lx->results == 1 && !obj)
         lx->in_result = 1;
@@ -453,7 +464,7 @@ static int lex_trailing(const lexer *lx, size_t i)
     if (c == '\0')
         return lex_bad_byte(lx, i);
     if (strchr("{[\":,-0123456789tfn", c))
-        return seterr(lx->err, lx->errlen, "trailing data after JSON at byte %zu", i);
+        return seterr(lx->err, lx->errlen, "trailing data after JSON at byte %zu", lx->base + i);
     return lex_bad(lx, i);
 }
 
@@ -600,15 +611,47 @@ static int record_key(lexer *lx, ns_record *r, const char *min, size_t min_len)
     return 0;
 }
 
-/* The element of "result" that began at r->data closed at byte last: a
- * record. With whitespace inside it is copied, minified, to pg->out;
- * r->data is set once pg->out has stopped growing (point_at_copies()). */
+/* A streamed page (ns_page_begin): the body not yet handed out. */
+struct ns_stream {
+    buf in;                    /* the body from the end of the last record handed out */
+    lexer snap;                /* the lexer there (or at the start) */
+    size_t snap_i;             /* where that is in in.data */
+    size_t lex_at;             /* the lexer runs again once in holds this many bytes */
+    ns_emit_fn emit;
+    void *ud;
+    int failed;                /* -1 malformed, -2 emit refused a record */
+};
+
+/* A streamed page's record was handed out: the lexer's state after it is
+ * where the next run starts, and its bytes may go. (After a record closes
+ * only a ',' or ']' may follow: X_COMMA_OR_CLOSE.) */
+static int record_out(lexer *lx, const ns_record *r, size_t last)
+{
+    struct ns_stream *st = lx->stream;
+    int rc = st->emit(st->ud, r);
+    buf_reset(&lx->pg->out);
+    if (rc != 0) {
+        st->failed = -2;
+        return -1;
+    }
+    st->snap = *lx;
+    st->snap.expect = X_COMMA_OR_CLOSE;
+    st->snap_i = last + 1;
+    return 0;
+}
+
+/* The element of "result" that began at js[rec_start] closed at byte last:
+ * a record. With whitespace inside it is copied, minified, to pg->out; in
+ * a whole page r->data is set once pg->out has stopped growing
+ * (point_at_copies()), a streamed page's record is handed out at once. */
 static int record_end(lexer *lx, size_t last)
 {
     ns_page *pg = lx->pg;
-    ns_record *r = &pg->recs[pg->nrecs++];
+    ns_record one, *r = lx->stream ? &one : &pg->recs[pg->nrecs];
+    pg->nrecs++;
+    r->data = lx->js + lx->rec_start;
     const char *min = r->data;
-    r->len = (size_t)(lx->js + last + 1 - r->data);
+    r->len = last + 1 - lx->rec_start;
     r->event_time = field_time(lx, F_TIMESTAMP);
     r->insertion_time = field_time(lx, F_INSERTION);
     if (lx->rec_ws) {
@@ -617,11 +660,11 @@ static int record_end(lexer *lx, size_t last)
             goto oom;
         min = pg->out.data + mark;
         r->len = pg->out.len - mark;
-        r->data = NULL;
+        r->data = lx->stream ? min : NULL;
     }
     if (record_key(lx, r, min, r->len) < 0)
         goto oom;
-    return 0;
+    return lx->stream ? record_out(lx, r, last) : 0;
 oom:
     return seterr(lx->err, lx->errlen, "out of memory at result[%zu]", pg->nrecs - 1);
 }
@@ -638,33 +681,65 @@ static void point_at_copies(ns_page *pg)
     }
 }
 
+/* Lex js[i, len): 0 at its end, -1 on an error (or starved). */
+static int lex_run(lexer *lx, enum expect *x, size_t i)
+{
+    const char *js = lx->js;
+    for (; i < lx->len; i++) {
+        if (is_ws(js[i])) {
+            lx->rec_ws |= lx->in_result && lx->depth >= RECORD_DEPTH;
+            continue;
+        }
+        if (lex_token(lx, &i, x) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The whole body has been lexed: what it must also be. */
+static int page_complete(lexer *lx, enum expect x)
+{
+    if (!lx->ntoks)
+        return seterr(lx->err, lx->errlen, "empty body");
+    if (x != X_END)
+        return lex_truncated(lx);
+    return envelope_check(lx);
+}
+
+static lexer lexer_start(ns_page *pg, struct ns_stream *st)
+{
+    lexer lx = { .pg = pg, .stream = st, .not_object = -1, .field = F_NONE,
+                 .pending = F_NONE, .expect = X_VALUE };
+    return lx;
+}
+
 /* Read the page: pg->recs and pg->wait_time, or an error. */
 static int page_read(ns_page *pg, const char *js, size_t len, char *err, size_t errlen)
 {
-    lexer lx = { .js = js, .len = len, .pg = pg, .not_object = -1, .err = err,
-                 .errlen = errlen, .field = F_NONE, .pending = F_NONE };
-    enum expect x = X_VALUE;
+    lexer lx = lexer_start(pg, NULL);
+    lx.js = js;
+    lx.len = len;
+    lx.err = err;
+    lx.errlen = errlen;
     if (len > INT_MAX)
         return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    for (size_t i = 0; i < len; i++) {
-        if (is_ws(js[i])) {
-            lx.rec_ws |= lx.in_result && lx.depth >= RECORD_DEPTH;
-            continue;
-        }
-        if (lex_token(&lx, &i, &x) < 0)
-            return -1;
-    }
-    if (!lx.ntoks)
-        return seterr(err, errlen, "empty body");
-    if (x != X_END)
-        return lex_truncated(&lx);
-    if (envelope_check(&lx) < 0)
+    if (lex_run(&lx, &lx.expect, 0) < 0 || page_complete(&lx, lx.expect) < 0)
         return -1;
     point_at_copies(pg);
     return 0;
 }
 
 /* ---- the interface ---- */
+
+static void page_clear(ns_page *pg)
+{
+    pg->nrecs = 0;
+    pg->wait_time = -1;
+    pg->ok = -1;
+    pg->hwm = -1;
+    buf_reset(&pg->out);
+}
+
 
 void ns_page_init(ns_page *pg, unsigned max_tokens)
 {
@@ -680,26 +755,103 @@ void ns_page_release(ns_page *pg)
 {
     buf_release(&pg->out);
     free(pg->recs);
+    if (pg->stream) {
+        buf_release(&pg->stream->in);
+        free(pg->stream);
+    }
     ns_page_init(pg, pg->max_tokens);
 }
 
 int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen)
 {
-    pg->nrecs = 0;
-    pg->wait_time = -1;
-    pg->ok = -1;
-    pg->hwm = -1;
-    buf_reset(&pg->out);
+    page_clear(pg);
     if (err && errlen)
         err[0] = '\0';
     if (page_read(pg, body, len, err, errlen) == 0)
         return 0;
-    pg->nrecs = 0;
-    pg->wait_time = -1;
-    pg->ok = -1;
-    pg->hwm = -1;
-    buf_reset(&pg->out);
+    page_clear(pg);
     return -1;
+}
+
+/* ---- a page as it arrives ---- */
+
+#define STREAM_LEX_MIN (256u << 10)   /* bytes gathered before the lexer runs */
+
+int ns_page_begin(ns_page *pg, ns_emit_fn emit, void *ud)
+{
+    struct ns_stream *st = pg->stream;
+    if (!st) {
+        if (!(st = calloc(1, sizeof *st)))
+            return -1;
+        buf_init(&st->in, 0);
+        pg->stream = st;
+    }
+    page_clear(pg);
+    buf_reset(&st->in);
+    st->snap = lexer_start(pg, st);
+    st->snap_i = 0;
+    st->lex_at = pg->feed_min ? pg->feed_min : STREAM_LEX_MIN;
+    st->emit = emit;
+    st->ud = ud;
+    st->failed = 0;
+    return 0;
+}
+
+/* Lex from the last record handed out to what has arrived. With more to
+ * come, a token cut at the end is read again next time, from that record's
+ * end; the bytes before it are dropped. Runs again once the buffer holds
+ * STREAM_LEX_MIN more, or twice what it holds (a huge record, or a large
+ * envelope before "result", is then lexed O(n) times in all, not O(n^2)). */
+static int stream_lex(ns_page *pg, int more, char *err, size_t errlen)
+{
+    struct ns_stream *st = pg->stream;
+    lexer lx = st->snap;
+    lx.js = st->in.data ? st->in.data : "";
+    lx.len = st->in.len;
+    lx.more = more;
+    lx.err = err;
+    lx.errlen = errlen;
+    if (err && errlen)
+        err[0] = '\0';
+    if (lex_run(&lx, &lx.expect, st->snap_i) < 0 && !lx.starved) {
+        st->failed = st->failed ? st->failed : -1;
+        return st->failed;
+    }
+    if (!more)
+        return (st->failed = page_complete(&lx, lx.expect) < 0 ? -1 : 0);
+    size_t drop = st->snap_i, keep = st->in.len - drop;
+    memmove(st->in.data, st->in.data + drop, keep);
+    st->in.len = keep;
+    st->in.data[keep] = '\0';
+    st->snap.base += drop;
+    st->snap_i = 0;
+    st->lex_at = keep + (keep > (pg->feed_min ? pg->feed_min : STREAM_LEX_MIN)
+                             ? keep : (pg->feed_min ? pg->feed_min : STREAM_LEX_MIN));
+    return 0;
+}
+
+int ns_page_feed(ns_page *pg, const void *p, size_t n, char *err, size_t errlen)
+{
+    struct ns_stream *st = pg->stream;
+    if (st->failed)
+        return st->failed;
+    if (st->snap.base + st->in.len + n > INT_MAX) {
+        st->failed = -1;
+        return seterr(err, errlen, "body of more than %d bytes", INT_MAX);
+    }
+    if (buf_append(&st->in, p, n) < 0) {
+        st->failed = -1;
+        return seterr(err, errlen, "out of memory for the body");
+    }
+    return st->in.len >= st->lex_at ? stream_lex(pg, 1, err, errlen) : 0;
+}
+
+int ns_page_end(ns_page *pg, char *err, size_t errlen)
+{
+    struct ns_stream *st = pg->stream;
+    if (st->failed)
+        return st->failed;
+    return stream_lex(pg, 0, err, errlen);
 }
 
 int records_minify(buf *out, const char *src, size_t len)

@@ -53,6 +53,9 @@ typedef struct ns_page {
     int64_t hwm;           /* body's "timestamp_hwm" (dataexport: how far the iterator's
                               data goes), an integer, or -1 when absent */
     unsigned max_tokens;   /* cap on tokens per page (hostile input) */
+    size_t feed_min;       /* a streamed page: bytes gathered before the lexer runs
+                              (0: 256 KiB; tests set 1 to cut tokens everywhere) */
+    struct ns_stream *stream;  /* a streamed page's state (ns_page_begin) */
 } ns_page;
 
 /* Set up a page parser; max_tokens 0 means the default (16 million). */
@@ -62,6 +65,23 @@ void ns_page_release(ns_page *pg);
 /* Parse body[0, len). Returns 0 and fills pg->recs / pg->out, or -1 with a
  * short reason in err ("result is not an array", "truncated JSON at byte N"). */
 int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t errlen);
+
+/* A page as it arrives, for a body of any size in little memory:
+ * ns_page_begin(), ns_page_feed() with each piece of the body in order,
+ * ns_page_end(). Each record is handed to emit(ud, r) as soon as it is
+ * complete, and the body bytes before it are dropped: r->data is valid
+ * only during the call. The checks and the errors are ns_page_parse()'s,
+ * byte positions counted from the start of the body, but a page found
+ * malformed late may already have handed out the records before the
+ * fault. After the end pg->nrecs, ok, wait_time and hwm are the page's.
+ * Each returns 0, -1 when the page is malformed or memory is short (err
+ * says which), -2 when emit returned nonzero; after an error the page is
+ * done and later calls return the same. ns_page_parse() may be used on
+ * the same ns_page between streamed pages. */
+typedef int (*ns_emit_fn)(void *ud, const ns_record *r);
+int ns_page_begin(ns_page *pg, ns_emit_fn emit, void *ud);
+int ns_page_feed(ns_page *pg, const void *p, size_t n, char *err, size_t errlen);
+int ns_page_end(ns_page *pg, char *err, size_t errlen);
 
 /* Minify one JSON value: copy src[0, len) to out without whitespace outside
  * strings. The input must be valid JSON (as ns_page_parse() checks it). */

@@ -14,6 +14,10 @@
  *   - records_minify() of the record is the identity;
  *   - {"result":[<record>]} parses to the same bytes, key and times.
  * A failed parse must leave a reason in err.
+ * The same body is then streamed (ns_page_begin/feed/end) in pieces whose
+ * size comes from the input's last byte, lexed at every chance: it must
+ * hand out the same records in order and end the same way, with the same
+ * error text.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +39,7 @@ static const struct { char lead; unsigned cap; } caps[] = {
 
 static ns_page pages[NCAPS + 1];   /* [NCAPS]: the default cap */
 static ns_page again;              /* re-parses single records */
+static ns_page streamed;           /* the same body, streamed */
 static buf scratch, wrapped;
 static int ready;
 
@@ -44,6 +49,7 @@ static void setup(void)
         ns_page_init(&pages[i], caps[i].cap);
     ns_page_init(&pages[NCAPS], 0);
     ns_page_init(&again, 0);
+    ns_page_init(&streamed, 0);
     buf_init(&scratch, 0);
     buf_init(&wrapped, 0);
     ready = 1;
@@ -134,6 +140,53 @@ static void check_page(const ns_page *pg, const char *body, size_t len)
     CHECK(at == pg->out.len);
 }
 
+/* What the streamed page handed out, checked against the whole parse. */
+typedef struct handed {
+    const ns_page *whole;      /* NULL when the whole parse failed */
+    const char *body;
+    size_t next;               /* records handed out so far */
+} handed;
+
+static int compare_record(void *ud, const ns_record *r)
+{
+    handed *h = ud;
+    if (h->whole) {
+        CHECK(h->next < h->whole->nrecs);
+        const ns_record *w = &h->whole->recs[h->next];
+        CHECK(r->len == w->len && memcmp(r->data, w->data, r->len) == 0);
+        CHECK(memcmp(r->key, w->key, RECORDS_KEY_LEN) == 0);
+        CHECK(r->event_time == w->event_time && r->insertion_time == w->insertion_time);
+        CHECK(r->has_id == w->has_id);
+    }
+    h->next++;
+    return 0;
+}
+
+static void check_streamed(const ns_page *pg, int whole_rc, const char *whole_err,
+                           const uint8_t *data, size_t size)
+{
+    char err[256];
+    handed h = { whole_rc == 0 ? pg : NULL, (const char *)data, 0 };
+    size_t piece = size ? (size_t)data[size - 1] % 64 + 1 : 1;
+    streamed.max_tokens = pg->max_tokens;
+    streamed.feed_min = 1;
+    CHECK(ns_page_begin(&streamed, compare_record, &h) == 0);
+    int rc = 0;
+    for (size_t at = 0; at < size && rc == 0; at += piece)
+        rc = ns_page_feed(&streamed, data + at, size - at < piece ? size - at : piece, err,
+                          sizeof err);
+    if (rc == 0)
+        rc = ns_page_end(&streamed, err, sizeof err);
+    CHECK((rc == 0) == (whole_rc == 0));
+    if (rc == 0) {
+        CHECK(h.next == pg->nrecs && streamed.nrecs == pg->nrecs);
+        CHECK(streamed.ok == pg->ok && streamed.wait_time == pg->wait_time);
+        CHECK(streamed.hwm == pg->hwm);
+    } else {
+        CHECK(strcmp(err, whole_err) == 0);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256];
@@ -141,9 +194,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         setup();
     ns_page *pg = page_for(data, size);
     memset(err, 0, sizeof err);
-    if (ns_page_parse(pg, (const char *)data, size, err, sizeof err) == 0)
+    int rc = ns_page_parse(pg, (const char *)data, size, err, sizeof err);
+    if (rc == 0)
         check_page(pg, (const char *)data, size);
     else
         CHECK(err[0] != '\0' && memchr(err, '\0', sizeof err) != NULL);
+    check_streamed(pg, rc, err, data, size);
     return 0;
 }

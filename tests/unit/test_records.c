@@ -20,6 +20,92 @@ static ns_page pg;
 static char err[256];
 static buf joined;
 
+/* ---- every parse here is also streamed (ns_page_begin/feed/end) ---------- */
+
+/* What a streamed page handed out, as one string: each record's bytes,
+ * key, times and has_id. */
+static buf streamed;
+
+static int collect(void *ud, const ns_record *r)
+{
+    buf *b = ud;
+    buf_printf(b, "%zu:", r->len);
+    buf_append(b, r->data, r->len);
+    buf_printf(b, " %d %lld %lld ", r->has_id, (long long)r->event_time,
+               (long long)r->insertion_time);
+    buf_append(b, r->key, RECORDS_KEY_LEN);
+    buf_append_char(b, '\n');
+    return 0;
+}
+
+/* The same string for a page parsed whole. */
+static void describe(buf *b, const ns_page *p)
+{
+    buf_reset(b);
+    buf_append(b, "", 0);
+    for (size_t i = 0; i < p->nrecs; i++)
+        collect(b, &p->recs[i]);
+    buf_printf(b, "ok %d wait %lld hwm %lld", p->ok, (long long)p->wait_time, (long long)p->hwm);
+}
+
+/* Stream body in pieces of chunk bytes; "!" and the error, or what came. */
+static void stream_in(ns_page *sp, const char *body, size_t len, size_t chunk, size_t feed_min,
+                      buf *out)
+{
+    char serr[256];
+    int rc;
+    buf_reset(out);
+    buf_append(out, "", 0);
+    sp->feed_min = feed_min;
+    CHECK_INT(ns_page_begin(sp, collect, out), 0);
+    rc = 0;
+    for (size_t at = 0; at < len && rc == 0; at += chunk)
+        rc = ns_page_feed(sp, body + at, len - at < chunk ? len - at : chunk, serr, sizeof serr);
+    if (rc == 0)
+        rc = ns_page_end(sp, serr, sizeof serr);
+    if (rc < 0) {
+        buf_reset(out);
+        buf_printf(out, "!%s", serr);
+        return;
+    }
+    buf_printf(out, "ok %d wait %lld hwm %lld", sp->ok, (long long)sp->wait_time,
+               (long long)sp->hwm);
+}
+
+/* ns_page_parse(), and the same body streamed in pieces of 1, 3, 17, 4096
+ * bytes and whole, lexed at every chance and at the default: the records
+ * handed out and the envelope, or the error, must be the same. */
+static int parse_both(ns_page *p, const char *body, size_t len, char *e, size_t elen)
+{
+    static const size_t chunks[] = { 1, 3, 17, 4096, 0 };
+    static ns_page sp;
+    static buf whole;
+    int rc = (ns_page_parse)(p, body, len, e, elen);
+    if (len > INT_MAX || !e || elen < 64)
+        return rc;                     /* not streamed: the length case, tiny err buffers */
+    if (!sp.max_tokens)
+        ns_page_init(&sp, 0);
+    sp.max_tokens = p->max_tokens;
+    if (rc < 0) {
+        buf_reset(&whole);
+        buf_printf(&whole, "!%s", e);
+    } else {
+        describe(&whole, p);
+    }
+    for (int k = 0; k < 6; k++) {
+        size_t chunk = k < 5 && chunks[k] ? chunks[k] : len ? len : 1;
+        stream_in(&sp, body, len, chunk, k < 5 ? 1 : 0, &streamed);
+        if (strcmp(streamed.data, whole.data) != 0) {
+            fprintf(stderr, "streamed in %zu-byte pieces: %.300s\nwhole: %.300s\n", chunk,
+                    streamed.data, whole.data);
+            CHECK(0);
+            break;
+        }
+    }
+    return rc;
+}
+#define ns_page_parse parse_both
+
 /* Parse body and describe the result: the records joined by '\n', or
  * "!" and the error message. */
 static const char *run_len(const char *body, size_t len)
