@@ -39,8 +39,9 @@
  * wait_time), so requests, their order and their pacing are unchanged; the
  * job waits for it before it uses the page or leaves the slice. Off by
  * default (fetch.prefetch): at Netskope's 4 requests/s a page is stored
- * well within its 250 ms, and the second page would be memory spent for
- * nothing. */
+ * well within its 250 ms, and two whole pages (a page of 10000 2 KB
+ * events is 20 MB) would be memory spent for nothing; without it each
+ * page is read as it arrives (page_reader) and none is held whole. */
 typedef struct prefetch {
     pthread_t thread;
     int active;                /* a thread was started and not yet joined */
@@ -54,6 +55,32 @@ typedef struct prefetch {
     int64_t tenant_id, gap_us;
 } prefetch;
 
+/* One read of a slice: where it is, and what it met. */
+typedef struct pass {
+    int64_t offset;            /* of the next page */
+    int64_t repeats;           /* records whose key this read had met already */
+    int stale;                 /* full pages in a row with nothing this read had not met */
+    int64_t records;           /* records it read */
+    int64_t oldest, newest;    /* their oldest and newest window times, -1 when none */
+} pass;
+
+/* A page read as it arrives (the data API without fetch.prefetch): each
+ * record is noted and queued as soon as it is complete, so the page is
+ * never held whole. A reply that breaks off is asked for again; what it
+ * had handed out is taken back from the read's keys (its records stay in
+ * the batch, whose commit drops repeats). */
+typedef struct page_reader {
+    struct job *j;
+    pass *p;
+    pass p0;                   /* *p before the page */
+    uint64_t seq0;             /* the keys' order hash before the page */
+    buf added;                 /* keys the page added to the read's keyset */
+    int64_t fresh;             /* its records the read had not met */
+    int refused;               /* 1 "ok" other than 1 came first, -1 a record could
+                                  not be queued (the job's result says why) */
+    char why[256];             /* why the page is malformed */
+} page_reader;
+
 struct fetcher {
     const nsc_config *cfg;
     const secret_key *key;
@@ -65,6 +92,7 @@ struct fetcher {
     prefetch next;
     outbox_batch batch;
     keyset keys;               /* the keys one read of the current slice has met */
+    page_reader rd;
     fetch_waits waits;
 };
 
@@ -103,6 +131,7 @@ fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_ke
     ns_page_init(&f->page[0], 0);
     ns_page_init(&f->page[1], 0);
     outbox_batch_init(&f->batch, (size_t)cfg->batch_max_bytes);
+    buf_init(&f->rd.added, 0);
     ns_http_opts opts = {
         .connect_timeout_s = cfg->connect_timeout_s,
         .low_speed_time_s = cfg->low_speed_time_s,
@@ -142,6 +171,7 @@ void fetcher_free(fetcher *f)
     ns_page_release(&f->page[1]);
     outbox_batch_release(&f->batch);
     keyset_release(&f->keys);
+    buf_release(&f->rd.added);
     free(f);
 }
 
@@ -236,19 +266,14 @@ static int commit(fetcher *f, job *j, int64_t cursor)
     return 0;
 }
 
-/* Queue the page's records in the batch, committing (without a cursor
- * move) whenever the batch fills up. */
-static int take_records(fetcher *f, job *j)
+/* Queue a record in the batch, committing (without a cursor move) first
+ * when the batch is full. */
+static int take_record(fetcher *f, job *j, const ns_record *r)
 {
-    const ns_page *pg = &f->page[f->cur];
-    for (size_t i = 0; i < pg->nrecs; i++) {
-        const ns_record *r = &pg->recs[i];
-        /* -1 when the record lacks the time: pruned by when it was stored (outbox.h) */
-        int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
-        const char *bytes = r->data;
-        int digest = r->has_id && (at < 0 || at >= j->digest_from);
-        if (outbox_batch_add(&f->batch, bytes, r->len, r->key, at, r->event_time, digest) == 0)
-            continue;
+    /* -1 when the record lacks the time: pruned by when it was stored (outbox.h) */
+    int64_t at = j->t.window_event ? r->event_time : r->insertion_time;
+    int digest = r->has_id && (at < 0 || at >= j->digest_from);
+    while (outbox_batch_add(&f->batch, r->data, r->len, r->key, at, r->event_time, digest) < 0) {
         if (f->batch.n == 0) {
             set_result(j, FETCH_FAILED, 0, "a record of %zu bytes is larger than "
                        "fetch.batch_max_bytes", r->len);
@@ -256,8 +281,17 @@ static int take_records(fetcher *f, job *j)
         }
         if (commit(f, j, -1) < 0)
             return -1;
-        i--;                       /* retry this record in the empty batch */
     }
+    return 0;
+}
+
+/* The same for each record of a page read whole. */
+static int take_records(fetcher *f, job *j)
+{
+    const ns_page *pg = &f->page[f->cur];
+    for (size_t i = 0; i < pg->nrecs; i++)
+        if (take_record(f, j, &pg->recs[i]) < 0)
+            return -1;
     return 0;
 }
 
@@ -399,10 +433,98 @@ static int page_ok(fetcher *f, job *j, const ns_reply *rep, const ns_query *q)
     return -1;
 }
 
-/* Fetch one page (its first try may already be in flight, from
- * prefetch_start), waiting and retrying briefly on 429/5xx. 0 with the
- * page parsed into f->page[f->cur], 1 when the job must stop, -1 on
- * failure. */
+/* A page is full (another may follow) when it holds page_size records, or
+ * the spec's maximum: a server that caps limit at 5000 must not end the
+ * window with a page that only looks short. */
+static int page_full(const job *j, size_t n)
+{
+    size_t full = j->t.page_size < NS_LIMIT_SPEC_MAX ? (size_t)j->t.page_size : NS_LIMIT_SPEC_MAX;
+    return n >= full;
+}
+
+/* Note a record's key in this read's keyset: keyset_add()'s answer (1
+ * new, 0 met before, -1 the set is full, which never happens below the
+ * ceiling and counts as new). */
+static int note_key(fetcher *f, const job *j, pass *p, const ns_record *rec)
+{
+    int r = keyset_add(&f->keys, rec->key);
+    p->repeats += r == 0;
+    int64_t at = j->t.window_event ? rec->event_time : rec->insertion_time;
+    p->newest = at > p->newest ? at : p->newest;
+    p->oldest = at >= 0 && (p->oldest < 0 || at < p->oldest) ? at : p->oldest;
+    p->records++;
+    return r;
+}
+
+/* The same for each record of a page read whole. The number the read
+ * had not met. */
+static int64_t note_keys(fetcher *f, const job *j, pass *p)
+{
+    const ns_page *pg = &f->page[f->cur];
+    int64_t fresh = 0;
+    for (size_t i = 0; i < pg->nrecs; i++)
+        fresh += note_key(f, j, p, &pg->recs[i]) != 0;
+    return fresh;
+}
+
+/* ---- a page read as it arrives (page_reader) ---- */
+
+static int reader_record(void *ud, const ns_record *r)
+{
+    fetcher *f = ud;
+    page_reader *rd = &f->rd;
+    if (f->page[f->cur].ok == 0) {
+        rd->refused = 1;           /* Netskope says the request failed: none of it is used */
+        return -1;
+    }
+    int added = note_key(f, rd->j, rd->p, r);
+    rd->fresh += added != 0;
+    if (added == 1 && buf_append(&rd->added, r->key, RECORDS_KEY_LEN) < 0) {
+        set_result(rd->j, FETCH_FAILED, 0, "out of memory noting the keys of a page");
+        rd->refused = -1;
+        return -1;
+    }
+    if (take_record(f, rd->j, r) < 0) {
+        rd->refused = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static int reader_body(void *ud, const char *p, size_t n)
+{
+    fetcher *f = ud;
+    return ns_page_feed(&f->page[f->cur], p, n, f->rd.why, sizeof f->rd.why) == 0 ? 0 : -1;
+}
+
+/* Before each try of the page. */
+static void reader_begin(fetcher *f, job *j, pass *p, ns_query *q)
+{
+    page_reader *rd = &f->rd;
+    rd->j = j;
+    rd->p = p;
+    rd->p0 = *p;
+    rd->seq0 = f->keys.seq;
+    buf_reset(&rd->added);
+    rd->fresh = 0;
+    rd->refused = 0;
+    rd->why[0] = '\0';
+    q->on_body = reader_body;
+    q->body_ud = f;
+}
+
+/* A try that failed: the read forgets what it handed out. */
+static void reader_undo(fetcher *f)
+{
+    page_reader *rd = &f->rd;
+    for (size_t at = 0; at + RECORDS_KEY_LEN <= rd->added.len; at += RECORDS_KEY_LEN)
+        keyset_remove(&f->keys, (const unsigned char *)rd->added.data + at);
+    f->keys.seq = rd->seq0;
+    *rd->p = rd->p0;
+    buf_reset(&rd->added);
+    rd->fresh = 0;
+}
+
 /* For nscollect_requests_total: parsed is 0 when a 200's page parsed. */
 static req_outcome request_outcome(ns_status st, const ns_reply *rep, int parsed)
 {
@@ -419,7 +541,97 @@ static req_outcome request_outcome(ns_status st, const ns_reply *rep, int parsed
     return REQ_ERROR;
 }
 
-static int get_page(fetcher *f, job *j, ns_query *q)
+/* What one try of a page came to: 0 usable, 1 stop, -1 failed (res
+ * set), 2 try again (after the wait, done here). */
+static int page_reply(fetcher *f, job *j, ns_query *q, const ns_reply *rep, ns_status st,
+                      int parsed, char *why, size_t whylen, int attempt, int64_t offset)
+{
+    if (shutdown_requested())
+        return 1;                    /* cut short by SIGTERM: not the tenant's failure */
+    note_ratelimit(j, rep);
+    if (st == NS_OK && parsed == 1)
+        parsed = ns_page_parse(&f->page[f->cur], rep->body, rep->body_len, why, whylen);
+    counters_request(j->s.id, request_outcome(st, rep, parsed == -2 ? 0 : parsed));
+    if (st == NS_OK) {
+        if (parsed == 0)
+            return page_ok(f, j, rep, q);
+        if (parsed == -2)
+            return -1;
+        if (q->op)
+            set_result(j, FETCH_FAILED, 0, "malformed dataexport page (operation=%s): %s",
+                       q->op, why);
+        else
+            set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
+                       (long long)offset, why);
+        return -1;
+    }
+    if (st == NS_AUTH) {
+        set_result(j, FETCH_AUTH, db_now() + AUTH_BACKOFF_S, "%s", rep->err);
+        return -1;
+    }
+    if (st == NS_FAIL) {
+        set_result(j, FETCH_FAILED, 0, "%s", rep->err);
+        return -1;
+    }
+    if (rep->timed_out) {
+        /* A server that did not answer in http.low_speed_time may well
+         * hang again: trying it again here would hold a thread for as
+         * long each time. The tenant backs off (record_outcome). */
+        set_result(j, FETCH_FAILED, 0, "%s; not retried in this job", rep->err);
+        return -1;
+    }
+    int wait = retry_wait_s(j, rep, attempt);
+    if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
+        set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep->err, wait);
+        j->res->told_to_wait = rep->retry_after_s >= 0;
+        return -1;
+    }
+    char esc[LOG_ESCAPE_MAX];
+    log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
+             j->who, attempt + 1, wait, log_escape(esc, sizeof esc, rep->err));
+    if (idle_ms(f, wait * 1000L))
+        return 1;
+    /* The iterator may have handed the page out with a reply that never
+     * came: ask for it again, never for the one after (iterator.h). */
+    if (q->op && strcmp(q->op, "next") == 0)
+        q->op = "resend";
+    return 2;
+}
+
+/* Send q once and read its page as it arrives (page_reader) into *into.
+ * The reply, and in *parsed what ns_page_parse() would have said: 0
+ * parsed, -1 malformed (why), 1 not a page; -2 when a record could not be
+ * queued (the job's result says why). */
+static ns_status fetch_streamed(fetcher *f, job *j, ns_query *q, pass *into, ns_reply *rep,
+                                int *parsed, char *why, size_t whylen)
+{
+    ns_page *pg = &f->page[f->cur];
+    reader_begin(f, j, into, q);
+    *parsed = 1;
+    if (ns_page_begin(pg, reader_record, f) < 0) {
+        memset(rep, 0, sizeof *rep);
+        rep->status = NS_FAIL;
+        rep->retry_after_s = rep->pause_s = -1;
+        snprintf(rep->err, sizeof rep->err, "out of memory for a page");
+        return NS_FAIL;
+    }
+    ns_status st = ns_fetch_page(f->http[f->cur], q, rep);
+    int end = st == NS_OK ? ns_page_end(pg, f->rd.why, sizeof f->rd.why) : 0;
+    if (st == NS_OK || rep->stopped) {
+        st = rep->status = NS_OK;      /* the server's reply was whole, or the reader stopped it */
+        *parsed = f->rd.refused < 0 ? -2 : f->rd.refused > 0 ? 0 : rep->stopped || end ? -1 : 0;
+    }
+    snprintf(why, whylen, "%s", f->rd.why);
+    return st;
+}
+
+/* Fetch one page (its first try may already be in flight, from
+ * prefetch_start), waiting and retrying briefly on 429/5xx. With into it
+ * is read as it arrives, its records noted in *into and queued (see
+ * page_reader), else parsed whole into f->page[f->cur]. 0 when the page
+ * is usable, 1 when the job must stop, -1 on failure; a streamed page not
+ * used is taken back from the read (reader_undo). */
+static int get_page(fetcher *f, job *j, ns_query *q, pass *into)
 {
     int64_t offset = q->offset;
     ns_reply rep;
@@ -441,58 +653,18 @@ static int get_page(fetcher *f, job *j, ns_query *q)
             j->slice_pages++;
             wait_begin(f);
             int stopped = pacing_wait(j->t.id, tenant_request_gap_us(&j->t, f->cfg));
-            st = stopped ? NS_FAIL : ns_fetch_page(f->http[f->cur], q, &rep);
+            st = stopped ? NS_FAIL
+               : into ? fetch_streamed(f, j, q, into, &rep, &parsed, why, sizeof why)
+               : ns_fetch_page(f->http[f->cur], q, &rep);
             wait_end(f);
             if (stopped)
                 return 1;
         }
-        if (shutdown_requested())
-            return 1;                /* cut short by SIGTERM: not the tenant's failure */
-        note_ratelimit(j, &rep);
-        if (st == NS_OK && parsed > 0)
-            parsed = ns_page_parse(&f->page[f->cur], rep.body, rep.body_len, why, sizeof why);
-        counters_request(j->s.id, request_outcome(st, &rep, parsed));
-        if (st == NS_OK) {
-            if (parsed == 0)
-                return page_ok(f, j, &rep, q);
-            if (q->op)
-                set_result(j, FETCH_FAILED, 0, "malformed dataexport page (operation=%s): %s",
-                           q->op, why);
-            else
-                set_result(j, FETCH_FAILED, 0, "malformed page at offset %lld: %s",
-                           (long long)offset, why);
-            return -1;
-        }
-        if (st == NS_AUTH) {
-            set_result(j, FETCH_AUTH, db_now() + AUTH_BACKOFF_S, "%s", rep.err);
-            return -1;
-        }
-        if (st == NS_FAIL) {
-            set_result(j, FETCH_FAILED, 0, "%s", rep.err);
-            return -1;
-        }
-        if (rep.timed_out) {
-            /* A server that did not answer in http.low_speed_time may well
-             * hang again: trying it again here would hold a thread for as
-             * long each time. The tenant backs off (record_outcome). */
-            set_result(j, FETCH_FAILED, 0, "%s; not retried in this job", rep.err);
-            return -1;
-        }
-        int wait = retry_wait_s(j, &rep, attempt);
-        if (attempt + 1 >= INLINE_ATTEMPTS || wait > f->cfg->retry_wait_max_s) {
-            set_result(j, FETCH_WAIT, db_now() + wait, "%s; retrying in %d s", rep.err, wait);
-            j->res->told_to_wait = rep.retry_after_s >= 0;
-            return -1;
-        }
-        char esc[LOG_ESCAPE_MAX];
-        log_info("tenant=%s event=retry attempt=%d wait_s=%d reason=\"%s\"",
-                 j->who, attempt + 1, wait, log_escape(esc, sizeof esc, rep.err));
-        if (idle_ms(f, wait * 1000L))
-            return 1;
-        /* The iterator may have handed the page out with a reply that never
-         * came: ask for it again, never for the one after (iterator.h). */
-        if (q->op && strcmp(q->op, "next") == 0)
-            q->op = "resend";
+        int rc = page_reply(f, j, q, &rep, st, parsed, why, sizeof why, attempt, offset);
+        if (rc != 0 && into)
+            reader_undo(f);
+        if (rc != 2)
+            return rc;
     }
 }
 
@@ -513,42 +685,6 @@ static int honour_wait_time(fetcher *f, job *j)
     return idle_ms(f, (long)wt * 1000L);
 }
 
-/* One read of a slice: where it is, and what it met. */
-typedef struct pass {
-    int64_t offset;            /* of the next page */
-    int64_t repeats;           /* records whose key this read had met already */
-    int stale;                 /* full pages in a row with nothing this read had not met */
-    int64_t records;           /* records it read */
-    int64_t oldest, newest;    /* their oldest and newest window times, -1 when none */
-} pass;
-
-/* A page is full (another may follow) when it holds page_size records, or
- * the spec's maximum: a server that caps limit at 5000 must not end the
- * window with a page that only looks short. */
-static int page_full(const job *j, size_t n)
-{
-    size_t full = j->t.page_size < NS_LIMIT_SPEC_MAX ? (size_t)j->t.page_size : NS_LIMIT_SPEC_MAX;
-    return n >= full;
-}
-
-/* Note the page's keys in this read's keyset. The number of records it
- * had not met. */
-static int64_t note_keys(fetcher *f, const job *j, pass *p)
-{
-    const ns_page *pg = &f->page[f->cur];
-    int64_t fresh = 0;
-    for (size_t i = 0; i < pg->nrecs; i++) {
-        const ns_record *rec = &pg->recs[i];
-        int r = keyset_add(&f->keys, rec->key);
-        fresh += r != 0;           /* a full set (never, below the ceiling) counts as new */
-        p->repeats += r == 0;
-        int64_t at = j->t.window_event ? rec->event_time : rec->insertion_time;
-        p->newest = at > p->newest ? at : p->newest;
-        p->oldest = at >= 0 && (p->oldest < 0 || at < p->oldest) ? at : p->oldest;
-    }
-    p->records += (int64_t)pg->nrecs;
-    return fresh;
-}
 
 /* After a full page: 2 when the slice must be given up and read smaller
  * (the next offset would pass fetch.offset_max, or the job's budget is
@@ -601,19 +737,21 @@ static void maybe_prefetch(fetcher *f, job *j, const window *w, const pass *p, s
  * failed, 2 give the slice up and read it smaller. */
 static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
 {
+    int whole = f->cfg->prefetch;      /* else each page is read as it arrives */
     keyset_reset(&f->keys);
     for (;;) {
         ns_query q = page_query(j, w, p->offset);
-        int rc = get_page(f, j, &q);
+        int rc = get_page(f, j, &q, whole ? NULL : p);
         if (rc != 0)
             return rc;
         size_t n = f->page[f->cur].nrecs;
         j->pages++;
         j->fetched += (int64_t)n;
-        int64_t fresh = note_keys(f, j, p);
+        int64_t fresh = whole ? note_keys(f, j, p) : f->rd.fresh;
         p->stale = page_full(j, n) && fresh == 0 ? p->stale + 1 : 0;
-        maybe_prefetch(f, j, w, p, n);
-        if (take_records(f, j) < 0)
+        if (whole)
+            maybe_prefetch(f, j, w, p, n);
+        if (whole && take_records(f, j) < 0)
             return -1;
         if (!page_full(j, n))
             return 0;                                /* a short page ends the window */
@@ -852,7 +990,7 @@ static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos, int *resent
     }
     outbox_batch_reset(&f->batch);
     j->slice_pages = 1;
-    int rc = get_page(f, j, &q);
+    int rc = get_page(f, j, &q, NULL);
     if (rc != 0)
         return rc;
     *resent = strcmp(q.op, "resend") == 0;

@@ -98,3 +98,26 @@ int keyset_add(keyset *ks, const unsigned char key[RECORDS_KEY_LEN])
     ks->n++;
     return 1;
 }
+
+/* Linear probing's backward shift: each later key of the run that could
+ * sit in the freed slot moves into it, so no probe stops early at a hole.
+ * (Generation 0 is never a set's: keyset_reset() skips it.) */
+int keyset_remove(keyset *ks, const unsigned char key[RECORDS_KEY_LEN])
+{
+    size_t mask = ks->nslots - 1;
+    keyset_slot *s = probe(ks->slot, ks->nslots, ks->gen, key);
+    if (s->gen != ks->gen)
+        return 0;
+    size_t hole = (size_t)(s - ks->slot);
+    for (size_t j = (hole + 1) & mask; ks->slot[j].gen == ks->gen; j = (j + 1) & mask) {
+        size_t home = (size_t)first64(ks->slot[j].key) & mask;
+        int stays = hole < j ? home > hole && home <= j : home > hole || home <= j;
+        if (stays)
+            continue;
+        ks->slot[hole] = ks->slot[j];
+        hole = j;
+    }
+    ks->slot[hole].gen = 0;
+    ks->n--;
+    return 1;
+}

@@ -48,5 +48,9 @@ void keyset_reset(keyset *ks);
 /* Add key: 1 when it is new, 0 when it was there already, -1 when max
  * keys are held (the key is not added). */
 int keyset_add(keyset *ks, const unsigned char key[RECORDS_KEY_LEN]);
+/* Take a key back out (a page whose reply broke off half-way is asked for
+ * again, and what it had handed out must not count as met twice): 1 when
+ * it was there, else 0. The order hash is the caller's to put back. */
+int keyset_remove(keyset *ks, const unsigned char key[RECORDS_KEY_LEN]);
 
 #endif

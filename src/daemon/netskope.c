@@ -50,7 +50,10 @@ struct ns_client {
     budget *bodies;         /* the process-wide budget body is counted in, or NULL */
     size_t held;            /* bytes of body taken from it */
     int overflow;           /* the write callback refused data: 1 past max_body,
-                               2 past the process-wide budget */
+                               2 past the process-wide budget, 3 the reader stopped it */
+    int (*reader)(void *ud, const char *p, size_t n);  /* ns_query.on_body of this request */
+    void *reader_ud;
+    size_t streamed;        /* bytes of this reply's body given to the reader */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -75,6 +78,7 @@ static void reply_init(ns_reply *r)
     r->pause_s = -1;
     r->body = NULL;
     r->body_len = 0;
+    r->stopped = 0;
     r->err[0] = '\0';
 }
 
@@ -307,9 +311,19 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         buf_append(&c->errbody, p, n < room ? n : room);
         return n;
     }
-    if (c->body.len + n > c->max_body) {
+    if (c->body.len + c->streamed + n > c->max_body) {
         c->overflow = 1;        /* too big alone, whatever the others hold */
         return 0;
+    }
+    if (c->reader) {            /* read as it arrives: nothing held, nothing budgeted */
+        size_t room = NS_ERRBODY_MAX - c->errbody.len;  /* but its start, for an "ok":0 */
+        buf_append(&c->errbody, p, n < room ? n : room);
+        c->streamed += n;
+        if (c->reader(c->reader_ud, p, n) != 0) {
+            c->overflow = 3;
+            return 0;
+        }
+        return n;
     }
     if (c->bodies && budget_take(c->bodies, n) < 0) {
         c->overflow = 2;
@@ -548,9 +562,10 @@ static void classify_http(ns_client *c, ns_reply *r, const char *where, int wlen
     char said[NS_ERROR_TEXT_MAX + 8];
     read_ratelimit(c, r);
     if (code == 200) {
+        const buf *b = c->reader ? &c->errbody : &c->body;
         r->status = NS_OK;
-        r->body = c->body.data ? c->body.data : "";
-        r->body_len = c->body.len;
+        r->body = b->data ? b->data : "";
+        r->body_len = b->len;
         return;
     }
     error_words(c, token, said, sizeof said);
@@ -607,6 +622,12 @@ static void classify_curl(ns_client *c, CURLcode rc, ns_reply *r, const char *wh
                 "--page-size", c->bodies->max, wlen, where);
         return;
     }
+    if (rc == CURLE_WRITE_ERROR && c->overflow == 3) {
+        r->status = NS_FAIL;
+        r->stopped = 1;
+        set_err(r, "reading the page from %.*s was stopped by its reader", wlen, where);
+        return;
+    }
     if (rc == CURLE_WRITE_ERROR && c->overflow) {
         r->status = NS_FAIL;
         set_err(r, "response body larger than %zu bytes from %.*s (raise http.max_body)",
@@ -623,6 +644,7 @@ static void perform(ns_client *c, const char *url, const char *where, int wlen,
                     struct curl_slist *hdrs, const char *token, ns_reply *r)
 {
     c->overflow = 0;
+    c->streamed = 0;
     c->errbuf[0] = '\0';
     forget_body(c);
     buf_reset(&c->errbody);
@@ -666,7 +688,10 @@ ns_status ns_fetch_page(ns_client *c, const ns_query *q, ns_reply *r)
      * the page after one handed out and lost. A new connection is never
      * retried so. */
     curl_easy_setopt(c->curl, CURLOPT_FRESH_CONNECT, (long)(q->op && strcmp(q->op, "next") == 0));
+    c->reader = q->on_body;
+    c->reader_ud = q->body_ud;
     perform(c, url.data, url.data, wlen, hdrs, q->token, r);
+    c->reader = NULL;
 out:
     headers_free(hdrs);
     buf_release(&url);

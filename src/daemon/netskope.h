@@ -45,8 +45,12 @@ typedef struct ns_reply {
                                 this tenant may go before then */
     int timed_out;           /* NS_RETRY because no reply came in time (http.low_speed_time,
                                 http.total_timeout): the server may hang again */
-    const char *body;        /* NS_OK: the body, owned by the client, valid until the next call */
+    const char *body;        /* NS_OK: the body, owned by the client, valid until the next call;
+                                with an on_body reader only its first 4 KiB (what an
+                                "ok":0 page says) */
     size_t body_len;
+    int stopped;             /* NS_FAIL because on_body returned nonzero (the reader's
+                                own error, not the server's) */
     char err[512];           /* human-readable reason when status != NS_OK, with what
                                 Netskope's error body said (ns_error_text) */
 } ns_reply;
@@ -63,6 +67,13 @@ typedef struct ns_query {
                                 ?index=INDEX&operation=OP (both URL-escaped);
                                 the window, limit and offset are not sent */
     const char *index;
+    /* Non-NULL: a 200's body is handed to on_body(body_ud, p, n) piece by
+     * piece as it arrives instead of being held (http.max_body still caps
+     * it; http.max_body_total does not count it). A nonzero return ends
+     * the transfer: NS_FAIL with reply.stopped. A reply that then fails
+     * (cut short: NS_RETRY) may already have handed out part of its body. */
+    int (*on_body)(void *ud, const char *p, size_t n);
+    void *body_ud;
 } ns_query;
 
 /* Returns NULL only when out of memory or libcurl cannot start. */

@@ -4,7 +4,10 @@ page events (about 2 KB each, the fake's page fields) unpaced, read through
 the data API and through the dataexport iterator, beside the same number
 of alerts through the data API (today's path). Prints CPU per record and
 peak RSS of each; the targets are page events within 1.2x of an alert's
-CPU and within 10 % of its peak RSS.
+CPU and within 10 % of its peak RSS. Each data-API run is made twice: as
+nscollect runs by default (each page read as it arrives, none held whole)
+and with fetch.prefetch (two whole pages held, the next fetched while the
+last is stored); the iterator reads whole pages in both.
 
     make bench-events                          (BENCH_EVENTS, BENCH_RUNS=1)
     BENCH_EVENTS=200000 python3 tests/bench/events.py
@@ -25,11 +28,12 @@ from bench import FakeNetskope, Workspace, cli, log, median, ndjson_stats  # noq
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 RUNS = max(1, int(os.environ.get("BENCH_RUNS", "1")))
-UNPACED = "fetch = { slice = 86400; requests_per_second = 1000; prefetch = true; };\n"
+UNPACED = "fetch = { slice = 86400; requests_per_second = 1000; prefetch = %s; };\n"
+MODES = ("streamed", "prefetch")
 
 
-def one_run(fake, token, stream, api):
-    with Workspace(UNPACED) as ws:
+def one_run(fake, token, stream, api, mode):
+    with Workspace(UNPACED % ("true" if mode == "prefetch" else "false")) as ws:
         cli(ws, ["init"])
         cli(ws, ["tenant", "add", "b", "--url", fake.url, "--page-size", bench.PAGE,
                  "--lookback", 4 * 3600, "--streams", stream, "--api", api], stdin=token)
@@ -37,9 +41,9 @@ def one_run(fake, token, stream, api):
             ws, ["run", "--once"] + bench.TPUT_WORKERS, "run"))
         m["lines"], m["bytes"], m["files"] = ndjson_stats(ws.out)
         if m["rc"] != 0 or m["lines"] != EVENTS:
-            log("%s/%s: rc %d, %d lines: %s" % (stream, api, m["rc"], m["lines"],
-                                                open(m["log"]).read()[-1500:]))
-            bench.FAILED.append("%s/%s" % (stream, api))
+            log("%s/%s/%s: rc %d, %d lines: %s" % (stream, api, mode, m["rc"], m["lines"],
+                                                   open(m["log"]).read()[-1500:]))
+            bench.FAILED.append("%s/%s/%s" % (stream, api, mode))
     return m
 
 
@@ -54,25 +58,32 @@ def main():
             fake.generate(token, EVENTS, now - 7200, now - 600, seed=1, type=stream)
             log("events: fake generated %d %s records in %.1f s" % (EVENTS, stream,
                                                                    time.monotonic() - t0))
-            for api in (("data",) if stream == "alert" else ("data", "dataexport")):
-                ms = []
-                for i in range(RUNS):
+            runs = [("data", m) for m in MODES]
+            if stream != "alert":
+                runs.append(("dataexport", "whole"))
+            ms = {r: [] for r in runs}
+            for i in range(RUNS):           # alternating, so that a slow minute hits all
+                for api, mode in runs:
                     fake.reset(token)
-                    ms.append(one_run(fake, token, stream, api))
-                    log("events: %s/%s run %d: %.1f s wall, %.2f s CPU, %.0f MiB, %.0f MB out"
-                        % (stream, api, i + 1, ms[-1]["wall"], ms[-1]["cpu"],
-                           ms[-1]["rss_mib"], ms[-1]["bytes"] / 1e6))
-                rows.append((stream, api, median([m["wall"] for m in ms]),
-                             median([m["cpu"] for m in ms]), median([m["rss_mib"] for m in ms]),
-                             median([m["bytes"] for m in ms])))
-    base = rows[0]
-    print("| stream / api | records | wall s | CPU s | us CPU per record | x alert | "
+                    ms[(api, mode)].append(one_run(fake, token, stream, api, mode))
+                    m = ms[(api, mode)][-1]
+                    log("events: %s/%s/%s run %d: %.1f s wall, %.2f s CPU, %.0f MiB, %.0f MB "
+                        "out" % (stream, api, mode, i + 1, m["wall"], m["cpu"], m["rss_mib"],
+                                 m["bytes"] / 1e6))
+            for api, mode in runs:
+                r = ms[(api, mode)]
+                rows.append((stream, api, mode, median([m["wall"] for m in r]),
+                             median([m["cpu"] for m in r]), median([m["rss_mib"] for m in r]),
+                             median([m["bytes"] for m in r])))
+    base = {mode: row for row in rows if row[0] == "alert" for mode in (row[2],)}
+    print("| stream / api (pages) | records | wall s | CPU s | us CPU per record | x alert | "
           "peak RSS MiB | x alert | MB written |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for stream, api, wall, cpu, rss, nbytes in rows:
-        print("| %s / %s | %d | %.1f | %.2f | %.2f | %.2fx | %.0f | %.2fx | %.0f |"
-              % (stream, api, EVENTS, wall, cpu, 1e6 * cpu / EVENTS, cpu / base[3], rss,
-                 rss / base[4], nbytes / 1e6))
+    for stream, api, mode, wall, cpu, rss, nbytes in rows:
+        b = base.get(mode, base["streamed"])   # the iterator beside the default alert run
+        print("| %s / %s (%s) | %d | %.1f | %.2f | %.2f | %.2fx | %.0f | %.2fx | %.0f |"
+              % (stream, api, mode, EVENTS, wall, cpu, 1e6 * cpu / EVENTS, cpu / b[4], rss,
+                 rss / b[5], nbytes / 1e6))
     return 1 if bench.FAILED else 0
 
 

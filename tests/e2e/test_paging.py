@@ -14,7 +14,9 @@
 - a server that cuts limit to 5000 without a word: a page of 5000 never
   ends the window;
 - records that arrive late inside a window already read (within the
-  overlap) are delivered by the next run, in a shuffled order too.
+  overlap) are delivered by the next run, in a shuffled order too;
+- a page read as it arrives that breaks off half-way is asked for again
+  alone: what it had handed out does not count as met twice.
 
     NSCOLLECT_BIN=./nscollect python3 tests/e2e/test_paging.py [NAME...]
 """
@@ -137,6 +139,25 @@ def test_unstable_order_loses_nothing():
         c = cursor(ws, "acme")
         fake.add_raw(token("acme"), [rec(1000 + i, c - 30 + i // 10) for i in range(40)])
         run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+
+
+def test_a_page_cut_short_is_asked_for_again_alone():
+    # Pages are read as they arrive: the second page's reply is cut at half
+    # its length, after its first ~500 records (600 KB) were noted and
+    # queued. The retry must not meet them as repeats (that would read the
+    # whole slice again: offsets 0..3000 twice); every record once.
+    cfg = "fetch = { requests_per_second = 200; retry_wait_max = 5; slice = 86400; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], ("--page-size", 1000))
+        fake.generate(token("acme"), 3500, insertion_start=now - 3000, insertion_end=now - 600,
+                      seed=5)
+        fake.faults(token("acme"), [{"kind": "truncated", "after": 1}])
+        err = run_once(ws)
+        assert "event=retry" in err, err[-2000:]
+        assert "page_order_changed" not in err, err[-2000:]
+        assert offsets(fake) == [0, 1000, 1000, 2000, 3000], offsets(fake)
         assert_exactly_once(fake, ws, ["acme"])
 
 

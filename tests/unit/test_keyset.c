@@ -8,6 +8,66 @@ static void key_of(unsigned i, unsigned char k[RECORDS_KEY_LEN])
     records_hash("t", &i, sizeof i, k);
 }
 
+/* A key whose slot would be home (its first 8 bytes), told apart by id. */
+static void key_at(uint64_t home, unsigned id, unsigned char k[RECORDS_KEY_LEN])
+{
+    memset(k, 0, RECORDS_KEY_LEN);
+    memcpy(k, &home, sizeof home);
+    memcpy(k + 8, &id, sizeof id);
+}
+
+/* 1 when k is in the set, without changing it. */
+static int has(keyset *ks, const unsigned char *k)
+{
+    uint64_t seq = ks->seq;
+    int r = keyset_add(ks, k);
+    if (r == 1)
+        keyset_remove(ks, k);
+    ks->seq = seq;
+    return r == 0;
+}
+
+/* 7. keys taken out of runs that collide and wrap round the table's end:
+ * the others are all still found, the removed ones not, and the count
+ * follows. */
+static void test_remove(void)
+{
+    keyset ks;
+    unsigned char k[RECORDS_KEY_LEN];
+    CHECK_INT(keyset_init(&ks, 400), 0);
+    size_t n = ks.nslots;            /* 1024: no growth below 512 keys */
+    /* 300 keys with 30 homes, some in the last slots: runs wrap to slot 0 */
+    for (unsigned id = 0; id < 300; id++) {
+        key_at(id % 3 == 0 ? n - 1 - id % 7 : id % 23, id, k);
+        CHECK_INT(keyset_add(&ks, k), 1);
+    }
+    CHECK(ks.nslots == n);
+    unsigned removed = 0;
+    for (unsigned id = 0; id < 300; id += 1 + id % 4) {   /* an uneven pick */
+        key_at(id % 3 == 0 ? n - 1 - id % 7 : id % 23, id, k);
+        CHECK_INT(keyset_remove(&ks, k), 1);
+        CHECK_INT(keyset_remove(&ks, k), 0);
+        removed++;
+    }
+    CHECK_INT(ks.n, 300 - removed);
+    unsigned found = 0, gone = 0;
+    for (unsigned id = 0; id < 300; id++) {
+        key_at(id % 3 == 0 ? n - 1 - id % 7 : id % 23, id, k);
+        int in = has(&ks, k);
+        found += in;
+        gone += !in;
+    }
+    CHECK_INT(found, 300 - removed);
+    CHECK_INT(gone, removed);
+    /* every key added back is new once more, and found after */
+    for (unsigned id = 0; id < 300; id++) {
+        key_at(id % 3 == 0 ? n - 1 - id % 7 : id % 23, id, k);
+        keyset_add(&ks, k);
+    }
+    CHECK_INT(ks.n, 300);
+    keyset_release(&ks);
+}
+
 int main(void)
 {
     keyset ks;
@@ -73,5 +133,6 @@ int main(void)
     key_of(123, k);
     CHECK_INT(keyset_add(&ks, k), 1);
     keyset_release(&ks);
+    test_remove();
     CHECK_DONE();
 }
