@@ -64,11 +64,11 @@ typedef struct pass {
     int64_t oldest, newest;    /* their oldest and newest window times, -1 when none */
 } pass;
 
-/* A page read as it arrives (the data API without fetch.prefetch): each
- * record is noted and queued as soon as it is complete, so the page is
- * never held whole. A reply that breaks off is asked for again; what it
- * had handed out is taken back from the read's keys (its records stay in
- * the batch, whose commit drops repeats). */
+/* A page read as it arrives (the iterator's, and the data API's without
+ * fetch.prefetch): each record is noted and queued as soon as it is
+ * complete, so the page is never held whole. A reply that breaks off is
+ * asked for again; what it had handed out is taken back from the read's
+ * keys (its records stay in the batch, whose commit drops repeats). */
 typedef struct page_reader {
     struct job *j;
     pass *p;
@@ -76,6 +76,8 @@ typedef struct page_reader {
     uint64_t seq0;             /* the keys' order hash before the page */
     buf added;                 /* keys the page added to the read's keyset */
     int64_t fresh;             /* its records the read had not met */
+    int keys;                  /* the records' keys go to the read's keyset (offset
+                                  paging; the iterator has no use for them) */
     int refused;               /* 1 "ok" other than 1 came first, -1 a record could
                                   not be queued (the job's result says why) */
     char why[256];             /* why the page is malformed */
@@ -445,14 +447,19 @@ static int page_full(const job *j, size_t n)
 /* Note a record's key in this read's keyset: keyset_add()'s answer (1
  * new, 0 met before, -1 the set is full, which never happens below the
  * ceiling and counts as new). */
-static int note_key(fetcher *f, const job *j, pass *p, const ns_record *rec)
+static void note_time(const job *j, pass *p, const ns_record *rec)
 {
-    int r = keyset_add(&f->keys, rec->key);
-    p->repeats += r == 0;
     int64_t at = j->t.window_event ? rec->event_time : rec->insertion_time;
     p->newest = at > p->newest ? at : p->newest;
     p->oldest = at >= 0 && (p->oldest < 0 || at < p->oldest) ? at : p->oldest;
     p->records++;
+}
+
+static int note_key(fetcher *f, const job *j, pass *p, const ns_record *rec)
+{
+    int r = keyset_add(&f->keys, rec->key);
+    p->repeats += r == 0;
+    note_time(j, p, rec);
     return r;
 }
 
@@ -473,12 +480,16 @@ static int reader_record(void *ud, const ns_record *r)
 {
     fetcher *f = ud;
     page_reader *rd = &f->rd;
+    int added = 0;
     if (f->page[f->cur].ok == 0) {
         rd->refused = 1;           /* Netskope says the request failed: none of it is used */
         return -1;
     }
-    int added = note_key(f, rd->j, rd->p, r);
-    rd->fresh += added != 0;
+    if (!rd->keys) {
+        note_time(rd->j, rd->p, r);
+    } else if ((added = note_key(f, rd->j, rd->p, r)) != 0) {
+        rd->fresh++;
+    }
     if (added == 1 && buf_append(&rd->added, r->key, RECORDS_KEY_LEN) < 0) {
         set_result(rd->j, FETCH_FAILED, 0, "out of memory noting the keys of a page");
         rd->refused = -1;
@@ -503,6 +514,7 @@ static void reader_begin(fetcher *f, job *j, pass *p, ns_query *q)
     page_reader *rd = &f->rd;
     rd->j = j;
     rd->p = p;
+    rd->keys = !q->op;
     rd->p0 = *p;
     rd->seq0 = f->keys.seq;
     buf_reset(&rd->added);
@@ -962,16 +974,11 @@ static void fetch_window(fetcher *f, job *j)
 /* Where the stream stands after page pg: its timestamp_hwm, else the
  * newest window time of its records, else (an empty page: caught up) the
  * job's start; prev when none of them is known. */
-static int64_t iter_position(const job *j, const ns_page *pg, int64_t prev)
+static int64_t iter_position(const job *j, const ns_page *pg, const pass *p, int64_t prev)
 {
-    int64_t newest = -1;
     if (pg->hwm >= 0)
         return pg->hwm;
-    for (size_t i = 0; i < pg->nrecs; i++) {
-        int64_t at = j->t.window_event ? pg->recs[i].event_time : pg->recs[i].insertion_time;
-        newest = at > newest ? at : newest;
-    }
-    return newest >= 0 ? newest : pg->nrecs == 0 ? j->started : prev;
+    return p->newest >= 0 ? p->newest : pg->nrecs == 0 ? j->started : prev;
 }
 
 /* One request of the iterator and the commit of its page, which also
@@ -990,16 +997,15 @@ static int iter_page(fetcher *f, job *j, iterator *it, int64_t *pos, int *resent
     }
     outbox_batch_reset(&f->batch);
     j->slice_pages = 1;
-    int rc = get_page(f, j, &q, NULL);
+    pass p = {.oldest = -1, .newest = -1};
+    int rc = get_page(f, j, &q, &p);      /* its records are queued as they arrive */
     if (rc != 0)
         return rc;
     *resent = strcmp(q.op, "resend") == 0;
     const ns_page *pg = &f->page[f->cur];
     j->pages++;
     j->fetched += (int64_t)pg->nrecs;
-    if (take_records(f, j) < 0)
-        return -1;
-    *pos = iter_position(j, pg, *pos);
+    *pos = iter_position(j, pg, &p, *pos);
     if (commit(f, j, *pos) < 0)
         return -1;
     iterator_committed(it);
