@@ -476,28 +476,35 @@ static int64_t note_keys(fetcher *f, const job *j, pass *p)
 
 /* ---- a page read as it arrives (page_reader) ---- */
 
-static int reader_record(void *ud, const ns_record *r)
+/* The records the lexer has completed so far, keyed and then queued, each
+ * in one loop (a key lookup is a cache miss: one after another they
+ * overlap). */
+static int reader_records(void *ud, const ns_record *recs, size_t n)
 {
     fetcher *f = ud;
     page_reader *rd = &f->rd;
-    int added = 0;
     if (f->page[f->cur].ok == 0) {
         rd->refused = 1;           /* Netskope says the request failed: none of it is used */
         return -1;
     }
-    if (!rd->keys) {
-        note_time(rd->j, rd->p, r);
-    } else if ((added = note_key(f, rd->j, rd->p, r)) != 0) {
-        rd->fresh++;
+    for (size_t i = 0; i < n; i++) {
+        if (!rd->keys) {
+            note_time(rd->j, rd->p, &recs[i]);
+            continue;
+        }
+        int added = note_key(f, rd->j, rd->p, &recs[i]);
+        rd->fresh += added != 0;
+        if (added == 1 && buf_append(&rd->added, recs[i].key, RECORDS_KEY_LEN) < 0) {
+            set_result(rd->j, FETCH_FAILED, 0, "out of memory noting the keys of a page");
+            rd->refused = -1;
+            return -1;
+        }
     }
-    if (added == 1 && buf_append(&rd->added, r->key, RECORDS_KEY_LEN) < 0) {
-        set_result(rd->j, FETCH_FAILED, 0, "out of memory noting the keys of a page");
-        rd->refused = -1;
-        return -1;
-    }
-    if (take_record(f, rd->j, r) < 0) {
-        rd->refused = -1;
-        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (take_record(f, rd->j, &recs[i]) < 0) {
+            rd->refused = -1;
+            return -1;
+        }
     }
     return 0;
 }
@@ -620,7 +627,7 @@ static ns_status fetch_streamed(fetcher *f, job *j, ns_query *q, pass *into, ns_
     ns_page *pg = &f->page[f->cur];
     reader_begin(f, j, into, q);
     *parsed = 1;
-    if (ns_page_begin(pg, reader_record, f) < 0) {
+    if (ns_page_begin(pg, reader_records, f) < 0) {
         memset(rep, 0, sizeof *rep);
         rep->status = NS_FAIL;
         rep->retry_after_s = rep->pause_s = -1;

@@ -373,7 +373,7 @@ static int element_begin(lexer *lx, size_t i)
     if (lx->js[i] != '{') {
         if (lx->not_object < 0)
             lx->not_object = (long)lx->elements;
-    } else if (!lx->stream && recs_reserve(pg, pg->nrecs + 1) < 0) {
+    } else if (recs_reserve(pg, pg->nrecs + 1) < 0) {
         return seterr(lx->err, lx->errlen, "out of memory for %zu records", pg->nrecs + 1);
     }
     lx->rec_start = i;
@@ -617,38 +617,21 @@ struct ns_stream {
     lexer snap;                /* the lexer there (or at the start) */
     size_t snap_i;             /* where that is in in.data */
     size_t lex_at;             /* the lexer runs again once in holds this many bytes */
+    size_t handed;             /* records handed out so far */
     ns_emit_fn emit;
     void *ud;
-    int failed;                /* -1 malformed, -2 emit refused a record */
+    int failed;                /* -1 malformed, -2 emit refused the records */
 };
 
-/* A streamed page's record was handed out: the lexer's state after it is
- * where the next run starts, and its bytes may go. (After a record closes
- * only a ',' or ']' may follow: X_COMMA_OR_CLOSE.) */
-static int record_out(lexer *lx, const ns_record *r, size_t last)
-{
-    struct ns_stream *st = lx->stream;
-    int rc = st->emit(st->ud, r);
-    buf_reset(&lx->pg->out);
-    if (rc != 0) {
-        st->failed = -2;
-        return -1;
-    }
-    st->snap = *lx;
-    st->snap.expect = X_COMMA_OR_CLOSE;
-    st->snap_i = last + 1;
-    return 0;
-}
-
 /* The element of "result" that began at js[rec_start] closed at byte last:
- * a record. With whitespace inside it is copied, minified, to pg->out; in
- * a whole page r->data is set once pg->out has stopped growing
- * (point_at_copies()), a streamed page's record is handed out at once. */
+ * a record. With whitespace inside it is copied, minified, to pg->out, and
+ * r->data is set once pg->out has stopped growing (point_at_copies()). In
+ * a streamed page the lexer's state after it is where the next run
+ * starts (after a record only ',' or ']' may follow: X_COMMA_OR_CLOSE). */
 static int record_end(lexer *lx, size_t last)
 {
     ns_page *pg = lx->pg;
-    ns_record one, *r = lx->stream ? &one : &pg->recs[pg->nrecs];
-    pg->nrecs++;
+    ns_record *r = &pg->recs[pg->nrecs++];
     r->data = lx->js + lx->rec_start;
     const char *min = r->data;
     r->len = last + 1 - lx->rec_start;
@@ -660,11 +643,16 @@ static int record_end(lexer *lx, size_t last)
             goto oom;
         min = pg->out.data + mark;
         r->len = pg->out.len - mark;
-        r->data = lx->stream ? min : NULL;
+        r->data = NULL;
     }
     if (record_key(lx, r, min, r->len) < 0)
         goto oom;
-    return lx->stream ? record_out(lx, r, last) : 0;
+    if (lx->stream) {
+        lx->stream->snap = *lx;
+        lx->stream->snap.expect = X_COMMA_OR_CLOSE;
+        lx->stream->snap_i = last + 1;
+    }
+    return 0;
 oom:
     return seterr(lx->err, lx->errlen, "out of memory at result[%zu]", pg->nrecs - 1);
 }
@@ -790,6 +778,7 @@ int ns_page_begin(ns_page *pg, ns_emit_fn emit, void *ud)
     buf_reset(&st->in);
     st->snap = lexer_start(pg, st);
     st->snap_i = 0;
+    st->handed = 0;
     st->lex_at = pg->feed_min ? pg->feed_min : STREAM_LEX_MIN;
     st->emit = emit;
     st->ud = ud;
@@ -813,12 +802,26 @@ static int stream_lex(ns_page *pg, int more, char *err, size_t errlen)
     lx.errlen = errlen;
     if (err && errlen)
         err[0] = '\0';
-    if (lex_run(&lx, &lx.expect, st->snap_i) < 0 && !lx.starved) {
-        st->failed = st->failed ? st->failed : -1;
-        return st->failed;
+    if ((lex_run(&lx, &lx.expect, st->snap_i) < 0 && !lx.starved) ||
+        (!more && page_complete(&lx, lx.expect) < 0)) {
+        pg->nrecs = st->handed;
+        return (st->failed = -1);
     }
-    if (!more)
-        return (st->failed = page_complete(&lx, lx.expect) < 0 ? -1 : 0);
+    if (pg->nrecs) {                 /* the run's records, in one call (see records.h) */
+        point_at_copies(pg);
+        int rc = st->emit(st->ud, pg->recs, pg->nrecs);
+        st->handed += pg->nrecs;
+        pg->nrecs = 0;
+        buf_reset(&pg->out);
+        if (rc != 0) {
+            pg->nrecs = st->handed;
+            return (st->failed = -2);
+        }
+    }
+    if (!more) {
+        pg->nrecs = st->handed;
+        return 0;
+    }
     size_t drop = st->snap_i, keep = st->in.len - drop;
     memmove(st->in.data, st->in.data + drop, keep);
     st->in.len = keep;

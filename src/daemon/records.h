@@ -68,17 +68,19 @@ int ns_page_parse(ns_page *pg, const char *body, size_t len, char *err, size_t e
 
 /* A page as it arrives, for a body of any size in little memory:
  * ns_page_begin(), ns_page_feed() with each piece of the body in order,
- * ns_page_end(). Each record is handed to emit(ud, r) as soon as it is
- * complete, and the body bytes before it are dropped: r->data is valid
- * only during the call. The checks and the errors are ns_page_parse()'s,
- * byte positions counted from the start of the body, but a page found
- * malformed late may already have handed out the records before the
- * fault. After the end pg->nrecs, ok, wait_time and hwm are the page's.
- * Each returns 0, -1 when the page is malformed or memory is short (err
- * says which), -2 when emit returned nonzero; after an error the page is
- * done and later calls return the same. ns_page_parse() may be used on
- * the same ns_page between streamed pages. */
-typedef int (*ns_emit_fn)(void *ud, const ns_record *r);
+ * ns_page_end(). Whenever the lexer runs (once about 256 KiB more have
+ * come, and at the end) the records it completed are handed to
+ * emit(ud, recs, n) in one call, in order, and the body bytes before them
+ * are dropped: recs and their data are valid only during the call. The
+ * checks and the errors are ns_page_parse()'s, byte positions counted from
+ * the start of the body, but a page found malformed late may already have
+ * handed out the records before the fault. After the end pg->nrecs (all
+ * handed out), ok, wait_time and hwm are the page's; during it pg->ok is
+ * what the page said so far. Each returns 0, -1 when the page is malformed
+ * or memory is short (err says which), -2 when emit returned nonzero;
+ * after an error the page is done and later calls return the same.
+ * ns_page_parse() may be used on the same ns_page between streamed pages. */
+typedef int (*ns_emit_fn)(void *ud, const ns_record *recs, size_t n);
 int ns_page_begin(ns_page *pg, ns_emit_fn emit, void *ud);
 int ns_page_feed(ns_page *pg, const void *p, size_t n, char *err, size_t errlen);
 int ns_page_end(ns_page *pg, char *err, size_t errlen);

@@ -147,18 +147,24 @@ typedef struct handed {
     size_t next;               /* records handed out so far */
 } handed;
 
-static int compare_record(void *ud, const ns_record *r)
+static int compare_records(void *ud, const ns_record *recs, size_t n)
 {
     handed *h = ud;
-    if (h->whole) {
+    CHECK(n > 0);
+    for (size_t i = 0; i < n; i++) {
+        const ns_record *r = &recs[i];
+        if (!h->whole) {
+            h->next++;
+            continue;
+        }
         CHECK(h->next < h->whole->nrecs);
         const ns_record *w = &h->whole->recs[h->next];
         CHECK(r->len == w->len && memcmp(r->data, w->data, r->len) == 0);
         CHECK(memcmp(r->key, w->key, RECORDS_KEY_LEN) == 0);
         CHECK(r->event_time == w->event_time && r->insertion_time == w->insertion_time);
         CHECK(r->has_id == w->has_id);
+        h->next++;
     }
-    h->next++;
     return 0;
 }
 
@@ -170,7 +176,7 @@ static void check_streamed(const ns_page *pg, int whole_rc, const char *whole_er
     size_t piece = size ? (size_t)data[size - 1] % 64 + 1 : 1;
     streamed.max_tokens = pg->max_tokens;
     streamed.feed_min = 1;
-    CHECK(ns_page_begin(&streamed, compare_record, &h) == 0);
+    CHECK(ns_page_begin(&streamed, compare_records, &h) == 0);
     int rc = 0;
     for (size_t at = 0; at < size && rc == 0; at += piece)
         rc = ns_page_feed(&streamed, data + at, size - at < piece ? size - at : piece, err,

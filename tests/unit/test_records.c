@@ -26,15 +26,21 @@ static buf joined;
  * key, times and has_id. */
 static buf streamed;
 
-static int collect(void *ud, const ns_record *r)
+static void describe_record(buf *b, const ns_record *r)
 {
-    buf *b = ud;
     buf_printf(b, "%zu:", r->len);
     buf_append(b, r->data, r->len);
     buf_printf(b, " %d %lld %lld ", r->has_id, (long long)r->event_time,
                (long long)r->insertion_time);
     buf_append(b, r->key, RECORDS_KEY_LEN);
     buf_append_char(b, '\n');
+}
+
+static int collect(void *ud, const ns_record *recs, size_t n)
+{
+    CHECK(n > 0);                      /* called only with records */
+    for (size_t i = 0; i < n; i++)
+        describe_record(ud, &recs[i]);
     return 0;
 }
 
@@ -44,7 +50,7 @@ static void describe(buf *b, const ns_page *p)
     buf_reset(b);
     buf_append(b, "", 0);
     for (size_t i = 0; i < p->nrecs; i++)
-        collect(b, &p->recs[i]);
+        describe_record(b, &p->recs[i]);
     buf_printf(b, "ok %d wait %lld hwm %lld", p->ok, (long long)p->wait_time, (long long)p->hwm);
 }
 
