@@ -828,8 +828,8 @@ static int stream_lex(ns_page *pg, int more, char *err, size_t errlen)
     st->in.data[keep] = '\0';
     st->snap.base += drop;
     st->snap_i = 0;
-    st->lex_at = keep + (keep > (pg->feed_min ? pg->feed_min : STREAM_LEX_MIN)
-                             ? keep : (pg->feed_min ? pg->feed_min : STREAM_LEX_MIN));
+    size_t step = pg->feed_min ? pg->feed_min : STREAM_LEX_MIN;
+    st->lex_at = keep + (keep > step ? keep : step);
     return 0;
 }
 
