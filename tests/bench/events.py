@@ -7,7 +7,7 @@ peak RSS of each; the targets are page events within 1.2x of an alert's
 CPU and within 10 % of its peak RSS. Each data-API run is made twice: as
 nscollect runs by default (each page read as it arrives, none held whole)
 and with fetch.prefetch (two whole pages held, the next fetched while the
-last is stored); the iterator reads whole pages in both.
+last is stored); the iterator always reads its pages as they arrive.
 
     make bench-events                          (BENCH_EVENTS, BENCH_RUNS=1)
     BENCH_EVENTS=200000 python3 tests/bench/events.py
@@ -60,7 +60,7 @@ def main():
                                                                    time.monotonic() - t0))
             runs = [("data", m) for m in MODES]
             if stream != "alert":
-                runs.append(("dataexport", "whole"))
+                runs.append(("dataexport", "streamed"))
             ms = {r: [] for r in runs}
             for i in range(RUNS):           # alternating, so that a slow minute hits all
                 for api, mode in runs:
