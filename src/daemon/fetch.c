@@ -287,12 +287,11 @@ static int take_record(fetcher *f, job *j, const ns_record *r)
     return 0;
 }
 
-/* The same for each record of a page read whole. */
-static int take_records(fetcher *f, job *j)
+/* The same for each of n records. */
+static int take_records(fetcher *f, job *j, const ns_record *recs, size_t n)
 {
-    const ns_page *pg = &f->page[f->cur];
-    for (size_t i = 0; i < pg->nrecs; i++)
-        if (take_record(f, j, &pg->recs[i]) < 0)
+    for (size_t i = 0; i < n; i++)
+        if (take_record(f, j, &recs[i]) < 0)
             return -1;
     return 0;
 }
@@ -444,9 +443,7 @@ static int page_full(const job *j, size_t n)
     return n >= full;
 }
 
-/* Note a record's key in this read's keyset: keyset_add()'s answer (1
- * new, 0 met before, -1 the set is full, which never happens below the
- * ceiling and counts as new). */
+/* Count a record in the read, with its window time. */
 static void note_time(const job *j, pass *p, const ns_record *rec)
 {
     int64_t at = j->t.window_event ? rec->event_time : rec->insertion_time;
@@ -455,6 +452,9 @@ static void note_time(const job *j, pass *p, const ns_record *rec)
     p->records++;
 }
 
+/* ... and note its key in this read's keyset: keyset_add()'s answer (1
+ * new, 0 met before, -1 the set is full, which never happens below the
+ * ceiling and counts as new). */
 static int note_key(fetcher *f, const job *j, pass *p, const ns_record *rec)
 {
     int r = keyset_add(&f->keys, rec->key);
@@ -500,11 +500,9 @@ static int reader_records(void *ud, const ns_record *recs, size_t n)
             return -1;
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        if (take_record(f, rd->j, &recs[i]) < 0) {
-            rd->refused = -1;
-            return -1;
-        }
+    if (take_records(f, rd->j, recs, n) < 0) {
+        rd->refused = -1;
+        return -1;
     }
     return 0;
 }
@@ -532,7 +530,8 @@ static void reader_begin(fetcher *f, job *j, pass *p, ns_query *q)
     q->body_ud = f;
 }
 
-/* A try that failed: the read forgets what it handed out. */
+/* A try that failed: the read forgets what it handed out (the next try's
+ * reader_begin() starts its own count). */
 static void reader_undo(fetcher *f)
 {
     page_reader *rd = &f->rd;
@@ -540,8 +539,6 @@ static void reader_undo(fetcher *f)
         keyset_remove(&f->keys, (const unsigned char *)rd->added.data + at);
     f->keys.seq = rd->seq0;
     *rd->p = rd->p0;
-    buf_reset(&rd->added);
-    rd->fresh = 0;
 }
 
 /* For nscollect_requests_total: parsed is 0 when a 200's page parsed. */
@@ -770,7 +767,7 @@ static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
         p->stale = page_full(j, n) && fresh == 0 ? p->stale + 1 : 0;
         if (whole)
             maybe_prefetch(f, j, w, p, n);
-        if (whole && take_records(f, j) < 0)
+        if (whole && take_records(f, j, f->page[f->cur].recs, n) < 0)
             return -1;
         if (!page_full(j, n))
             return 0;                                /* a short page ends the window */

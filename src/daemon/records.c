@@ -670,8 +670,9 @@ static void point_at_copies(ns_page *pg)
 }
 
 /* Lex js[i, len): 0 at its end, -1 on an error (or starved). */
-static int lex_run(lexer *lx, enum expect *x, size_t i)
+static int lex_run(lexer *lx, size_t i)
 {
+    enum expect *x = &lx->expect;
     const char *js = lx->js;
     for (; i < lx->len; i++) {
         if (is_ws(js[i])) {
@@ -685,11 +686,11 @@ static int lex_run(lexer *lx, enum expect *x, size_t i)
 }
 
 /* The whole body has been lexed: what it must also be. */
-static int page_complete(lexer *lx, enum expect x)
+static int page_complete(lexer *lx)
 {
     if (!lx->ntoks)
         return seterr(lx->err, lx->errlen, "empty body");
-    if (x != X_END)
+    if (lx->expect != X_END)
         return lex_truncated(lx);
     return envelope_check(lx);
 }
@@ -711,7 +712,7 @@ static int page_read(ns_page *pg, const char *js, size_t len, char *err, size_t 
     lx.errlen = errlen;
     if (len > INT_MAX)
         return seterr(err, errlen, "body of %zu bytes is larger than %d", len, INT_MAX);
-    if (lex_run(&lx, &lx.expect, 0) < 0 || page_complete(&lx, lx.expect) < 0)
+    if (lex_run(&lx, 0) < 0 || page_complete(&lx) < 0)
         return -1;
     point_at_copies(pg);
     return 0;
@@ -789,8 +790,8 @@ int ns_page_begin(ns_page *pg, ns_emit_fn emit, void *ud)
 /* Lex from the last record handed out to what has arrived. With more to
  * come, a token cut at the end is read again next time, from that record's
  * end; the bytes before it are dropped. Runs again once the buffer holds
- * STREAM_LEX_MIN more, or twice what it holds (a huge record, or a large
- * envelope before "result", is then lexed O(n) times in all, not O(n^2)). */
+ * STREAM_LEX_MIN more, or twice what it holds (so a huge record, or a large
+ * envelope before "result", costs O(n) lexing in all, not O(n^2)). */
 static int stream_lex(ns_page *pg, int more, char *err, size_t errlen)
 {
     struct ns_stream *st = pg->stream;
@@ -802,8 +803,7 @@ static int stream_lex(ns_page *pg, int more, char *err, size_t errlen)
     lx.errlen = errlen;
     if (err && errlen)
         err[0] = '\0';
-    if ((lex_run(&lx, &lx.expect, st->snap_i) < 0 && !lx.starved) ||
-        (!more && page_complete(&lx, lx.expect) < 0)) {
+    if ((lex_run(&lx, st->snap_i) < 0 && !lx.starved) || (!more && page_complete(&lx) < 0)) {
         pg->nrecs = st->handed;
         return (st->failed = -1);
     }
