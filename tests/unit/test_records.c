@@ -267,6 +267,49 @@ static void test_cases(void)
     }
 }
 
+/* Escapes at every position against the lexer's 16-byte steps (a short
+ * escape is gone past inside the step; the escaped byte may open the next
+ * one, and may itself be a quote or a backslash): valid ones are kept byte
+ * for byte, a bad one or a control byte is reported at its own byte. */
+static void test_escapes_at_every_offset(void)
+{
+    static const char *const good[] = {
+        "\\\"", "\\\\", "\\/", "\\n", "\\t", "\\u00e9", "\\\\\\\"", "\\n\\n\\n\\n\\n\\n\\n\\n\\n",
+        "\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\",
+    };
+    static const struct { const char *esc; size_t at; const char *msg; } bad[] = {
+        {"\\x", 1, "invalid JSON at byte"}, {"\\u12G4", 4, "invalid JSON at byte"},
+        {"\x01", 0, "control character in string at byte"},
+        {"\\\\\x1f", 2, "control character in string at byte"},
+    };
+    char in[320], want[256], msg[96];
+    const char *head = "{\"result\":[{\"a\":\"";
+    for (size_t off = 0; off < 40; off++) {
+        char pad[48];
+        memset(pad, 'x', off);
+        pad[off] = '\0';
+        for (size_t g = 0; g < sizeof good / sizeof good[0]; g++) {
+            for (int end = 0; end < 2; end++) {   /* the escape last in its string, or not */
+                snprintf(want, sizeof want, "{\"a\":\"%s%s%s\",\"b\":1}", pad, good[g],
+                         end ? "" : "yyyyyyyyyyyyyyyyyyyy");
+                snprintf(in, sizeof in, "{\"result\":[%s]}", want);
+                const char *got = run(in);
+                if (strcmp(got, want) != 0)
+                    fprintf(stderr, "escape %s at %zu: got %s\n", good[g], off, got);
+                CHECK_STR(got, want);
+            }
+        }
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            snprintf(in, sizeof in, "%s%s%syyyyyyyyyyyyyyyyyyyy\"}]}", head, pad, bad[b].esc);
+            snprintf(msg, sizeof msg, "!%s %zu", bad[b].msg, strlen(head) + off + bad[b].at);
+            const char *got = run(in);
+            if (strcmp(got, msg) != 0)
+                fprintf(stderr, "bad escape %zu at %zu: got %s, want %s\n", b, off, got, msg);
+            CHECK_STR(got, msg);
+        }
+    }
+}
+
 static void check_contains(const char *hay, size_t len, const char *needle)
 {
     size_t n = strlen(needle);
@@ -893,6 +936,7 @@ int main(void)
     ns_page_init(&pg, 0);
     buf_init(&joined, 0);
     test_cases();
+    test_escapes_at_every_offset();
     test_raw_page();
     test_alerts_uba();
     test_keys();
