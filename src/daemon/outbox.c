@@ -22,6 +22,9 @@
  * what a key costs is its statement's step, not the row (keep_new_records). */
 #define SEEN_ROWS 16
 #define SEEN_ROW "(?, ?, ?, ?, ?)"
+/* Keys that go by when they were stored are deleted by a pass over their
+ * stream's keys (migration 017), not more often than this. */
+#define KEYS_SCAN_EVERY_S 300
 #define SEEN_ROW4 SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW
 #define SEEN_ROW16 SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4
 
@@ -56,7 +59,13 @@
     X(by_stored, "SELECT api = 'dataexport' FROM tenant WHERE id = ?1") \
     X(seen_prune, "DELETE FROM seen WHERE stream_id = ?1 AND at >= 0 AND at < ?2") \
     X(seen_prune_stored, "DELETE FROM seen WHERE stream_id = ?1 AND stored_at > 0 " \
-                         "AND stored_at < ?2") /* > 0: the partial index (migration 016) */ \
+                         "AND stored_at < ?2") /* a pass over the stream's keys (017) */ \
+    X(keys_stored, "UPDATE stream SET keys_stored_oldest = " \
+                   "min(coalesce(keys_stored_oldest, ?2), ?2) WHERE id = ?1") \
+    X(keys_due, "SELECT keys_stored_oldest, keys_scanned_at FROM stream WHERE id = ?1") \
+    X(keys_oldest, "UPDATE stream SET keys_stored_oldest = (SELECT min(stored_at) FROM seen " \
+                   "WHERE stream_id = ?1 AND stored_at > 0), " \
+                   "keys_scanned_at = coalesce(?2, keys_scanned_at) WHERE id = ?1") \
     X(run_add, "UPDATE run SET pages = pages + ?2, fetched = fetched + ?3, stored = stored + ?4, " \
                "window_end = coalesce(?5, window_end) WHERE id = ?1") \
     X(run_start, "INSERT INTO run (tenant_id, started_at, status, window_start, stream_id) " \
@@ -275,6 +284,14 @@ static int is_conflict(outbox *o, int64_t stream_id, const outbox_item *it)
     return step_done(o->st[ST_seen_counted]) < 0 ? -1 : 1;
 }
 
+/* Whether the key of it goes by when it is stored (stored_at = now) rather
+ * than by its window time (stored_at = 0): every key of a stream that
+ * reads the iterator, and those without a time or with one in the future. */
+static int goes_by_stored(const outbox_item *it, int by_stored, int64_t now)
+{
+    return by_stored || it->at < 0 || it->at > now;
+}
+
 /* Bind one key row at parameter base+1..base+5 of seen_add or seen_add_many. */
 static void bind_key_row(sqlite3_stmt *st, int base, int64_t stream_id, const outbox_item *it,
                          int by_stored, int64_t now)
@@ -282,9 +299,7 @@ static void bind_key_row(sqlite3_stmt *st, int base, int64_t stream_id, const ou
     sqlite3_bind_int64(st, base + 1, stream_id);
     sqlite3_bind_blob(st, base + 2, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, base + 3, it->at);
-    /* 0 keeps the key out of seen_stored: its time prunes it first */
-    int by_time = !by_stored && it->at >= 0 && it->at <= now;
-    sqlite3_bind_int64(st, base + 4, by_time ? 0 : now);
+    sqlite3_bind_int64(st, base + 4, goes_by_stored(it, by_stored, now) ? now : 0);
     if (it->digest >= 0)
         sqlite3_bind_int64(st, base + 5, it->digest);
     else
@@ -350,6 +365,15 @@ static int fresh_run(const outbox_batch *b, size_t i, int64_t top)
     return 1;
 }
 
+/* Keys that go by their stored time were stored now: the stream's oldest
+ * such time is now unless an older one is known (prune_by_stored()). */
+static int note_stored_keys(outbox *o, int64_t stream_id, int64_t now)
+{
+    sqlite3_bind_int64(o->st[ST_keys_stored], 1, stream_id);
+    sqlite3_bind_int64(o->st[ST_keys_stored], 2, now);
+    return step_done(o->st[ST_keys_stored]);
+}
+
 /* Keep the records whose key is new: b->data is compacted in place to just
  * their lines (a record only ever moves towards the start, so memmove is
  * safe, and nothing is copied while every record is new, the usual case).
@@ -366,6 +390,7 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id, int b
 {
     size_t w = 0;
     int64_t now = db_now(), top;
+    int by_stored_keys = 0;
     *newest = -1;
     if (seen_top(o, stream_id, &top) < 0)
         return -1;
@@ -385,12 +410,13 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id, int b
                 memmove(b->data.data + w, b->data.data + it->off, it->len + 1);
             w += it->len + 1;
             n->stored++;
+            by_stored_keys |= goes_by_stored(it, by_stored, now);
             if (it->event_time > *newest)
                 *newest = it->event_time;
         }
     }
     b->data.len = w;
-    return 0;
+    return by_stored_keys ? note_stored_keys(o, stream_id, now) : 0;
 }
 
 static int insert_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
@@ -579,6 +605,38 @@ int outbox_spool_sweep(outbox *o, char *err, size_t errlen)
     return removed;
 }
 
+/* Whatever time a record claims (none, the far future), it was in a window
+ * that ended by when its key was stored: keys that go by that time are
+ * deleted once it is before a->prune_before. They have no index (each
+ * entry cost a write and a delete: migration 017), so they are found by one
+ * pass over the stream's keys: only when the oldest of them is due, and
+ * not again within KEYS_SCAN_EVERY_S. Not known yet (0: a stream from
+ * before 017, or imported), the oldest is looked up first. */
+static int prune_by_stored(outbox *o, const outbox_commit_args *a)
+{
+    sqlite3_stmt *st = o->st[ST_keys_due];
+    sqlite3_bind_int64(st, 1, a->stream_id);
+    int rc = sqlite3_step(st);
+    int none = rc != SQLITE_ROW || sqlite3_column_type(st, 0) == SQLITE_NULL;
+    int64_t oldest = none ? 0 : sqlite3_column_int64(st, 0);
+    int64_t scanned = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0, now = db_now();
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : -1;
+    int known = oldest > 0;
+    if (none || (known && (oldest >= a->prune_before || now - scanned < KEYS_SCAN_EVERY_S)))
+        return 0;
+    if (known) {
+        sqlite3_bind_int64(o->st[ST_seen_prune_stored], 1, a->stream_id);
+        sqlite3_bind_int64(o->st[ST_seen_prune_stored], 2, a->prune_before);
+        if (step_done(o->st[ST_seen_prune_stored]) < 0)
+            return -1;
+        sqlite3_bind_int64(o->st[ST_keys_oldest], 2, now);
+    }
+    sqlite3_bind_int64(o->st[ST_keys_oldest], 1, a->stream_id);
+    return step_done(o->st[ST_keys_oldest]);
+}
+
 static int move_cursor(outbox *o, const outbox_commit_args *a)
 {
     sqlite3_bind_int64(o->st[ST_cursor_set], 1, a->stream_id);
@@ -598,11 +656,7 @@ static int move_cursor(outbox *o, const outbox_commit_args *a)
     sqlite3_bind_int64(o->st[ST_seen_prune], 2, a->iterator ? 0 : a->prune_before);
     if (step_done(o->st[ST_seen_prune]) < 0)
         return -1;
-    /* Whatever time a record claims (none, the far future), it was in a
-     * window that ended by when its key was stored. */
-    sqlite3_bind_int64(o->st[ST_seen_prune_stored], 1, a->stream_id);
-    sqlite3_bind_int64(o->st[ST_seen_prune_stored], 2, a->prune_before);
-    return step_done(o->st[ST_seen_prune_stored]);
+    return prune_by_stored(o, a);
 }
 
 static int count_run(outbox *o, const outbox_commit_args *a, int64_t stored)

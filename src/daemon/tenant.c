@@ -326,11 +326,15 @@ int tenant_update(sqlite3 *db, const secret_key *key, const tenant *t,
         goto fail;
     /* To dataexport: the iterator prunes keys only by when they were
      * stored, so the data API's keys stored without that time (0, pruned
-     * by their window time: migration 016) are given the switch's time. */
+     * by their window time: migration 016) are given the switch's time,
+     * which their stream then knows as its oldest (migration 017). */
     if (t->api_export &&
-        run_for_id(db, "UPDATE seen SET stored_at = unixepoch() WHERE stored_at = 0 AND "
-                   "stream_id IN (SELECT id FROM stream WHERE tenant_id = ?1)",
-                   t->id, err, errlen) < 0)
+        (run_for_id(db, "UPDATE seen SET stored_at = unixepoch() WHERE stored_at = 0 AND "
+                    "stream_id IN (SELECT id FROM stream WHERE tenant_id = ?1)",
+                    t->id, err, errlen) < 0 ||
+         run_for_id(db, "UPDATE stream SET keys_stored_oldest = "
+                    "min(coalesce(keys_stored_oldest, unixepoch()), unixepoch()) "
+                    "WHERE tenant_id = ?1", t->id, err, errlen) < 0))
         goto fail;
     /* A changed (or re-enabled) tenant deserves a prompt try: forget the
      * back-off and any wait a server asked for. */
