@@ -22,11 +22,12 @@
  * what a key costs is its statement's step, not the row (keep_new_records). */
 #define SEEN_ROWS 16
 #define SEEN_ROW "(?, ?, ?, ?, ?)"
+#define SEEN_ROW4 SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW
+#define SEEN_ROW16 SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4
+
 /* Keys that go by when they were stored are deleted by a pass over their
  * stream's keys (migration 017), not more often than this. */
 #define KEYS_SCAN_EVERY_S 300
-#define SEEN_ROW4 SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW
-#define SEEN_ROW16 SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4
 
 /* Every statement this part runs, prepared once per connection. */
 #define OUTBOX_STATEMENTS(X) \
@@ -615,23 +616,28 @@ int outbox_spool_sweep(outbox *o, char *err, size_t errlen)
 static int prune_by_stored(outbox *o, const outbox_commit_args *a)
 {
     sqlite3_stmt *st = o->st[ST_keys_due];
+    int64_t oldest = 0, scanned = 0, now = db_now();
     sqlite3_bind_int64(st, 1, a->stream_id);
-    int rc = sqlite3_step(st);
-    int none = rc != SQLITE_ROW || sqlite3_column_type(st, 0) == SQLITE_NULL;
-    int64_t oldest = none ? 0 : sqlite3_column_int64(st, 0);
-    int64_t scanned = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0, now = db_now();
+    int rc = sqlite3_step(st), none = 1;
+    if (rc == SQLITE_ROW) {
+        none = sqlite3_column_type(st, 0) == SQLITE_NULL;
+        oldest = sqlite3_column_int64(st, 0);
+        scanned = sqlite3_column_int64(st, 1);
+    }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? 0 : -1;
-    int known = oldest > 0;
-    if (none || (known && (oldest >= a->prune_before || now - scanned < KEYS_SCAN_EVERY_S)))
+    if (none)
+        return 0;                       /* no key goes by its stored time */
+    int look_up = oldest == 0;          /* not known: found, without a pass */
+    if (!look_up && (oldest >= a->prune_before || now - scanned < KEYS_SCAN_EVERY_S))
         return 0;
-    if (known) {
+    if (!look_up) {
         sqlite3_bind_int64(o->st[ST_seen_prune_stored], 1, a->stream_id);
         sqlite3_bind_int64(o->st[ST_seen_prune_stored], 2, a->prune_before);
         if (step_done(o->st[ST_seen_prune_stored]) < 0)
             return -1;
-        sqlite3_bind_int64(o->st[ST_keys_oldest], 2, now);
+        sqlite3_bind_int64(o->st[ST_keys_oldest], 2, now);  /* else NULL: kept */
     }
     sqlite3_bind_int64(o->st[ST_keys_oldest], 1, a->stream_id);
     return step_done(o->st[ST_keys_oldest]);
