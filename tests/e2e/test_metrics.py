@@ -170,14 +170,18 @@ def test_upgrade_starts_the_counters_from_the_history():
         rc, out, err = ws.run_cli(["run", "--once"])
         assert rc == 0, err
         # The database as release 13 left it: no counters, no triggers, and
-        # nothing of the later migrations (015's columns, its views).
+        # nothing of the later migrations (015's columns, its views; 016's
+        # and 017's index of keys by stored time, 017's columns).
         con = sqlite3.connect(ws.db)
         with open(os.path.join(REPO, "migrations", "013_conflicts.sql")) as f:
             views13 = f.read()
         con.executescript(views13[views13.index("DROP VIEW tenant_status;"):])
         con.executescript("ALTER TABLE outbox DROP COLUMN sent_bytes;"
                           "ALTER TABLE outbox DROP COLUMN in_flight;"
-                          "ALTER TABLE stream DROP COLUMN ambiguous_retries;")
+                          "ALTER TABLE stream DROP COLUMN ambiguous_retries;"
+                          "ALTER TABLE stream DROP COLUMN keys_stored_oldest;"
+                          "ALTER TABLE stream DROP COLUMN keys_scanned_at;"
+                          "CREATE INDEX seen_stored ON seen (stream_id, stored_at);")
         con.executescript("DROP TRIGGER run_counts_stream; DROP TRIGGER delivered_counts_stream;"
                           "ALTER TABLE stream DROP COLUMN fetched_total;"
                           "ALTER TABLE stream DROP COLUMN stored_total;"
