@@ -21,6 +21,31 @@ static const outbox_commit_args args = {
     .spool_min_bytes = 0,
 };
 
+/* A connection to the test database with its outbox; NULL (checked) when
+ * either cannot be opened. */
+static outbox *open_outbox(const char *path, sqlite3 **db)
+{
+    char err[256] = "";
+    *db = db_open(path, 0, err, sizeof err);
+    outbox *o = *db ? outbox_open(*db, err, sizeof err) : NULL;
+    CHECK(o != NULL);
+    if (!o)
+        fprintf(stderr, "open: %s\n", err);
+    return o;
+}
+
+/* Commit b under a, print why it failed, and release it. */
+static int commit_batch(outbox *o, outbox_batch *b, const outbox_commit_args *a,
+                        outbox_counts *c)
+{
+    char err[256] = "";
+    int rc = outbox_commit(o, b, a, c, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "commit: %s\n", err);
+    outbox_batch_release(b);
+    return rc;
+}
+
 /* Commit records rec[0..n) (NULL-terminated), all under key tag, keeping
  * their digests when digest is set. */
 static int commit_keyed(outbox *o, const char *const *rec, unsigned char tag, int digest,
@@ -116,10 +141,8 @@ static void test_failed_commit_keeps_the_next_batch_file(const char *path)
  * outside the overlap), are plain repeats. */
 static void test_conflicts_are_counted(const char *path)
 {
-    char err[256] = "";
-    sqlite3 *db = db_open(path, 0, err, sizeof err);
-    outbox *o = db ? outbox_open(db, err, sizeof err) : NULL;
-    CHECK(o != NULL);
+    sqlite3 *db;
+    outbox *o = open_outbox(path, &db);
     if (!o)
         return;
     outbox_counts n;
@@ -154,7 +177,7 @@ static int commit_ids(outbox *o, const int *ids, size_t n, outbox_counts *c)
     static const outbox_commit_args a2 = {
         .tenant_id = 1, .stream_id = 2, .object_prefix = "t/page", .cursor = -1,
     };
-    char err[256] = "", rec[64];
+    char rec[64];
     unsigned char key[RECORDS_KEY_LEN];
     outbox_batch b;
     outbox_batch_init(&b, 1 << 20);
@@ -164,11 +187,7 @@ static int commit_ids(outbox *o, const int *ids, size_t n, outbox_counts *c)
         memcpy(key, &ids[i], sizeof ids[i]);
         outbox_batch_add(&b, rec, (size_t)len, key, 1000 + ids[i], 1000 + ids[i], 1);
     }
-    int rc = outbox_commit(o, &b, &a2, c, err, sizeof err);
-    if (rc < 0)
-        fprintf(stderr, "commit: %s\n", err);
-    outbox_batch_release(&b);
-    return rc;
+    return commit_batch(o, &b, &a2, c);
 }
 
 /* Keys of records newer than every stored one go in many to a statement;
@@ -178,10 +197,9 @@ static int commit_ids(outbox *o, const int *ids, size_t n, outbox_counts *c)
  * are repeats when the records come again. */
 static void test_keys_many_at_a_time(const char *path)
 {
-    char err[256] = "", spool[128];
-    sqlite3 *db = db_open(path, 0, err, sizeof err);
-    outbox *o = db ? outbox_open(db, err, sizeof err) : NULL;
-    CHECK(o != NULL);
+    char spool[128];
+    sqlite3 *db;
+    outbox *o = open_outbox(path, &db);
     if (!o)
         return;
     int ids[40];
@@ -227,7 +245,7 @@ static int commit_untimed(outbox *o, int n, int64_t prune_before)
         .tenant_id = 1, .stream_id = 3, .object_prefix = "t/audit", .cursor = 10,
         .prune_before = prune_before,
     };
-    char err[256] = "", rec[64];
+    char rec[64];
     unsigned char key[RECORDS_KEY_LEN];
     outbox_batch b;
     outbox_counts c;
@@ -238,11 +256,7 @@ static int commit_untimed(outbox *o, int n, int64_t prune_before)
         memcpy(key, &serial, sizeof serial);
         outbox_batch_add(&b, rec, (size_t)len, key, -1, -1, 0);
     }
-    int rc = outbox_commit(o, &b, &a3, &c, err, sizeof err);
-    if (rc < 0)
-        fprintf(stderr, "commit: %s\n", err);
-    outbox_batch_release(&b);
-    return rc;
+    return commit_batch(o, &b, &a3, &c);
 }
 
 /* Keys that go by their stored time have no index (migration 017): a pass
@@ -252,10 +266,8 @@ static int commit_untimed(outbox *o, int n, int64_t prune_before)
  * wait 300 s more). */
 static void test_keys_by_stored_time_are_pruned_by_a_pass(const char *path)
 {
-    char err[256] = "";
-    sqlite3 *db = db_open(path, 0, err, sizeof err);
-    outbox *o = db ? outbox_open(db, err, sizeof err) : NULL;
-    CHECK(o != NULL);
+    sqlite3 *db;
+    outbox *o = open_outbox(path, &db);
     if (!o)
         return;
     const char *count = "SELECT count(*) FROM seen WHERE stream_id = 3";
@@ -275,7 +287,7 @@ static void test_keys_by_stored_time_are_pruned_by_a_pass(const char *path)
     CHECK_INT(db_int(db, count, 0, -1), 2);
     CHECK(db_int(db, oldest, 0, -1) >= t0);
     CHECK(db_exec(db, "UPDATE stream SET keys_scanned_at = keys_scanned_at - 300 WHERE id = 3",
-                  err, sizeof err) == 0);
+                  NULL, 0) == 0);
     CHECK_INT(commit_untimed(o, 0, db_now() + 10), 0);
     CHECK_INT(db_int(db, count, 0, -1), 0);
     outbox_free(o);
