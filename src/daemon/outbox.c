@@ -396,11 +396,13 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id, int b
     if (seen_top(o, stream_id, &top) < 0)
         return -1;
     for (size_t i = 0; i < b->n;) {
-        int all_new = fresh_run(b, i, top) ? add_new_keys(o, stream_id, &b->items[i],
-                                                           by_stored, now) : 0;
+        int tried = fresh_run(b, i, top);
+        int all_new = tried ? add_new_keys(o, stream_id, &b->items[i], by_stored, now) : 0;
         if (all_new < 0)
             return -1;
-        for (size_t end = all_new ? i + SEEN_ROWS : i + 1; i < end; i++) {
+        /* a run that failed is taken one at a time whole, not tried again
+         * from each of its records */
+        for (size_t end = i + (tried ? SEEN_ROWS : 1); i < end; i++) {
             const outbox_item *it = &b->items[i];
             int added = all_new ? 1 : add_key(o, stream_id, it, by_stored, now, n);
             if (added < 0)

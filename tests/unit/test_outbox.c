@@ -52,15 +52,12 @@ static int commit_keyed(outbox *o, const char *const *rec, unsigned char tag, in
                         outbox_counts *n)
 {
     unsigned char key[RECORDS_KEY_LEN];
-    char err[256] = "";
     outbox_batch b;
     memset(key, tag, sizeof key);
     outbox_batch_init(&b, 1 << 20);
     for (; *rec; rec++)
         outbox_batch_add(&b, *rec, strlen(*rec), key, 100, 100, digest);
-    int rc = outbox_commit(o, &b, &args, n, err, sizeof err);
-    outbox_batch_release(&b);
-    return rc;
+    return commit_batch(o, &b, &args, n);
 }
 
 static int commit_one(outbox *o, const char *rec, unsigned char tag, int64_t *stored)
