@@ -688,11 +688,14 @@ int scheduler_run(const nsc_config *cfg, const char *db_path, const secret_key *
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);      /* before any thread starts */
-    if (cfg->metrics_listen[0] && !(mx = start_metrics(&p, err, errlen)))
-        goto out_pool;                           /* exit 2: no worker has started */
-    p.nfetch = opts->fetch_workers;              /* before a SIGHUP can look at them */
+    /* Before the first thread that reads them (the metrics server's
+     * /readyz, a SIGHUP): set after it, a scrape could race the write and
+     * see no worker starting (TSan saw it in test_metrics). */
+    p.nfetch = opts->fetch_workers;
     p.nfetch_pinned = opts->fetch_workers_set;
     p.starting = p.nfetch + opts->upload_workers;
+    if (cfg->metrics_listen[0] && !(mx = start_metrics(&p, err, errlen)))
+        goto out_pool;                           /* exit 2: no worker has started */
     pthread_create(&sig, NULL, signal_thread, &p);
 
     log_info("event=start mode=%s fetch_workers=%d upload_workers=%d database=%s",
