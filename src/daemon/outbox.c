@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "daemon/db.h"
 #include "daemon/tenant.h"
@@ -224,7 +223,7 @@ int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
     memcpy(it->key, key, RECORDS_KEY_LEN);
     it->at = at;
     it->event_time = event_time;
-    it->digest = keep_digest ? (int64_t)crc32(0, (const Bytef *)rec, (uInt)len) : -1;
+    it->digest = keep_digest ? records_digest(rec, len) : -1;
     return 0;
 }
 
@@ -274,7 +273,9 @@ static int is_conflict(outbox *o, int64_t stream_id, const outbox_item *it)
     sqlite3_stmt *st = o->st[ST_seen_digest];
     bind_seen_key(st, stream_id, it);
     int rc = sqlite3_step(st);
+    /* a crc32 stored by an older release (below RECORDS_DIGEST_MIN) says nothing */
     int conflict = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+                   sqlite3_column_int64(st, 0) >= RECORDS_DIGEST_MIN &&
                    sqlite3_column_int64(st, 0) != it->digest;
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)

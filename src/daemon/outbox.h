@@ -43,9 +43,10 @@ typedef struct outbox_item {
                                               what pruning goes by; -1 = none. Keys are also
                                               pruned by when they were stored (migration 006) */
     int64_t event_time;                    /* -1 when unknown */
-    int64_t digest;                        /* crc32 of the bytes, kept with the key so that a
-                                              record met again with the same key and other
-                                              bytes is counted as a conflict; -1 = not kept */
+    int64_t digest;                        /* records_digest() of the bytes, kept with the
+                                              key so that a record met again with the same
+                                              key and other bytes is counted as a conflict;
+                                              -1 = not kept */
 } outbox_item;
 
 typedef struct outbox_batch {
@@ -58,7 +59,7 @@ void outbox_batch_init(outbox_batch *b, size_t max_bytes);
 void outbox_batch_release(outbox_batch *b);
 void outbox_batch_reset(outbox_batch *b);
 /* Append one record; -1 when the batch is full or memory is short. With
- * keep_digest the record's crc32 is stored beside its key (outbox_item.digest):
+ * keep_digest the record's digest is stored beside its key (outbox_item.digest):
  * worth its cost only for records keyed by "_id" that a later read may meet
  * again (the overlap). */
 int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,

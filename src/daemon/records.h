@@ -93,4 +93,13 @@ int records_minify(buf *out, const char *src, size_t len);
 void records_hash(const char *domain, const void *p, size_t len,
                   unsigned char key[RECORDS_KEY_LEN]);
 
+/* A checksum of a record's bytes, kept beside its key to tell a record met
+ * again with the same "_id" and other bytes (a conflict): Poly1305 under a
+ * fixed key, 62 of its bits, always in [RECORDS_DIGEST_MIN, 2^63); -1 when
+ * OpenSSL cannot compute it (no digest is kept then). Digests stored
+ * before 2026-12-07 were zlib's crc32, below 2^32: not comparable, and not
+ * compared (outbox.c). */
+#define RECORDS_DIGEST_MIN (INT64_C(1) << 62)
+int64_t records_digest(const void *p, size_t len);
+
 #endif

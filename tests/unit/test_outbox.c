@@ -5,6 +5,8 @@
 #include "daemon/db.h"
 #include "daemon/outbox.h"
 
+#include <zlib.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +169,45 @@ static void test_conflicts_are_counted(const char *path)
     db_close(db);
 }
 
+/* Keys stored before 2026-12-07 kept zlib's crc32 of their record (below
+ * 2^32): another kind of checksum, never equal to today's. Met again, with
+ * the same bytes or others, their record is a plain repeat, not a
+ * conflict; a key stored now is compared as before. */
+static void test_older_digests_are_not_compared(const char *path)
+{
+    sqlite3 *db;
+    outbox *o = open_outbox(path, &db);
+    if (!o)
+        return;
+    outbox_counts n;
+    const char *v1[] = {"{\"_id\":\"c\",\"v\":1}", NULL};
+    const char *v2[] = {"{\"_id\":\"c\",\"v\":2}", NULL};
+    int64_t before = db_int(db, "SELECT conflicts FROM stream WHERE id = 1", 0, -1);
+    CHECK_INT(commit_keyed(o, v1, 'c', 1, &n), 0);
+    CHECK_INT(n.stored, 1);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM seen WHERE digest >= 4611686018427387904", 0,
+                     -1), db_int(db, "SELECT count(*) FROM seen WHERE digest IS NOT NULL", 0, -1));
+    /* what release 19 stored for v1: crc32('{"_id":"c","v":1}') */
+    uLong crc = crc32(0, (const Bytef *)v1[0], (uInt)strlen(v1[0]));
+    sqlite3_stmt *st = NULL;
+    CHECK_INT(sqlite3_prepare_v2(db, "UPDATE seen SET digest = ?1 WHERE key = ?2", -1, &st, NULL),
+              SQLITE_OK);
+    unsigned char key[RECORDS_KEY_LEN];
+    memset(key, 'c', sizeof key);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)crc);
+    sqlite3_bind_blob(st, 2, key, sizeof key, SQLITE_STATIC);
+    CHECK_INT(sqlite3_step(st), SQLITE_DONE);
+    CHECK_INT(sqlite3_changes(db), 1);
+    sqlite3_finalize(st);
+    CHECK_INT(commit_keyed(o, v2, 'c', 1, &n), 0);
+    CHECK_INT(n.stored + n.conflicts, 0);
+    CHECK_INT(commit_keyed(o, v1, 'c', 1, &n), 0);
+    CHECK_INT(n.stored + n.conflicts, 0);
+    CHECK_INT(db_int(db, "SELECT conflicts FROM stream WHERE id = 1", 0, -1), before);
+    outbox_free(o);
+    db_close(db);
+}
+
 /* Commit n records "{\"_id\":\"<k>\",\"v\":<i>}" to stream 2, record i
  * under key ids[i] with window time 1000 + ids[i], each keeping its digest. */
 static int commit_ids(outbox *o, const int *ids, size_t n, outbox_counts *c)
@@ -308,6 +349,7 @@ int main(void)
     db_close(db);
     test_failed_commit_keeps_the_next_batch_file(path);
     test_conflicts_are_counted(path);
+    test_older_digests_are_not_compared(path);
     test_keys_many_at_a_time(path);
     test_keys_by_stored_time_are_pruned_by_a_pass(path);
     char cmd[128];
