@@ -18,11 +18,14 @@
 #define SPOOL_ALIGN 4096     /* O_DIRECT: buffer, offset and length in whole blocks */
 
 /* Keys newer than every stored one go in SEEN_ROWS to a statement: most of
- * what a key costs is its statement's step, not the row (keep_new_records). */
-#define SEEN_ROWS 16
+ * what a key costs is its statement's step, not the row (keep_new_records).
+ * 16 -> 64 (and the rows in key order, add_new_keys): 4 % fewer
+ * instructions per stored alert (callgrind, 50k alerts). */
+#define SEEN_ROWS OUTBOX_KEY_ROWS
 #define SEEN_ROW "(?, ?, ?, ?, ?)"
 #define SEEN_ROW4 SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW
 #define SEEN_ROW16 SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4
+#define SEEN_ROW64 SEEN_ROW16 ", " SEEN_ROW16 ", " SEEN_ROW16 ", " SEEN_ROW16
 
 /* Keys that go by when they were stored are deleted by a pass over their
  * stream's keys (migration 017), not more often than this. */
@@ -35,7 +38,7 @@
     /* No OR IGNORE: a key already there fails the statement, and undoes \
      * it, instead of being left out unnoticed. */ \
     X(seen_add_many, "INSERT INTO seen (stream_id, key, at, stored_at, digest) " \
-                     "VALUES " SEEN_ROW16) \
+                     "VALUES " SEEN_ROW64) \
     X(seen_top, "SELECT max(at) FROM seen WHERE stream_id = ?1") \
     X(seen_digest, "SELECT digest FROM seen WHERE stream_id = ?1 AND at = ?2 AND key = ?3") \
     X(seen_counted, "UPDATE seen SET digest = NULL WHERE stream_id = ?1 AND at = ?2 AND key = ?3") \
@@ -326,6 +329,13 @@ static int add_key(outbox *o, int64_t stream_id, const outbox_item *it, int by_s
     return 0;
 }
 
+/* Whether a's key row sorts before b's in seen's primary key (stream_id,
+ * at, key), for rows of one stream: the blob compares as memcmp. */
+static int key_row_before(const outbox_item *a, const outbox_item *b)
+{
+    return a->at < b->at || (a->at == b->at && memcmp(a->key, b->key, RECORDS_KEY_LEN) < 0);
+}
+
 /* Store the keys of SEEN_ROWS records in one statement: 1 when all were
  * new, 0 when one of them was there already (the statement is undone, the
  * transaction goes on: the caller takes them one at a time), -1 on error. */
@@ -333,8 +343,19 @@ static int add_new_keys(outbox *o, int64_t stream_id, const outbox_item *its, in
                         int64_t now)
 {
     sqlite3_stmt *st = o->st[ST_seen_add_many];
+    const outbox_item *row[SEEN_ROWS];
+    /* In the primary key's order: after the first row SQLite's cursor
+     * stays on the last cell of the table when these are the newest keys
+     * in it (a backlog, one tenant's stream), and each later row is put
+     * there without a search from the root. */
+    for (int i = 0; i < SEEN_ROWS; i++) {
+        int k = i;
+        for (; k > 0 && key_row_before(&its[i], row[k - 1]); k--)
+            row[k] = row[k - 1];
+        row[k] = &its[i];
+    }
     for (int i = 0; i < SEEN_ROWS; i++)
-        bind_key_row(st, 5 * i, stream_id, &its[i], by_stored, now);
+        bind_key_row(st, 5 * i, stream_id, row[i], by_stored, now);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)

@@ -55,6 +55,10 @@ typedef struct outbox_batch {
     size_t n, cap;
 } outbox_batch;
 
+/* The keys of this many records newer than every stored key of their
+ * stream go into seen in one statement (a commit's usual case). */
+#define OUTBOX_KEY_ROWS 64
+
 void outbox_batch_init(outbox_batch *b, size_t max_bytes);
 void outbox_batch_release(outbox_batch *b);
 void outbox_batch_reset(outbox_batch *b);

@@ -89,7 +89,7 @@ static void commit_meanwhile(void *arg)
 
 static char *read_file(const char *path)
 {
-    static char text[4096];
+    static char text[16384];
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
@@ -235,40 +235,42 @@ static int commit_ids(outbox *o, const int *ids, size_t n, outbox_counts *c)
  * are repeats when the records come again. */
 static void test_keys_many_at_a_time(const char *path)
 {
+    enum { K = OUTBOX_KEY_ROWS, N = 2 * K + 8 };
     char spool[128];
     sqlite3 *db;
     outbox *o = open_outbox(path, &db);
     if (!o)
         return;
-    int ids[40];
-    for (int i = 0; i < 40; i++)
+    int ids[N];
+    for (int i = 0; i < N; i++)
         ids[i] = i;
-    ids[21] = 18;                      /* a second copy, other bytes, in the second run of 16 */
+    ids[K + 5] = K + 2;                /* a second copy, other bytes, in the second run of K */
     outbox_counts n;
-    CHECK_INT(commit_ids(o, ids, 40, &n), 0);
-    CHECK_INT(n.stored, 39);
+    CHECK_INT(commit_ids(o, ids, N, &n), 0);
+    CHECK_INT(n.stored, N - 1);
     CHECK_INT(n.conflicts, 1);
-    CHECK_INT(db_int(db, "SELECT count(*) FROM seen WHERE stream_id = 2", 0, -1), 39);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM seen WHERE stream_id = 2", 0, -1), N - 1);
     CHECK_INT(db_int(db, "SELECT count(DISTINCT digest) FROM seen WHERE stream_id = 2", 0, -1),
-              38);                     /* 18's digest is forgotten once its conflict is counted */
+              N - 2);                  /* K + 2's digest is forgotten once its conflict is counted */
     int64_t id = db_int(db, "SELECT id FROM outbox WHERE stream_id = 2", 0, -1);
     snprintf(spool, sizeof spool, "%s.spool/%lld.ndjson", path, (long long)id);
     const char *text = read_file(spool);
     CHECK(text != NULL);
-    char want[4096] = "";
-    for (int i = 0; i < 40; i++)
-        if (i != 21)
+    static char want[16384];
+    want[0] = '\0';
+    for (int i = 0; i < N; i++)
+        if (i != K + 5)
             snprintf(want + strlen(want), sizeof want - strlen(want),
                      "{\"_id\":\"%d\",\"v\":%d}\n", ids[i], i);
     CHECK_STR(text ? text : "(no file)", want);
-    /* Again (21 was never stored), with 16 newer ones behind: 17 stored. */
-    int more[56];
-    for (int i = 0; i < 56; i++)
+    /* Again (K + 5 was never stored), with K newer ones behind: K + 1 stored. */
+    int more[N + K];
+    for (int i = 0; i < N + K; i++)
         more[i] = i;
-    CHECK_INT(commit_ids(o, more, 56, &n), 0);
-    CHECK_INT(n.stored, 17);
+    CHECK_INT(commit_ids(o, more, N + K, &n), 0);
+    CHECK_INT(n.stored, K + 1);
     CHECK_INT(n.conflicts, 0);
-    CHECK_INT(db_int(db, "SELECT count(*) FROM seen WHERE stream_id = 2", 0, -1), 56);
+    CHECK_INT(db_int(db, "SELECT count(*) FROM seen WHERE stream_id = 2", 0, -1), N + K);
     outbox_free(o);
     db_close(db);
 }
