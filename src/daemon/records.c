@@ -61,6 +61,26 @@ static int name_is(const char *p, size_t n, const char *name, size_t name_len)
 
 /* ---- JSON values ---- */
 
+/* The first byte at or after i that is not a digit (or len). Alerts carry
+ * 19-digit ids and 17-digit coordinates: with SSE2 16 bytes are looked at
+ * in a few instructions instead of one loop turn each. */
+HOT_INLINE size_t digits_end(const char *p, size_t i, size_t len)
+{
+#ifdef __SSE2__
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+    while (i + 16 <= len) {
+        __m128i v = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + i)), zero);
+        unsigned digit = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, nine), v));
+        if (digit != 0xffff)
+            return i + (size_t)__builtin_ctz(~digit);
+        i += 16;
+    }
+#endif
+    while (i < len && is_digit(p[i]))
+        i++;
+    return i;
+}
+
 /* The end of the JSON number at p[s] (RFC 8259:
  * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), or s when there is none;
  * what follows it is the caller's to check. */
@@ -70,13 +90,12 @@ static size_t number_end(const char *p, size_t s, size_t len)
     if (i < len && p[i] == '0')
         i++;
     else if (i < len && is_digit(p[i]))
-        while (++i < len && is_digit(p[i]))
-            ;
+        i = digits_end(p, i + 1, len);
     else
         return s;
     if (i < len && p[i] == '.') {
-        for (d = ++i; i < len && is_digit(p[i]); i++)
-            ;
+        d = ++i;
+        i = digits_end(p, i, len);
         if (i == d)
             return s;
     }
@@ -411,19 +430,10 @@ static int element_begin(lexer *lx, size_t i)
     return 0;
 }
 
-/* A value begins at byte i: note what the envelope and the record need. */
-static int lex_value(lexer *lx, size_t i)
+/* A value begins at byte i outside a record's members: note what the
+ * envelope needs. */
+static int lex_outer_value(lexer *lx, size_t i)
 {
-    if (lx->depth == RECORD_DEPTH) {
-        if (lx->field != F_NONE && !lx->fields[lx->field].s) {
-            lx->fields[lx->field].s = i;       /* the first one counts */
-            lx->pending = lx->field;
-        }
-        lx->field = F_NONE;
-        return 0;
-    }
-    if (lx->depth > RECORD_DEPTH)
-        return 0;                              /* inside a record: most values */
     char c = lx->js[i];
     if (lx->ntoks == 1)
         lx->top_is_object = c == '{';
@@ -438,6 +448,24 @@ static int lex_value(lexer *lx, size_t i)
     if (lx->depth == RESULT_DEPTH && lx->in_result)
         return element_begin(lx, i);
     return 0;
+}
+
+/* A value begins at byte i: note what the envelope and the record need.
+ * Nearly every value is a record's member (inline: the call was 4 % of
+ * a page's instructions). */
+HOT_INLINE int lex_value(lexer *lx, size_t i)
+{
+    if (lx->depth == RECORD_DEPTH) {
+        if (lx->field != F_NONE && !lx->fields[lx->field].s) {
+            lx->fields[lx->field].s = i;       /* the first one counts */
+            lx->pending = lx->field;
+        }
+        lx->field = F_NONE;
+        return 0;
+    }
+    if (lx->depth > RECORD_DEPTH)
+        return 0;                              /* inside a record: most values */
+    return lex_outer_value(lx, i);
 }
 
 static int record_end(lexer *lx, size_t last);

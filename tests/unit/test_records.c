@@ -311,6 +311,57 @@ static void test_escapes_at_every_offset(void)
     }
 }
 
+/* Numbers of every length from 1 to 40 digits at 20 offsets from a 16-byte
+ * boundary, with fractions and exponents, last in their object or not, and
+ * as a record's timestamp (its value read); then numbers that stop being
+ * one after their digits (a letter, a dangling exponent, a leading zero).
+ * The digit scan looks at 16 bytes at a time: it must stop at the first
+ * byte that is not a digit, and never read past the body (parse_both
+ * streams each body cut at every size). */
+static void test_numbers_at_every_offset(void)
+{
+    static const char *const tails[] = {"a", "e", "e+", ".", ".e1", "x1"};
+    char in[512], want[400], digits[48], msg[128], tok[64];
+    const char *head = "{\"result\":[{\"";
+    for (size_t off = 0; off < 20; off++) {
+        char pad[24];
+        memset(pad, 'x', off);
+        pad[off] = '\0';
+        for (size_t nd = 1; nd <= 40; nd++) {
+            for (size_t k = 0; k < nd; k++)
+                digits[k] = (char)('1' + k % 9);
+            digits[nd] = '\0';
+            snprintf(want, sizeof want, "{\"%s\":-%s.%s,\"b\":%sE-%s,\"c\":%s}", pad, digits,
+                     digits, digits, digits, digits);
+            snprintf(in, sizeof in, "{\"result\":[%s]}", want);
+            const char *got = run(in);
+            if (strcmp(got, want) != 0)
+                fprintf(stderr, "%zu digits at %zu: got %s\n", nd, off, got);
+            CHECK_STR(got, want);
+            if (nd <= 18) {
+                snprintf(want, sizeof want, "{\"%s\":1,\"timestamp\":%s}", pad, digits);
+                snprintf(in, sizeof in, "{\"result\":[%s]}", want);
+                CHECK_STR(run(in), want);
+                CHECK(pg.nrecs == 1 && pg.recs[0].event_time == strtoll(digits, NULL, 10));
+            }
+            for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+                snprintf(in, sizeof in, "%s%s\":%s%s}]}", head, pad, digits, tails[t]);
+                snprintf(tok, sizeof tok, "%s%s", digits, tails[t]);
+                snprintf(msg, sizeof msg, "!invalid JSON value '%.24s' at byte %zu", tok,
+                         strlen(head) + off + 2);
+                got = run(in);
+                if (strcmp(got, msg) != 0)
+                    fprintf(stderr, "%zu digits then %s at %zu: got %s\n", nd, tails[t], off, got);
+                CHECK_STR(got, msg);
+            }
+            snprintf(in, sizeof in, "%s%s\":0%s}]}", head, pad, digits);
+            snprintf(msg, sizeof msg, "!invalid JSON value '0%.23s' at byte %zu", digits,
+                     strlen(head) + off + 2);
+            CHECK_STR(run(in), msg);
+        }
+    }
+}
+
 static void check_contains(const char *hay, size_t len, const char *needle)
 {
     size_t n = strlen(needle);
@@ -967,6 +1018,7 @@ int main(void)
     buf_init(&joined, 0);
     test_cases();
     test_escapes_at_every_offset();
+    test_numbers_at_every_offset();
     test_raw_page();
     test_alerts_uba();
     test_keys();
