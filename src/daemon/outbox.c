@@ -26,6 +26,10 @@
 #define SEEN_ROW4 SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW ", " SEEN_ROW
 #define SEEN_ROW16 SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4 ", " SEEN_ROW4
 #define SEEN_ROW64 SEEN_ROW16 ", " SEEN_ROW16 ", " SEEN_ROW16 ", " SEEN_ROW16
+/* The statement's rows and the rows bound must agree: a row short would
+ * leave keys unstored (their records delivered twice later), unnoticed. */
+_Static_assert(sizeof(SEEN_ROW64) == SEEN_ROWS * (sizeof(SEEN_ROW) + 1) - 1,
+               "seen_add_many must have SEEN_ROWS rows");
 
 /* Keys that go by when they were stored are deleted by a pass over their
  * stream's keys (migration 017), not more often than this. */

@@ -939,7 +939,7 @@ int records_minify(buf *out, const char *src, size_t len)
     return 0;
 }
 
-/* ---- hashing: one EVP_MD_CTX per thread, reused ---- */
+/* ---- hashing: one EVP_MD_CTX and one EVP_MAC_CTX per thread, reused ---- */
 
 static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
 static pthread_key_t hash_key, digest_key;
