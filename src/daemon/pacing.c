@@ -72,6 +72,20 @@ int pacing_slice(int64_t tenant_id, int max_s)
     return s < max_s ? s : max_s;
 }
 
+/* The next length of a slice of s seconds whose read met records: scaled
+ * so that the next holds about PACING_FILL of the ceiling at the same
+ * density, at most doubled, never shrunk. */
+static int slice_grown(int s, int64_t records, int64_t records_max, int max_s)
+{
+    int64_t target = records_max * PACING_FILL_NUM / PACING_FILL_DEN;
+    int64_t next = records > 0 ? (int64_t)s * target / records : 2 * (int64_t)s;
+    if (next > 2 * (int64_t)s)
+        next = 2 * (int64_t)s;
+    if (next > max_s)
+        next = max_s;
+    return next > s ? (int)next : s;
+}
+
 void pacing_slice_done(int64_t tenant_id, int slice_s, const pacing_slice_use *u, int max_s)
 {
     pthread_mutex_lock(&lock);
@@ -80,8 +94,8 @@ void pacing_slice_done(int64_t tenant_id, int slice_s, const pacing_slice_use *u
         int s = slice_s;
         if (u->pages * 2 > u->budget_pages && s / 2 >= PACING_MIN_SLICE_S)
             s /= 2;
-        else if (u->pages * 8 < u->budget_pages && u->records * 4 <= u->records_max && s < max_s)
-            s = s * 2 < max_s ? s * 2 : max_s;
+        else if (u->pages * 8 < u->budget_pages && s < max_s)
+            s = slice_grown(s, u->records, u->records_max, max_s);
         e->slice_s = s;
     }
     pthread_mutex_unlock(&lock);

@@ -46,10 +46,16 @@ typedef struct pacing_slice_use {
 } pacing_slice_use;
 
 /* A slice of slice_s seconds was read whole. Halves the stream's slice when
- * it used more than half the budget; doubles it (up to max_s) when it used
- * less than an eighth and twice its records stay within half the offset
- * ceiling. (Doubling on the budget alone, a dense backlog's slice went past
- * the ceiling every other time, and each of those reads was done twice.) */
+ * it used more than half the budget; when it used less than an eighth,
+ * lengthens it (at most doubled, up to max_s) so that the next slice holds
+ * about PACING_FILL (3/4) of the offset ceiling at the density just read.
+ * (Doubling on the budget alone, a dense backlog's slice went past the
+ * ceiling every other time, and each of those reads was done twice; grown
+ * only while under a quarter of the ceiling, a backlog's slices stayed at
+ * the half a too-deep read fits them to: 3 pages for 2.5 pages of records,
+ * where 3/4 gives 4 for 3.75.) */
+#define PACING_FILL_NUM 3
+#define PACING_FILL_DEN 4
 void pacing_slice_done(int64_t tenant_id, int slice_s, const pacing_slice_use *u, int max_s);
 
 /* A slice of slice_s seconds was given up because it went deeper than the

@@ -12,7 +12,9 @@
   across requests is then unstable): the slice is read again until a read
   meets no record twice, and shorter if need be; nothing is lost or doubled;
 - a server that cuts limit to 5000 without a word: a page of 5000 never
-  ends the window;
+  ends the window; a page between 5000 and the page size after a fuller
+  one does, without an empty request after it;
+- a backlog's slices grow to fill their pages (3/4 of the ceiling);
 - records that arrive late inside a window already read (within the
   overlap) are delivered by the next run, in a shuffled order too;
 - a page read as it arrives that breaks off half-way is asked for again
@@ -103,6 +105,43 @@ def test_dense_backlog_is_read_about_once():
     served, _, deep = read_backlog(12000, 7200)
     assert served <= 12000 * 1.2 and deep <= 3, \
         "served %d records for 12000 (%d too-deep reads)" % (served, deep)
+
+
+def test_a_backlog_slice_grows_to_fill_its_pages():
+    # 40,000 records in the last 2 of 4 hours, pages of 1000, ceiling 5000.
+    # A too-deep read fits the slice to half its records (2,500: 3 pages
+    # for 2.5 pages' worth); the slices after it grow to hold about 3/4 of
+    # the ceiling (3,750: 4 pages for 3.75). Before, a slice only grew while
+    # it held under a quarter of the ceiling and stayed at 3 pages for 2.5:
+    # 56 requests (50 now, 40 the least possible).
+    cfg = ("fetch = { requests_per_second = 1000; retry_wait_max = 0; offset_max = 5000; "
+           "job_budget = 600; };\n")
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme"], ("--page-size", 1000, "--lookback", 14400))
+        fake.generate(token("acme"), 40000, insertion_start=now - 7200, insertion_end=now - 60)
+        run_once(ws)
+        assert_exactly_once(fake, ws, ["acme"])
+        reqs = fake.served(token("acme"))["requests"]
+        assert len(reqs) <= 52, "%d requests for 40000 records in pages of 1000" % len(reqs)
+
+
+def test_a_page_between_5000_and_the_page_size():
+    # Page size 10000, above the spec's 5000: a page of 5000 may be a
+    # server's cap and never ends the window, nor does any page of 5000 or
+    # more while no page before it held more. After a page of 10000, one of
+    # 7000 is the window's last: the server did not cap it. Before, each
+    # such page was followed by an empty request.
+    with FakeNetskope() as fake, Workspace(config_extra=QUICK) as ws:
+        now = int(time.time())
+        add_tenants(fake, ws, ["acme", "bcme", "ccme"], ("--page-size", 10000))
+        for name, count in (("acme", 17000), ("bcme", 15000), ("ccme", 7000)):
+            fake.generate(token(name), count, insertion_start=now - 3000, insertion_end=now - 1)
+        run_once(ws)
+        assert offsets(fake, "acme") == [0, 10000], offsets(fake, "acme")
+        assert offsets(fake, "bcme") == [0, 10000, 15000], offsets(fake, "bcme")
+        assert offsets(fake, "ccme") == [0, 7000], offsets(fake, "ccme")
+        assert_exactly_once(fake, ws, ["acme", "bcme", "ccme"])
 
 
 def test_dense_minutes_after_an_empty_lead():
