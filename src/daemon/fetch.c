@@ -55,6 +55,26 @@ typedef struct prefetch {
     int64_t tenant_id, gap_us;
 } prefetch;
 
+/* A full batch committed by a short-lived thread while this one fills
+ * the other (fetch.prefetch): the commit's disk writes (the spool file,
+ * its fdatasync, the WAL's) were half of a backlog page's time on the
+ * job's thread, which the next page's records then waited for. One commit
+ * at a time, in order: the next commit, the cursor's, and every way out of
+ * a slice wait for it first (commit_join), so the database sees the same
+ * commits in the same order as without it, and a cursor never moves past
+ * a batch that has not committed. While it runs it alone uses the
+ * fetcher's connection; the job's thread touches only the other batch. */
+typedef struct committer {
+    pthread_t thread;
+    int active;                /* a thread was started and not yet joined */
+    outbox *ob;
+    outbox_batch *batch;       /* &fetcher.spare */
+    outbox_commit_args a;
+    outbox_counts n;
+    int rc;                    /* outbox_commit()'s */
+    char err[256];
+} committer;
+
 /* One read of a slice: where it is, and what it met. */
 typedef struct pass {
     int64_t offset;            /* of the next page */
@@ -92,7 +112,9 @@ struct fetcher {
     ns_page page[2];           /* while the next one arrives */
     int cur;                   /* the client and page being stored */
     prefetch next;
-    outbox_batch batch;
+    outbox_batch batch;        /* the records being taken */
+    outbox_batch spare;        /* the full batch a committer commits, else empty */
+    committer behind;
     keyset keys;               /* the keys one read of the current slice has met */
     page_reader rd;
     fetch_waits waits;
@@ -134,6 +156,7 @@ fetcher *fetcher_new(const nsc_config *cfg, const char *db_path, const secret_ke
     ns_page_init(&f->page[0], 0);
     ns_page_init(&f->page[1], 0);
     outbox_batch_init(&f->batch, (size_t)cfg->batch_max_bytes);
+    outbox_batch_init(&f->spare, (size_t)cfg->batch_max_bytes);  /* only touched pages count */
     buf_init(&f->rd.added, 0);
     ns_http_opts opts = {
         .connect_timeout_s = cfg->connect_timeout_s,
@@ -173,6 +196,7 @@ void fetcher_free(fetcher *f)
     ns_page_release(&f->page[0]);
     ns_page_release(&f->page[1]);
     outbox_batch_release(&f->batch);
+    outbox_batch_release(&f->spare);
     keyset_release(&f->keys);
     buf_release(&f->rd.added);
     free(f);
@@ -187,7 +211,7 @@ void fetcher_reconfigure(fetcher *f, const nsc_config *cfg)
         f->keys = k;
     }
     f->cfg = cfg;
-    f->batch.data.max = (size_t)cfg->batch_max_bytes;
+    f->batch.data.max = f->spare.data.max = (size_t)cfg->batch_max_bytes;
 }
 
 void fetcher_set_waits(fetcher *f, const fetch_waits *w)
@@ -241,11 +265,10 @@ static void set_result(job *j, fetch_status st, int64_t wait_until, const char *
     va_end(ap);
 }
 
-/* Commit what the batch holds; cursor -1 keeps the cursor (mid-slice). */
-static int commit(fetcher *f, job *j, int64_t cursor)
+/* What a commit of the batch is told; cursor -1 keeps the cursor. The
+ * job's page and record counts go with it. */
+static outbox_commit_args commit_args(fetcher *f, job *j, int64_t cursor)
 {
-    char err[256];
-    outbox_counts n;
     outbox_commit_args a = {
         .tenant_id = j->t.id, .stream_id = j->s.id, .object_prefix = j->prefix,
         .run_id = j->res->run_id,
@@ -256,17 +279,82 @@ static int commit(fetcher *f, job *j, int64_t cursor)
         .pages = j->pages, .fetched = j->fetched,
         .spool_min_bytes = f->cfg->spool_min_bytes,
     };
-    if (outbox_commit(f->ob, &f->batch, &a, &n, err, sizeof err) < 0) {
+    j->pages = j->fetched = 0;
+    return a;
+}
+
+/* A commit's outcome, for the job: -1 (the result set) when it failed. */
+static int commit_done(job *j, int rc, const outbox_counts *n, const char *err)
+{
+    if (rc < 0) {
         set_result(j, FETCH_FAILED, 0, "%s", err);
         return -1;
     }
-    if (n.conflicts > 0)
+    if (n->conflicts > 0)
         log_warn("tenant=%s event=conflict records=%lld reason=\"records with the _id of a "
                  "record stored before but other bytes: dropped, the first one kept\"",
-                 j->who, (long long)n.conflicts);
-    j->pages = j->fetched = 0;
-    j->res->stored += n.stored;
+                 j->who, (long long)n->conflicts);
+    j->res->stored += n->stored;
     return 0;
+}
+
+static void *committer_main(void *arg)
+{
+    committer *c = arg;
+    c->rc = outbox_commit(c->ob, c->batch, &c->a, &c->n, c->err, sizeof c->err);
+    return NULL;
+}
+
+/* Wait for the commit behind the job, if any: its outcome (commit_done). A
+ * batch that failed to commit is dropped, as a failed commit drops it. */
+static int commit_join(fetcher *f, job *j)
+{
+    committer *c = &f->behind;
+    if (!c->active)
+        return 0;
+    pthread_join(c->thread, NULL);
+    c->active = 0;
+    outbox_batch_reset(&f->spare);
+    return commit_done(j, c->rc, &c->n, c->err);
+}
+
+/* Commit what the batch holds; cursor -1 keeps the cursor (mid-slice).
+ * The commit behind the job, if any, comes first. */
+static int commit(fetcher *f, job *j, int64_t cursor)
+{
+    char err[256];
+    outbox_counts n;
+    if (commit_join(f, j) < 0)
+        return -1;
+    outbox_commit_args a = commit_args(f, j, cursor);
+    int rc = outbox_commit(f->ob, &f->batch, &a, &n, err, sizeof err);
+    return commit_done(j, rc, &n, err);
+}
+
+/* commit(), but with fetch.prefetch behind the job (committer): a full
+ * batch mid-slice while the records that follow go to the other batch, a
+ * slice's last batch and its cursor while the next slice's first page is
+ * fetched. Here and now without prefetch, for the iterator, or when no
+ * thread can be started. */
+static int commit_behind(fetcher *f, job *j, int64_t cursor)
+{
+    committer *c = &f->behind;
+    if (!f->cfg->prefetch || j->iterator)
+        return commit(f, j, cursor);
+    if (commit_join(f, j) < 0)
+        return -1;
+    outbox_batch full = f->batch;          /* the empty spare takes the records that follow */
+    f->batch = f->spare;
+    f->spare = full;
+    c->ob = f->ob;
+    c->batch = &f->spare;
+    c->a = commit_args(f, j, cursor);
+    c->active = pthread_create(&c->thread, NULL, committer_main, c) == 0;
+    if (c->active)
+        return 0;
+    c->rc = outbox_commit(c->ob, c->batch, &c->a, &c->n, c->err, sizeof c->err);
+    outbox_batch_reset(&f->spare);
+    return commit_done(j, c->rc, &c->n, c->err);
 }
 
 /* Queue a record in the batch, committing (without a cursor move) first
@@ -282,7 +370,7 @@ static int take_record(fetcher *f, job *j, const ns_record *r)
                        "fetch.batch_max_bytes", r->len);
             return -1;
         }
-        if (commit(f, j, -1) < 0)
+        if (commit_behind(f, j, -1) < 0)
             return -1;
     }
     return 0;
@@ -796,7 +884,7 @@ static int slice_pages(fetcher *f, job *j, const window *w, pass *p)
  * 0 done, 1 stopping, -1 failed (res says why), 2 read it smaller (what
  * was read is committed without moving the cursor). *last is the last
  * read, what pacing learns from. */
-static int fetch_slice(fetcher *f, job *j, const window *w, pass *last)
+static int read_slice(fetcher *f, job *j, const window *w, pass *last)
 {
     uint64_t last_seq = 0;
     outbox_batch_reset(&f->batch);
@@ -810,7 +898,7 @@ static int fetch_slice(fetcher *f, job *j, const window *w, pass *last)
         if (rc != 0)
             return rc;
         if (p->repeats == 0 || (read > 1 && f->keys.seq == last_seq))
-            return commit(f, j, w->end);
+            return commit_behind(f, j, w->end);
         if (read == FETCH_SLICE_READS && j->slice_s > 1) {
             log_warn("tenant=%s event=slice_unstable reads=%d slice_s=%d", j->who, read,
                      j->slice_s);
@@ -829,6 +917,15 @@ static int fetch_slice(fetcher *f, job *j, const window *w, pass *last)
                  (long long)w->start, (long long)w->end);
         last_seq = f->keys.seq;
     }
+}
+
+/* read_slice(); unless it ended with its commit (which may still be
+ * running behind the job: the next commit or the job's end waits for it),
+ * the commit behind it done. */
+static int fetch_slice(fetcher *f, job *j, const window *w, pass *last)
+{
+    int rc = read_slice(f, j, w, last);
+    return rc != 0 && commit_join(f, j) < 0 ? -1 : rc;
 }
 
 /* A backfill or catch-up of several slices reports how far it got, what it
@@ -1174,6 +1271,7 @@ void fetcher_run(fetcher *f, int64_t stream_id, fetch_result *res)
         fetch_iterator(f, &j);
     else
         fetch_window(f, &j);
+    commit_join(f, &j);                /* its last commit may still be running */
     tenant_release(&j.t);
     record_outcome(f, &j);
     ns_client_done(f->http[0]);    /* an idle worker holds no body against the budget */

@@ -60,6 +60,11 @@ fetch = { retry_wait_max = 1; slice = 600; };
 http = { low_speed_time = 5; total_timeout = 30; };
 """
 CONFIG = BASE_CONFIG + "outbox = { spool_min_bytes = 65536; };\n"
+# fetch.prefetch: the next page fetched while one is stored, and a full
+# batch (128 KB here: most pages fill one) committed behind the job while
+# the records after it are taken; the kills also land in those commits.
+PREFETCH_CONFIG = CONFIG.replace("slice = 600;",
+                                 "slice = 600; prefetch = true; batch_max_bytes = 131072;")
 # spool_min_bytes: batches here are 10 KB to 600 KB, so kills land both in
 # batches kept in the database and in batches spooled to files.
 # Words that only a sanitizer writes; valgrind -q writes only "==PID== " lines.
@@ -412,7 +417,7 @@ class Crash:
             raise Failure("; ".join(problems))
 
 
-def run(kills=10, seed=None, tenants=4, graceful=0, keep=False, log=print):
+def run(kills=10, seed=None, tenants=4, graceful=0, keep=False, log=print, config=CONFIG):
     """One crash test; returns its counters. Raises Failure (or
     AssertionError from the harness) when a check does not hold."""
     if seed is None:
@@ -422,7 +427,7 @@ def run(kills=10, seed=None, tenants=4, graceful=0, keep=False, log=print):
            tenants))
     rng = random.Random(seed)
     t0 = time.monotonic()
-    ws = Workspace(config_extra=CONFIG, keep=keep)
+    ws = Workspace(config_extra=config, keep=keep)
     try:
         with FakeNetskope() as fake:
             c = Crash(fake, ws, rng, tenants)
@@ -561,9 +566,12 @@ def main():
     ap.add_argument("--no-fsync-case", action="store_true",
                     help="skip the kill inside an fsync (needs strace)")
     ap.add_argument("--keep", action="store_true", help="keep the workspace")
+    ap.add_argument("--prefetch", action="store_true",
+                    help="with fetch.prefetch (pages ahead, batches committed behind)")
     args = ap.parse_args()
     try:
-        run(args.kills, args.seed, args.tenants, args.graceful, args.keep)
+        run(args.kills, args.seed, args.tenants, args.graceful, args.keep,
+            config=PREFETCH_CONFIG if args.prefetch else CONFIG)
         if not args.graceful and not args.no_fsync_case:
             for case in FSYNC_CASES:
                 kill_in_fsync(case=case)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""test_crash.py - the short crash test of `make test`: 10 kill -9s.
+"""test_crash.py - the short crash test of `make test`: 10 kill -9s, then
+10 more with fetch.prefetch (pages fetched ahead, batches committed behind).
 
     NSCOLLECT_BIN=./nscollect python3 tests/e2e/test_crash.py
     CRASH_SEED=1234 CRASH_KILLS=10 python3 tests/e2e/test_crash.py
@@ -24,13 +25,18 @@ import crashtest  # noqa: E402
 def main():
     seed = os.environ.get("CRASH_SEED")
     kills = int(os.environ.get("CRASH_KILLS", "10"))
-    try:
-        crashtest.run(kills=kills, seed=int(seed) if seed else None, tenants=3)
-    except crashtest.Failure as e:
-        print("FAIL test_crash: %s" % e)
-        return 1
-    print("ok   test_crash")
-    return 0
+    failed = 0
+    for name, config in (("test_crash", crashtest.CONFIG),
+                         ("test_crash_prefetch", crashtest.PREFETCH_CONFIG)):
+        try:
+            crashtest.run(kills=kills, seed=int(seed) if seed else None, tenants=3,
+                          config=config)
+        except crashtest.Failure as e:
+            print("FAIL %s: %s" % (name, e))
+            failed += 1
+            continue
+        print("ok   %s" % name)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

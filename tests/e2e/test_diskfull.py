@@ -224,6 +224,17 @@ def test_spool_file_size_limit():
                              ("nscollect.db.spool/", "File too large"))
 
 
+def test_spool_file_size_limit_behind_the_job():
+    """... and with fetch.prefetch, where a full batch is committed by
+    another thread while the job takes the records after it: the failed
+    commit behind the job fails the job, and neither the batch after it
+    nor the cursor is committed."""
+    database_file_size_limit(CONFIG.replace("retry_wait_max = 1;", "retry_wait_max = 1; "
+                                            "prefetch = true; batch_max_bytes = 2097152;")
+                             + "outbox = { spool_min_bytes = 0; };\n",
+                             ("nscollect.db.spool/", "File too large"))
+
+
 def database_file_size_limit(config, error_words):
     with FakeNetskope() as fake, Workspace(config_extra=config) as ws:
         rc, out, err = ws.run_cli(["init"])
