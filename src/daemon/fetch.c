@@ -66,7 +66,8 @@ typedef struct prefetch {
  * fetcher's connection; the job's thread touches only the other batch. */
 typedef struct committer {
     pthread_t thread;
-    int active;                /* a thread was started and not yet joined */
+    int pending;               /* a commit whose outcome the job has not taken */
+    int threaded;              /* ... on a thread not yet joined */
     outbox *ob;
     outbox_batch *batch;       /* &fetcher.spare */
     outbox_commit_args a;
@@ -310,10 +311,11 @@ static void *committer_main(void *arg)
 static int commit_join(fetcher *f, job *j)
 {
     committer *c = &f->behind;
-    if (!c->active)
+    if (!c->pending)
         return 0;
-    pthread_join(c->thread, NULL);
-    c->active = 0;
+    if (c->threaded)
+        pthread_join(c->thread, NULL);
+    c->pending = c->threaded = 0;
     outbox_batch_reset(&f->spare);
     return commit_done(j, c->rc, &c->n, c->err);
 }
@@ -349,12 +351,12 @@ static int commit_behind(fetcher *f, job *j, int64_t cursor)
     c->ob = f->ob;
     c->batch = &f->spare;
     c->a = commit_args(f, j, cursor);
-    c->active = pthread_create(&c->thread, NULL, committer_main, c) == 0;
-    if (c->active)
+    c->pending = 1;
+    c->threaded = pthread_create(&c->thread, NULL, committer_main, c) == 0;
+    if (c->threaded)
         return 0;
-    c->rc = outbox_commit(c->ob, c->batch, &c->a, &c->n, c->err, sizeof c->err);
-    outbox_batch_reset(&f->spare);
-    return commit_done(j, c->rc, &c->n, c->err);
+    committer_main(c);
+    return commit_join(f, j);
 }
 
 /* Queue a record in the batch, committing (without a cursor move) first
