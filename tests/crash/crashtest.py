@@ -65,6 +65,7 @@ CONFIG = BASE_CONFIG + "outbox = { spool_min_bytes = 65536; };\n"
 # the records after it are taken; the kills also land in those commits.
 PREFETCH_CONFIG = CONFIG.replace("slice = 600;",
                                  "slice = 600; prefetch = true; batch_max_bytes = 131072;")
+assert "prefetch = true" in PREFETCH_CONFIG, "BASE_CONFIG no longer holds 'slice = 600;'"
 # spool_min_bytes: batches here are 10 KB to 600 KB, so kills land both in
 # batches kept in the database and in batches spooled to files.
 # Words that only a sanitizer writes; valgrind -q writes only "==PID== " lines.

@@ -225,13 +225,13 @@ def test_spool_file_size_limit():
 
 
 def test_spool_file_size_limit_behind_the_job():
-    """... and with fetch.prefetch, where a full batch is committed by
-    another thread while the job takes the records after it: the failed
-    commit behind the job fails the job, and neither the batch after it
-    nor the cursor is committed."""
-    database_file_size_limit(CONFIG.replace("retry_wait_max = 1;", "retry_wait_max = 1; "
-                                            "prefetch = true; batch_max_bytes = 2097152;")
-                             + "outbox = { spool_min_bytes = 0; };\n",
+    """... and with fetch.prefetch, where a slice's commit (its last batch
+    and its cursor) runs on another thread while the job reads the next
+    slice: that commit's failure fails the job, the cursor stays where the
+    last good commit put it, and the next run delivers everything once."""
+    database_file_size_limit("fetch = { slice = 600; retry_wait_max = 1; prefetch = true; "
+                             "batch_max_bytes = 2097152; };\n"
+                             "outbox = { spool_min_bytes = 0; };\n",
                              ("nscollect.db.spool/", "File too large"))
 
 
