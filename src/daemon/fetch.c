@@ -68,9 +68,7 @@ typedef struct committer {
     pthread_t thread;
     int pending;               /* a commit whose outcome the job has not taken */
     int threaded;              /* ... on a thread not yet joined */
-    outbox *ob;
-    outbox_batch *batch;       /* &fetcher.spare */
-    outbox_commit_args a;
+    outbox_commit_args a;      /* for fetcher.spare, on fetcher.ob */
     outbox_counts n;
     int rc;                    /* outbox_commit()'s */
     char err[256];
@@ -301,8 +299,9 @@ static int commit_done(job *j, int rc, const outbox_counts *n, const char *err)
 
 static void *committer_main(void *arg)
 {
-    committer *c = arg;
-    c->rc = outbox_commit(c->ob, c->batch, &c->a, &c->n, c->err, sizeof c->err);
+    fetcher *f = arg;
+    committer *c = &f->behind;
+    c->rc = outbox_commit(f->ob, &f->spare, &c->a, &c->n, c->err, sizeof c->err);
     return NULL;
 }
 
@@ -348,14 +347,12 @@ static int commit_behind(fetcher *f, job *j, int64_t cursor)
     outbox_batch full = f->batch;          /* the empty spare takes the records that follow */
     f->batch = f->spare;
     f->spare = full;
-    c->ob = f->ob;
-    c->batch = &f->spare;
     c->a = commit_args(f, j, cursor);
     c->pending = 1;
-    c->threaded = pthread_create(&c->thread, NULL, committer_main, c) == 0;
+    c->threaded = pthread_create(&c->thread, NULL, committer_main, f) == 0;
     if (c->threaded)
         return 0;
-    committer_main(c);
+    committer_main(f);
     return commit_join(f, j);
 }
 
