@@ -21,7 +21,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/%)
 SAN_FLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
-.PHONY: all deps deps-extra test test-google test-shard unit e2e demo clean asan tsan valgrind bench bench-parser bench-events bench-sinks bench-scrape fuzz crashtest install
+.PHONY: all deps deps-extra test test-google test-shard unit e2e demo clean asan tsan valgrind bench bench-slowdisk bench-parser bench-events bench-sinks bench-scrape fuzz crashtest install
 
 all: nscollect
 
@@ -201,6 +201,18 @@ bench-sinks: deps-extra nscollect
 # bytes and samples of a scrape, promtool on the text (tests/bench/scrape.py).
 bench-scrape: deps-extra nscollect
 	NSCOLLECT_BIN=$(CURDIR)/nscollect $(PYTHON) tests/bench/scrape.py
+
+# `make bench-slowdisk`: BENCH_TENANTS (1,000) tenants' one-shot run with
+# every fsync/fdatasync BENCH_SYNC_US (2000) us slower (tests/bench/
+# slowsync.c, LD_PRELOAD): a disk whose flush is slow, as cloud disks'
+# are. NSCOLLECT_OLD=path/to/old/nscollect runs it side by side.
+bench-slowdisk: deps-extra nscollect $(B)/slowsync.so
+	NSCOLLECT_BIN=$(CURDIR)/nscollect BENCH_SLOWSYNC=$(CURDIR)/$(B)/slowsync.so \
+		$(PYTHON) tests/bench/slowdisk.py
+
+$(B)/slowsync.so: tests/bench/slowsync.c
+	@mkdir -p $(B)
+	$(CC) $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
 
 # `make bench-parser`: the page parser alone (records.c), compact and pretty
 # pages of the benchmark's alerts; the number to watch when changing it.

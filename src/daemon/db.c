@@ -29,12 +29,13 @@ int db_schema_version(void)
  * - synchronous=NORMAL: in WAL mode a commit survives a crash of the
  *   process (kill -9) without a sync; an OS crash or power loss can take
  *   back the last commits. That is harmless for commits nothing outside
- *   acts on (runs, tenant health: the next run redoes them), and the
- *   ones something does act on are synced: outbox.c's begin_synced().
- *   10,000 tenants' one-shot run (make bench, 2026-11-26): 19-21 s with
- *   no commit synced, 27.5-29.7 s with those, 28-33 s with every commit
- *   synced (4 syncs per tenant instead of 1-2; on this VM's disk the
- *   difference is within the noise, on a slower one it is not).
+ *   acts on (runs, tenant health: the next run redoes them), and before
+ *   anything outside acts on a commit, db_sync() puts it on disk (an
+ *   upload, a spool file's removal: outbox.c). A commit no longer holds
+ *   the write lock through the WAL's sync, and one sync serves every
+ *   commit before it: 10,000 tenants' one-shot run (make bench,
+ *   2026-11-26) took 19-21 s with no commit synced and 27.5-29.7 s with
+ *   each batch's commit synced (synchronous=FULL).
  * - busy_timeout: writers from several threads and processes queue
  *   instead of failing; 30 s covers the longest batch commit.
  * - foreign_keys: removing a tenant removes its rows (its dedupe keys
@@ -63,6 +64,112 @@ static const char *connection_settings =
 static void db_setup(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+/* db_sync()'s state for one database file, shared by the process's
+ * connections to it. A commit's frames are written between the two marks
+ * db_commit() makes around it (inflight up, then down with dirty set); a
+ * sync clears dirty as it begins. So when no sync runs, dirty is clear
+ * and no commit is in flight, every commit a caller can see began before
+ * a sync that has ended: nothing is left to sync. */
+typedef struct wal_sync {
+    char path[4096];           /* sqlite3_db_filename(); "" for a free slot */
+    int inflight;              /* db_commit()s between their marks */
+    int dirty;                 /* a commit ended since the last sync began; set at first */
+    int syncing;               /* a thread is in fdatasync() now */
+} wal_sync;
+
+static pthread_mutex_t syncs_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t syncs_cv = PTHREAD_COND_INITIALIZER;
+static wal_sync syncs[8];      /* databases one process opens: 1, 2 for a move */
+
+/* db's slot, made on first use; NULL past 8 files (db_sync() then always
+ * syncs). Under syncs_mu. */
+static wal_sync *sync_slot(sqlite3 *db)
+{
+    const char *path = sqlite3_db_filename(db, "main");
+    if (!path || !*path || strlen(path) >= sizeof syncs[0].path)
+        return NULL;
+    for (size_t i = 0; i < sizeof syncs / sizeof *syncs; i++)
+        if (strcmp(syncs[i].path, path) == 0)
+            return &syncs[i];
+    for (size_t i = 0; i < sizeof syncs / sizeof *syncs; i++)
+        if (!syncs[i].path[0]) {
+            snprintf(syncs[i].path, sizeof syncs[i].path, "%s", path);
+            syncs[i].dirty = 1;    /* an earlier process's commits may not be on disk */
+            return &syncs[i];
+        }
+    return NULL;
+}
+
+static wal_sync *commit_mark_begin(sqlite3 *db)
+{
+    pthread_mutex_lock(&syncs_mu);
+    wal_sync *w = sync_slot(db);
+    if (w)
+        w->inflight++;
+    pthread_mutex_unlock(&syncs_mu);
+    return w;
+}
+
+static void commit_mark_end(wal_sync *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&syncs_mu);
+    w->inflight--;
+    w->dirty = 1;
+    pthread_mutex_unlock(&syncs_mu);
+}
+
+/* fdatasync the WAL through a descriptor of our own: a sync is of the file,
+ * whichever descriptor wrote it. SQLite locks the database and its -shm,
+ * never the -wal, so closing this one drops no lock of SQLite's. No WAL:
+ * the last connection checkpointed it into the database, synced. */
+static int wal_fdatasync(const char *db_path, char *err, size_t errlen)
+{
+    char wal[4096 + 8];
+    snprintf(wal, sizeof wal, "%s-wal", db_path);
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : seterr(err, errlen, "cannot open '%s' to sync it: %s",
+                                            wal, strerror(errno));
+    int rc = fdatasync(fd);
+    int e = errno;
+    close(fd);
+    if (rc < 0)
+        return seterr(err, errlen, "cannot sync '%s': %s", wal, strerror(e));
+    return 0;
+}
+
+int db_sync(sqlite3 *db, char *err, size_t errlen)
+{
+    const char *path = sqlite3_db_filename(db, "main");
+    if (!path || !*path)
+        return 0;                                   /* in memory: nothing on disk */
+    pthread_mutex_lock(&syncs_mu);
+    wal_sync *w = sync_slot(db);
+    while (w && w->syncing)                         /* ride along, then look again */
+        pthread_cond_wait(&syncs_cv, &syncs_mu);
+    if (w && !w->dirty && !w->inflight) {
+        pthread_mutex_unlock(&syncs_mu);
+        return 0;
+    }
+    if (w) {
+        w->syncing = 1;
+        w->dirty = 0;
+    }
+    pthread_mutex_unlock(&syncs_mu);
+    int rc = wal_fdatasync(path, err, errlen);
+    if (w) {
+        pthread_mutex_lock(&syncs_mu);
+        w->syncing = 0;
+        if (rc < 0)
+            w->dirty = 1;
+        pthread_cond_broadcast(&syncs_cv);
+        pthread_mutex_unlock(&syncs_mu);
+    }
+    return rc;
 }
 
 /* The directory that holds path ("." for a bare name) into dir. */
@@ -246,7 +353,9 @@ int db_begin(sqlite3 *db, char *err, size_t errlen)
 int db_commit(sqlite3 *db, char *err, size_t errlen)
 {
     int64_t t0 = mono_us();
+    wal_sync *w = commit_mark_begin(db);
     int rc = db_exec(db, "COMMIT", err, errlen);
+    commit_mark_end(w);
     counters_commit_observe(mono_us() - t0);     /* nscollect_sqlite_commit_seconds */
     if (rc == 0)
         return 0;

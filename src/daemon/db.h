@@ -42,6 +42,13 @@ int db_begin(sqlite3 *db, char *err, size_t errlen);
 int db_commit(sqlite3 *db, char *err, size_t errlen);
 void db_rollback(sqlite3 *db);
 
+/* Make every commit this process made on db's file before the call, and
+ * any an earlier process left, durable: the WAL's fdatasync, one for all
+ * the threads that ask meanwhile, none when no commit ended since the
+ * last. Call it before anything outside the database acts on a commit
+ * (commits are synchronous=NORMAL: db.c). 0, or -1 with err. */
+int db_sync(sqlite3 *db, char *err, size_t errlen);
+
 /* Run SQL with no results. 0 or -1 with err. */
 int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* Prepare, or NULL with err. The statement belongs to the caller. */

@@ -240,15 +240,13 @@ static void end_synced(outbox *o)
     db_exec(o->db, "PRAGMA synchronous=NORMAL", NULL, 0);
 }
 
-/* A commit that something outside the database acts on - a batch an
- * upload worker may deliver at once, a delivery or a tenant's removal after
- * which spool files are removed - is synced before it is seen: with
- * synchronous=FULL SQLite syncs the WAL at the commit and only then shows
- * it to other connections. Otherwise a power loss could take the commit
- * back after its effect: a batch delivered, then fetched again into a new
- * batch under a new object name (twice in the sink); a spool file gone
- * while its row says it is still to be delivered. The daemon's other
- * commits (run and tenant bookkeeping) stay NORMAL: db.c says why. */
+/* A tenant's removal, after which its spool files are removed, is synced
+ * before it is seen: with synchronous=FULL SQLite syncs the WAL at the
+ * commit and only then shows it to other connections. Otherwise a power
+ * loss could take the commit back after its effect: a spool file gone
+ * while its row says it is still to be delivered. The daemon's own
+ * commits stay NORMAL and are put on disk by db_sync() before anything
+ * outside acts on them, one sync for many: db.c says why. */
 static int begin_synced(outbox *o, char *err, size_t errlen)
 {
     /* Run, not kept prepared: SQLite applies this pragma when it compiles it. */
@@ -734,7 +732,7 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
     int64_t newest, id = 0;
     int spooled = 0;
     *n = (outbox_counts){0, 0};
-    if (begin_synced(o, err, errlen) < 0)
+    if (db_begin(o->db, err, errlen) < 0)      /* NORMAL: the uploader syncs (upload.c) */
         return -1;
     int by_stored = keys_by_stored(o, a->tenant_id);
     if (by_stored < 0 || keep_new_records(o, b, a->stream_id, by_stored, n, &newest) < 0 ||
@@ -751,7 +749,6 @@ int outbox_commit(outbox *o, outbox_batch *b, const outbox_commit_args *a,
         goto sql_fail;
     if (db_commit(o->db, err, errlen) < 0)
         goto fail;
-    end_synced(o);
     outbox_batch_reset(b);
     return 0;
 sql_fail:
@@ -760,7 +757,6 @@ fail:
     db_rollback(o->db);
     if (spooled)
         spool_abandon(o, id);
-    end_synced(o);
     *n = (outbox_counts){0, 0};
     return -1;
 }
@@ -926,25 +922,22 @@ int outbox_pin(outbox *o, int64_t id, const sink_dest *d)
 int outbox_delivered(outbox *o, const outbox_row *row, const char *location, int existed)
 {
     char err[256];
-    int synced = row->spool_path[0] != '\0';     /* the file goes once this commits */
-    if ((synced ? begin_synced(o, err, sizeof err) : db_begin(o->db, err, sizeof err)) < 0)
+    if (db_begin(o->db, err, sizeof err) < 0)
         return -1;
     sqlite3_bind_int64(o->st[ST_deliver], 1, row->id);
     sqlite3_bind_text(o->st[ST_deliver], 2, location, -1, SQLITE_STATIC);
     sqlite3_bind_int64(o->st[ST_deliver], 3, db_now());
     sqlite3_bind_int(o->st[ST_deliver], 4, existed);
     sqlite3_bind_int64(o->st[ST_remove], 1, row->id);
-    int rc = step_done(o->st[ST_deliver]) < 0 || step_done(o->st[ST_remove]) < 0 ? -1 : 0;
-    if (rc < 0)
+    if (step_done(o->st[ST_deliver]) < 0 || step_done(o->st[ST_remove]) < 0) {
         db_rollback(o->db);
-    else
-        rc = db_commit(o->db, err, sizeof err);
-    if (synced)
-        end_synced(o);
-    if (rc < 0)
         return -1;
-    /* Killed before this, the file is an orphan: the next run sweeps it. */
-    if (row->spool_path[0])
+    }
+    if (db_commit(o->db, err, sizeof err) < 0)
+        return -1;
+    /* The file goes only once the delivery is on disk; killed before, or
+     * the sync failing, it is an orphan the next run's sweep removes. */
+    if (row->spool_path[0] && db_sync(o->db, err, sizeof err) == 0)
         spool_remove(o, row->id);
     return 0;
 }

@@ -238,6 +238,15 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
 {
     char err[512] = "", where[1024];
     sink_dest dest;
+    /* The batch's commit (and its cursor's) on disk before it leaves: else
+     * a power loss could take them back after the delivery, and the next
+     * run fetch and deliver its records again under another name. */
+    if (db_sync(u->db, err, sizeof err) < 0) {
+        char esc[LOG_ESCAPE_MAX];
+        log_error("batch=%lld event=sync_failed error=\"%s\"", (long long)u->row.id,
+                  log_escape(esc, sizeof esc, err));
+        return UPLOAD_FAILED;
+    }
     if (row_dest(u, t, &dest) < 0) {
         char esc[LOG_ESCAPE_MAX];
         log_error("batch=%lld event=pin_failed error=\"%s\"", (long long)u->row.id,

@@ -1,9 +1,75 @@
-/* test_db.c - db_stmt(): statements that stay prepared on a connection. */
+/* test_db.c - db_stmt(): statements that stay prepared on a connection;
+ * db_sync(): the WAL synced once for the commits before it. */
 #include "check.h"
 #include "daemon/db.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* fdatasync() of this binary (db.c's calls land here): counts the syncs of
+ * a file whose name ends in "-wal", and fails the next one when asked. */
+static int wal_syncs, fail_next_sync;
+
+int fdatasync(int fd)
+{
+    char link[64], target[512];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n > 4 && memcmp(target + n - 4, "-wal", 4) == 0) {
+        wal_syncs++;
+        if (fail_next_sync) {
+            fail_next_sync = 0;
+            errno = EIO;
+            return -1;
+        }
+    }
+    return (int)syscall(SYS_fdatasync, fd);
+}
+
+static int insert_row(sqlite3 *db, int v)
+{
+    char err[256], sql[64];
+    snprintf(sql, sizeof sql, "INSERT INTO t VALUES (%d)", v);
+    return db_begin(db, err, sizeof err) == 0 && db_exec(db, sql, err, sizeof err) == 0 &&
+           db_commit(db, err, sizeof err) == 0 ? 0 : -1;
+}
+
+static void test_sync(sqlite3 *db, const char *path)
+{
+    char err[256] = "";
+    sqlite3 *other = db_open(path, 0, err, sizeof err);
+    CHECK(other != NULL);
+    if (!other)
+        return;
+    CHECK_INT(db_exec(db, "CREATE TABLE t (v)", err, sizeof err), 0);
+    int before = wal_syncs;
+    /* the first sync of a process syncs: an earlier one's commits may not be on disk */
+    CHECK_INT(db_sync(db, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 1);
+    /* nothing committed since (the CREATE above ran before that sync) */
+    CHECK_INT(db_sync(db, err, sizeof err), 0);
+    CHECK_INT(db_sync(other, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 1);
+    /* a commit on one connection is synced through the other: one file */
+    CHECK_INT(insert_row(other, 1), 0);
+    CHECK_INT(db_sync(db, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 2);
+    CHECK_INT(db_sync(other, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 2);
+    /* a failed sync says which file, and the next call syncs again */
+    CHECK_INT(insert_row(db, 2), 0);
+    fail_next_sync = 1;
+    CHECK_INT(db_sync(db, err, sizeof err), -1);
+    CHECK_HAS(err, "-wal");
+    CHECK_HAS(err, "Input/output error");
+    CHECK_INT(db_sync(other, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 4);
+    CHECK_INT(db_sync(other, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 4);
+    db_close(other);
+}
 
 /* rows enough that one step leaves the statement running */
 static const char *sql = "SELECT value FROM json_each('[1,2,3]') WHERE value > ?1";
@@ -51,6 +117,7 @@ int main(void)
     CHECK(db != NULL);
     if (db) {
         test_reuse(db);
+        test_sync(db, path);
         db_close(db);           /* finalizes what db_stmt() kept: ASan/valgrind see no leak */
     }
     char cmd[128];
