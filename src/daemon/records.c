@@ -207,6 +207,7 @@ typedef struct lexer {
     int depth;
     unsigned char in_object[RECORDS_MAX_DEPTH];
     unsigned ntoks;            /* tokens so far: strings, primitives, containers */
+    unsigned max_tokens;       /* pg->max_tokens, read once: it is checked per token */
     /* the envelope */
     int top_is_object;
     enum envelope_key key;     /* the top-level key whose value comes next */
@@ -387,7 +388,7 @@ HOT_INLINE int lex_primitive(lexer *lx, size_t *i)
 /* Count a token against the page's cap. */
 static int lex_count(lexer *lx)
 {
-    if (++lx->ntoks > lx->pg->max_tokens)
+    if (++lx->ntoks > lx->max_tokens)
         return seterr(lx->err, lx->errlen, "page has more than %u JSON tokens",
                       lx->pg->max_tokens);
     return 0;
@@ -753,7 +754,7 @@ static int page_complete(lexer *lx)
 static lexer lexer_start(ns_page *pg, struct ns_stream *st)
 {
     lexer lx = { .pg = pg, .stream = st, .not_object = -1, .field = F_NONE,
-                 .pending = F_NONE, .expect = X_VALUE };
+                 .pending = F_NONE, .expect = X_VALUE, .max_tokens = pg->max_tokens };
     return lx;
 }
 
