@@ -28,7 +28,12 @@ sqlite3 *cli_open_db(const cli_ctx *ctx)
         return NULL;
     }
     db = db_open(ctx->db_path, 0, err, sizeof err);
-    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0) {
+    /* An operator's commit is synced before it is seen (synchronous=FULL):
+     * a running daemon may act on it at once (an imported batch delivered,
+     * a moved tenant's file handed on), and its db_sync() cannot know of
+     * another process's commits. A command commits a few times: no cost. */
+    if (!db || db_check_version(db, ctx->db_path, err, sizeof err) < 0 ||
+        db_exec(db, "PRAGMA synchronous=FULL", err, sizeof err) < 0) {
         cli_error("%s", err);
         db_close(db);
         return NULL;

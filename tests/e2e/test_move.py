@@ -8,6 +8,9 @@ Netskope keeps adding alerts and answers with faults.
 """
 
 import os
+import re
+import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -15,7 +18,8 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import FakeNetskope, Workspace, minify, ndjson_lines, run_tests, wait_until  # noqa: E402
 from test_cli import old_database  # noqa: E402
-from test_spine import cursor, token  # noqa: E402
+from harness import cli_env  # noqa: E402
+from test_spine import cursor, token, traced_syscalls  # noqa: E402
 
 PASS = {"NSCOLLECT_PASSPHRASE": "correct horse battery staple"}
 FAULTS = [{"kind": "status", "code": 500}, {"kind": "truncated"},
@@ -139,6 +143,63 @@ def test_bad_input_and_name_taken():
             f.write(b"not an export at all, just bytes" * 4)
         rc, _, err = b.run_cli(["tenant", "import", os.path.join(b.dir, "junk")], env=PASS)
         assert rc == 2 and "not a nscollect export" in err, err
+
+
+def traced_cli(ws, args, env):
+    """nscollect ARGS under strace -f -y (WAL writes, syncs, renames), while
+    another connection holds the database open as a running daemon would
+    (the last connection to close checkpoints, syncing what it finds);
+    it must succeed."""
+    trace = os.path.join(ws.dir, "cli.strace")
+    asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+    daemon = sqlite3.connect(ws.db)
+    try:
+        daemon.execute("SELECT count(*) FROM tenant").fetchall()
+        p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
+                            "trace=pwrite64,fsync,fdatasync,rename,renameat,renameat2"] +
+                           ws.argv(args), cwd=ws.dir, env=cli_env(dict(env, ASAN_OPTIONS=asan)),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+    finally:
+        daemon.close()
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    return traced_syscalls(trace)
+
+
+def synced_after_last_write(calls, db, before):
+    """Whether the WAL's last write before line `before` is followed, still
+    before it, by a sync of the WAL (a commit's frames on disk)."""
+    wal = re.compile(r"\d+<%s-wal>" % re.escape(db))
+    writes = [end for end, _, name, args, _ in calls
+              if name == "pwrite64" and wal.match(args) and end < before]
+    syncs = [(began, end) for end, began, name, args, _ in calls
+             if name in ("fsync", "fdatasync") and wal.match(args)]
+    return bool(writes) and any(b > writes[-1] and e < before for b, e in syncs)
+
+
+def test_export_and_import_are_on_disk_when_they_return():
+    """The commit that marks a tenant moved is synced before the export
+    file gets its name, and an import's commit before the command returns:
+    a running daemon acts on an import at once (its db_sync() knows only
+    its own commits), and a power loss after an export's rename must not
+    leave the tenant collecting here as well. The CLI's commits are
+    synchronous=FULL; with NORMAL neither command synced its commit."""
+    with FakeNetskope() as fake, Workspace() as a, Workspace() as b:
+        for ws in (a, b):
+            assert ws.run_cli(["init"])[0] == 0
+        rc, _, err = a.run_cli(["tenant", "add", "acme", "--url", fake.url], stdin=token("acme"))
+        assert rc == 0, err
+        out = os.path.join(a.dir, "acme.move")
+        calls = traced_cli(a, ["tenant", "export", "acme", "--out", out], PASS)
+        named = [end for end, _, name, args, ret in calls
+                 if name.startswith("rename") and "acme.move" in args and ret == "0"]
+        assert len(named) == 1, calls
+        assert synced_after_last_write(calls, a.db, named[0]), \
+            "the export file was named before the commit marking acme moved was synced"
+        calls = traced_cli(b, ["tenant", "import", out], PASS)
+        assert synced_after_last_write(calls, b.db, len(calls) + 10**9), \
+            "the import's commit was not synced before the command returned"
+        assert b.query("SELECT count(*) FROM tenant WHERE name = 'acme'") == 1
 
 
 def test_iterator_position_and_settings_move():
