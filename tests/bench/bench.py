@@ -331,10 +331,12 @@ def add_tenants(ws, fake_url, names_tokens, lookback, jobs=4):
                 raise RuntimeError("tenant add %s: exit %d: %s" % (name, rc, err.strip()))
 
 
-def many_tenants(fake, res, n, per=10):
+def fake_tenants(fake, n, label, per=10):
+    """n tenants on the fake ("m00000"... with tokens "bench-LABEL-00000"...),
+    each with per alerts inserted between 50 and 2 minutes ago; returns
+    their (name, token) pairs."""
     now = int(time.time())
-    tokens = [("m%05d" % i, "bench-many-%05d" % i) for i in range(n)]
-    t0 = time.monotonic()
+    tokens = [("m%05d" % i, "bench-%s-%05d" % (label, i)) for i in range(n)]
     admin = Admin(fake.port)
     try:
         for i, (name, token) in enumerate(tokens):
@@ -344,6 +346,12 @@ def many_tenants(fake, res, n, per=10):
                 "seed": i}})
     finally:
         admin.close()
+    return tokens
+
+
+def many_tenants(fake, res, n, per=10):
+    t0 = time.monotonic()
+    tokens = fake_tenants(fake, n, "many", per)
     res["fake_setup_s"] = time.monotonic() - t0
     template = Workspace()
     try:

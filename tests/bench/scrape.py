@@ -23,7 +23,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import Admin, add_tenants, cli, log  # noqa: E402
+from bench import add_tenants, cli, fake_tenants, log  # noqa: E402
 from harness import FakeNetskope, Workspace, wait_until  # noqa: E402
 
 TENANTS = int(os.environ.get("BENCH_TENANTS", "10000"))
@@ -31,18 +31,10 @@ SCRAPES = int(os.environ.get("BENCH_SCRAPES", "20"))
 
 
 def main():
-    now = int(time.time())
-    tokens = [("m%05d" % i, "bench-scrape-%05d" % i) for i in range(TENANTS)]
     with FakeNetskope() as fake, Workspace(
             'metrics = { listen = "127.0.0.1:0"; };\n'
             'tenant_defaults = { interval = 86400; };\n') as ws:
-        admin = Admin(fake.port)
-        for i, (name, token) in enumerate(tokens):
-            admin.post("/_admin/tenant", {"token": token, "name": name})
-            admin.post("/_admin/alerts", {"token": token, "generate": {
-                "count": 10, "insertion_start": now - 3000, "insertion_end": now - 120,
-                "seed": i}})
-        admin.close()
+        tokens = fake_tenants(fake, TENANTS, "scrape")
         cli(ws, ["init"])
         add_tenants(ws, fake.url, tokens, 3600)
         rc, out, err = ws.run_cli(["run", "--once", "--fetch-workers", "16"], timeout=3600)

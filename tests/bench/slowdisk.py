@@ -12,12 +12,11 @@ each BENCH_RUNS (3) times on copies of one database: a side-by-side ratio.
 import os
 import shutil
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import (Admin, FakeNetskope, MANY_WORKERS, RUNS, Workspace, add_tenants, cli,  # noqa: E402
-                   cli_env, log, measure, median, ndjson_stats, nscollect_bin)
+from bench import (FakeNetskope, MANY_WORKERS, RUNS, Workspace, add_tenants, cli, cli_env,  # noqa: E402
+                   fake_tenants, log, measure, median, ndjson_stats, nscollect_bin)
 
 TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
 SYNC_US = int(os.environ.get("BENCH_SYNC_US", "2000"))
@@ -36,17 +35,7 @@ def main():
     walls = {k: [] for k, _ in bins}
     ok = True
     with FakeNetskope() as fake:
-        now = int(time.time())
-        tokens = [("m%05d" % i, "bench-slow-%05d" % i) for i in range(TENANTS)]
-        admin = Admin(fake.port)
-        try:
-            for i, (name, token) in enumerate(tokens):
-                admin.post("/_admin/tenant", {"token": token, "name": name})
-                admin.post("/_admin/alerts", {"token": token, "generate": {
-                    "count": PER, "insertion_start": now - 3000, "insertion_end": now - 120,
-                    "seed": i}})
-        finally:
-            admin.close()
+        tokens = fake_tenants(fake, TENANTS, "slow", PER)
         template = Workspace()
         kept = []
         try:

@@ -22,22 +22,24 @@ static void flush_latency(void)
         ;
 }
 
+/* The real call by name, then the flush's latency. */
+static int slowed(int (**real)(int), const char *name, int fd)
+{
+    if (!*real)
+        *real = (int (*)(int))dlsym(RTLD_NEXT, name);
+    int rc = (*real)(fd);
+    flush_latency();
+    return rc;
+}
+
 int fsync(int fd)
 {
     static int (*real)(int);
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    int rc = real(fd);
-    flush_latency();
-    return rc;
+    return slowed(&real, "fsync", fd);
 }
 
 int fdatasync(int fd)
 {
     static int (*real)(int);
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    int rc = real(fd);
-    flush_latency();
-    return rc;
+    return slowed(&real, "fdatasync", fd);
 }
