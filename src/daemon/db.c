@@ -77,6 +77,7 @@ typedef struct wal_sync {
     int inflight;              /* db_commit()s between their marks */
     int dirty;                 /* a commit ended since the last sync began; set at first */
     int syncing;               /* a thread is in fdatasync() now */
+    int64_t durable_mark;      /* db_sync_through()'s mark read before the last sync */
 } wal_sync;
 
 static pthread_mutex_t syncs_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -142,7 +143,17 @@ static int wal_fdatasync(const char *db_path, char *err, size_t errlen)
     return 0;
 }
 
-int db_sync(sqlite3 *db, char *err, size_t errlen)
+/* Whether w's state already covers what the caller needs: commits up to
+ * the mark need (mark_sql), else every commit it can see. Under syncs_mu,
+ * with no sync running. */
+static int sync_covered(const wal_sync *w, const char *mark_sql, int64_t need)
+{
+    if (mark_sql)
+        return need <= w->durable_mark;
+    return !w->dirty && !w->inflight;
+}
+
+static int sync_wal(sqlite3 *db, const char *mark_sql, int64_t need, char *err, size_t errlen)
 {
     const char *path = sqlite3_db_filename(db, "main");
     if (!path || !*path)
@@ -151,7 +162,7 @@ int db_sync(sqlite3 *db, char *err, size_t errlen)
     wal_sync *w = sync_slot(db);
     while (w && w->syncing)                         /* ride along, then look again */
         pthread_cond_wait(&syncs_cv, &syncs_mu);
-    if (w && !w->dirty && !w->inflight) {
+    if (w && sync_covered(w, mark_sql, need)) {
         pthread_mutex_unlock(&syncs_mu);
         return 0;
     }
@@ -160,16 +171,31 @@ int db_sync(sqlite3 *db, char *err, size_t errlen)
         w->dirty = 0;
     }
     pthread_mutex_unlock(&syncs_mu);
+    /* read after dirty was cleared and before the sync: what it shows is
+     * written, so the sync covers it */
+    int64_t mark = mark_sql ? db_int(db, mark_sql, 0, -1) : -1;
     int rc = wal_fdatasync(path, err, errlen);
     if (w) {
         pthread_mutex_lock(&syncs_mu);
         w->syncing = 0;
         if (rc < 0)
             w->dirty = 1;
+        else if (mark > w->durable_mark)
+            w->durable_mark = mark;
         pthread_cond_broadcast(&syncs_cv);
         pthread_mutex_unlock(&syncs_mu);
     }
     return rc;
+}
+
+int db_sync(sqlite3 *db, char *err, size_t errlen)
+{
+    return sync_wal(db, NULL, 0, err, errlen);
+}
+
+int db_sync_through(sqlite3 *db, const char *mark_sql, int64_t need, char *err, size_t errlen)
+{
+    return sync_wal(db, mark_sql, need, err, errlen);
 }
 
 /* The directory that holds path ("." for a bare name) into dir. */

@@ -48,6 +48,12 @@ void db_rollback(sqlite3 *db);
  * last. Call it before anything outside the database acts on a commit
  * (commits are synchronous=NORMAL: db.c). 0, or -1 with err. */
 int db_sync(sqlite3 *db, char *err, size_t errlen);
+/* db_sync() for a caller that needs only the commits up to a mark: a
+ * number that commits only raise, read by mark_sql (one integer: the
+ * largest id of an AUTOINCREMENT table, whose ids follow commit order).
+ * None when need is at most the mark a sync read before it began; a
+ * sync it makes reads the mark first. 0, or -1 with err. */
+int db_sync_through(sqlite3 *db, const char *mark_sql, int64_t need, char *err, size_t errlen);
 
 /* Run SQL with no results. 0 or -1 with err. */
 int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);

@@ -240,8 +240,11 @@ static upload_status deliver(uploader *u, upload_queue *q, const tenant *t)
     sink_dest dest;
     /* The batch's commit (and its cursor's) on disk before it leaves: else
      * a power loss could take them back after the delivery, and the next
-     * run fetch and deliver its records again under another name. */
-    if (db_sync(u->db, err, sizeof err) < 0) {
+     * run fetch and deliver its records again under another name. One
+     * sync serves every batch committed before it: batch ids are
+     * AUTOINCREMENT, in commit order (one writer at a time). */
+    if (db_sync_through(u->db, "SELECT coalesce(max(id), 0) FROM outbox", u->row.id, err,
+                        sizeof err) < 0) {
         char esc[LOG_ESCAPE_MAX];
         log_error("batch=%lld event=sync_failed error=\"%s\"", (long long)u->row.id,
                   log_escape(esc, sizeof esc, err));

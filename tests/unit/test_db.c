@@ -71,6 +71,33 @@ static void test_sync(sqlite3 *db, const char *path)
     db_close(other);
 }
 
+/* db_sync_through(): one sync for every row up to the mark it read. */
+static void test_sync_through(sqlite3 *db)
+{
+    char err[256] = "";
+    const char *mark = "SELECT coalesce(max(id), 0) FROM q";
+    CHECK_INT(db_exec(db, "CREATE TABLE q (id INTEGER PRIMARY KEY AUTOINCREMENT, v)", err,
+                      sizeof err), 0);
+    CHECK_INT(db_exec(db, "INSERT INTO q (v) VALUES (1), (2), (3)", err, sizeof err), 0);
+    int before = wal_syncs;
+    CHECK_INT(db_sync_through(db, mark, 2, err, sizeof err), 0);     /* reads 3, syncs */
+    CHECK_INT(wal_syncs - before, 1);
+    CHECK_INT(db_sync_through(db, mark, 3, err, sizeof err), 0);     /* 3 was read before it */
+    CHECK_INT(db_sync_through(db, mark, 1, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 1);
+    CHECK_INT(db_exec(db, "INSERT INTO q (v) VALUES (4)", err, sizeof err), 0);
+    CHECK_INT(db_sync_through(db, mark, 3, err, sizeof err), 0);     /* still covered */
+    CHECK_INT(wal_syncs - before, 1);
+    CHECK_INT(db_sync_through(db, mark, 4, err, sizeof err), 0);     /* past the mark */
+    CHECK_INT(wal_syncs - before, 2);
+    /* a failed sync raises no mark */
+    CHECK_INT(db_exec(db, "INSERT INTO q (v) VALUES (5)", err, sizeof err), 0);
+    fail_next_sync = 1;
+    CHECK_INT(db_sync_through(db, mark, 5, err, sizeof err), -1);
+    CHECK_INT(db_sync_through(db, mark, 5, err, sizeof err), 0);
+    CHECK_INT(wal_syncs - before, 4);
+}
+
 /* rows enough that one step leaves the statement running */
 static const char *sql = "SELECT value FROM json_each('[1,2,3]') WHERE value > ?1";
 
@@ -118,6 +145,7 @@ int main(void)
     if (db) {
         test_reuse(db);
         test_sync(db, path);
+        test_sync_through(db);
         db_close(db);           /* finalizes what db_stmt() kept: ASan/valgrind see no leak */
     }
     char cmd[128];
