@@ -35,7 +35,7 @@ int db_schema_version(void)
  *   the write lock through the WAL's sync, and one sync serves every
  *   commit before it. On a disk whose flush takes 2 ms (make
  *   bench-slowdisk), 10,000 tenants' one-shot run took 56.3 s with each
- *   batch's commit synchronous=FULL and takes 36.8 s so (2026-12-08).
+ *   batch's commit synchronous=FULL and takes 28.5 s so (2026-12-08).
  * - busy_timeout: writers from several threads and processes queue
  *   instead of failing; 30 s covers the longest batch commit.
  * - foreign_keys: removing a tenant removes its rows (its dedupe keys
