@@ -56,8 +56,9 @@ typedef struct prefetch {
 } prefetch;
 
 /* A full batch committed by a short-lived thread while this one fills
- * the other (fetch.prefetch): the commit's disk writes (the spool file,
- * its fdatasync, the WAL's) were half of a backlog page's time on the
+ * the other (fetch.prefetch): the commit's disk writes (the spool file
+ * and its fdatasync, the WAL; its fdatasync too until db_sync() took it
+ * to the uploader) were half of a backlog page's time on the
  * job's thread, which the next page's records then waited for. One commit
  * at a time, in order: the next commit, the cursor's, and every way out of
  * a slice wait for it first (commit_join), so the database sees the same

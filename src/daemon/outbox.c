@@ -234,30 +234,6 @@ int outbox_batch_add(outbox_batch *b, const char *rec, size_t len,
     return 0;
 }
 
-/* After the commit or rollback of a begin_synced() transaction. */
-static void end_synced(outbox *o)
-{
-    db_exec(o->db, "PRAGMA synchronous=NORMAL", NULL, 0);
-}
-
-/* A tenant's removal, after which its spool files are removed, is synced
- * before it is seen: with synchronous=FULL SQLite syncs the WAL at the
- * commit and only then shows it to other connections. Otherwise a power
- * loss could take the commit back after its effect: a spool file gone
- * while its row says it is still to be delivered. The daemon's own
- * commits stay NORMAL and are put on disk by db_sync() before anything
- * outside acts on them, one sync for many: db.c says why. */
-static int begin_synced(outbox *o, char *err, size_t errlen)
-{
-    /* Run, not kept prepared: SQLite applies this pragma when it compiles it. */
-    if (db_exec(o->db, "PRAGMA synchronous=FULL", err, errlen) < 0)
-        return -1;
-    if (db_begin(o->db, err, errlen) == 0)
-        return 0;
-    end_synced(o);
-    return -1;
-}
-
 static void bind_seen_key(sqlite3_stmt *st, int64_t stream_id, const outbox_item *it)
 {
     sqlite3_bind_int64(st, 1, stream_id);
@@ -570,7 +546,8 @@ int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
     int64_t *ids = NULL;
     size_t n = 0, cap = 0;
     int rc;
-    if (begin_synced(o, err, errlen) < 0)
+    char why[256];
+    if (db_begin(o->db, err, errlen) < 0)
         return -1;
     sqlite3_stmt *st = o->st[ST_tenant_spooled];
     sqlite3_bind_int64(st, 1, tenant_id);
@@ -593,14 +570,16 @@ int outbox_remove_tenant(outbox *o, int64_t tenant_id, char *err, size_t errlen)
     }
     if (tenant_remove(o->db, tenant_id, err, errlen) < 0 || db_commit(o->db, err, errlen) < 0)
         goto fail;
-    end_synced(o);
-    for (size_t i = 0; i < n; i++)
-        spool_remove(o, ids[i]);
+    /* The files go only once the removal is on disk: else a power loss
+     * could bring back rows whose spool files are gone. Not synced, they
+     * are orphans the daemon's next start sweeps. */
+    if (db_sync(o->db, why, sizeof why) == 0)
+        for (size_t i = 0; i < n; i++)
+            spool_remove(o, ids[i]);
     free(ids);
     return 0;
 fail:
     db_rollback(o->db);
-    end_synced(o);
     free(ids);
     return -1;
 }

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import FakeNetskope, Workspace, minify, ndjson_lines, run_tests, wait_until  # noqa: E402
 from test_cli import old_database  # noqa: E402
 from harness import cli_env  # noqa: E402
-from test_spine import cursor, token, traced_syscalls  # noqa: E402
+from test_spine import cursor, run_once, token, traced_syscalls  # noqa: E402
 
 PASS = {"NSCOLLECT_PASSPHRASE": "correct horse battery staple"}
 FAULTS = [{"kind": "status", "code": 500}, {"kind": "truncated"},
@@ -156,7 +156,8 @@ def traced_cli(ws, args, env):
     try:
         daemon.execute("SELECT count(*) FROM tenant").fetchall()
         p = subprocess.run(["strace", "-f", "-y", "-o", trace, "-e",
-                            "trace=pwrite64,fsync,fdatasync,rename,renameat,renameat2"] +
+                            "trace=pwrite64,fsync,fdatasync,rename,renameat,renameat2,"
+                            "unlink,unlinkat"] +
                            ws.argv(args), cwd=ws.dir, env=cli_env(dict(env, ASAN_OPTIONS=asan)),
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=120)
@@ -200,6 +201,38 @@ def test_export_and_import_are_on_disk_when_they_return():
         assert synced_after_last_write(calls, b.db, len(calls) + 10**9), \
             "the import's commit was not synced before the command returned"
         assert b.query("SELECT count(*) FROM tenant WHERE name = 'acme'") == 1
+
+
+def test_a_removed_tenants_spool_files_go_once_its_removal_is_on_disk():
+    """`tenant remove --force` of a tenant whose batches wait, spooled:
+    their files are removed, and only after the WAL is synced following
+    the removal's commit (a power loss must not bring back rows whose
+    files are gone)."""
+    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
+        now = int(time.time())
+        sink = os.path.join(ws.dir, "acme-sink")
+        with open(sink, "w") as f:
+            f.write("a file where acme's sink wants a directory\n")
+        assert ws.run_cli(["init"])[0] == 0
+        fake.add_tenant(token("acme"), "acme")
+        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                                 "--page-size", 200, "--sink", "file://" + sink],
+                                stdin=token("acme"))
+        assert rc == 0, err
+        fake.generate(token("acme"), 500, insertion_start=now - 3000, insertion_end=now - 60,
+                      seed=73)
+        run_once(ws, expect=1)                       # the sink is blocked: batches wait
+        spool = ws.db + ".spool"
+        files = sorted(f for f in os.listdir(spool) if f.endswith(".ndjson"))
+        assert files, "no spooled batch waits"
+        calls = traced_cli(ws, ["tenant", "remove", "acme", "--force"], {})
+        assert not [f for f in os.listdir(spool) if f.endswith(".ndjson")], os.listdir(spool)
+        unlinks = [end for end, _, name, args, ret in calls
+                   if name.startswith("unlink") and ".ndjson" in args and ret == "0"]
+        assert len(unlinks) == len(files), (unlinks, files)
+        assert synced_after_last_write(calls, ws.db, unlinks[0]), \
+            "a spool file was removed before the tenant's removal was synced"
 
 
 def test_iterator_position_and_settings_move():
