@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import FakeNetskope, Workspace, minify, ndjson_lines, run_tests, wait_until  # noqa: E402
 from test_cli import old_database  # noqa: E402
 from harness import cli_env  # noqa: E402
-from test_spine import cursor, run_once, token, traced_syscalls  # noqa: E402
+from test_spine import (SPOOL_ALL, cursor, spooled_batches_waiting, token,  # noqa: E402
+                        traced_syscalls)
 
 PASS = {"NSCOLLECT_PASSPHRASE": "correct horse battery staple"}
 FAULTS = [{"kind": "status", "code": 500}, {"kind": "truncated"},
@@ -208,21 +209,8 @@ def test_a_removed_tenants_spool_files_go_once_its_removal_is_on_disk():
     their files are removed, and only after the WAL is synced following
     the removal's commit (a power loss must not bring back rows whose
     files are gone)."""
-    cfg = "outbox = { spool_min_bytes = 0; };\n"
-    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
-        now = int(time.time())
-        sink = os.path.join(ws.dir, "acme-sink")
-        with open(sink, "w") as f:
-            f.write("a file where acme's sink wants a directory\n")
-        assert ws.run_cli(["init"])[0] == 0
-        fake.add_tenant(token("acme"), "acme")
-        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
-                                 "--page-size", 200, "--sink", "file://" + sink],
-                                stdin=token("acme"))
-        assert rc == 0, err
-        fake.generate(token("acme"), 500, insertion_start=now - 3000, insertion_end=now - 60,
-                      seed=73)
-        run_once(ws, expect=1)                       # the sink is blocked: batches wait
+    with FakeNetskope() as fake, Workspace(config_extra=SPOOL_ALL) as ws:
+        spooled_batches_waiting(fake, ws, seed=73)
         spool = ws.db + ".spool"
         files = sorted(f for f in os.listdir(spool) if f.endswith(".ndjson"))
         assert files, "no spooled batch waits"

@@ -22,6 +22,7 @@ from harness import (FakeNetskope, Workspace, cli_env, minify, ndjson_lines, wai
 
 TENANTS = {"acme": 1500, "globex": 1200, "initech": 800}
 FAST = "fetch = { retry_wait_max = 0; };\n"   # every retryable error ends the job at once
+SPOOL_ALL = "outbox = { spool_min_bytes = 0; };\n"    # every batch in a spool file
 
 
 def token(name):
@@ -493,7 +494,7 @@ def test_spooled_batches_are_linked_into_the_file_sink():
     each object is the spool file itself (hard-linked, same inode), byte-
     exact, and the spool is empty. A file no row names is swept at start;
     a file that is not nscollect's is left alone."""
-    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    cfg = SPOOL_ALL
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
         add_tenants(fake, ws, ["globex"], pretty=["globex"])
@@ -591,7 +592,7 @@ def test_a_batch_is_on_disk_before_it_is_delivered():
     probe = subprocess.run(["strace", "-o", "/dev/null", "true"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     assert probe.returncode == 0, "strace cannot trace here (make deps installs it)"
-    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    cfg = SPOOL_ALL
     names = ["acme", "globex", "initech"]
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
@@ -630,6 +631,26 @@ def test_a_batch_is_on_disk_before_it_is_delivered():
                     batch, synced, linked, wal_syncs[:10])
 
 
+def spooled_batches_waiting(fake, ws, seed):
+    """acme (500 alerts) run once into a sink that cannot take them (a file
+    where its directory goes): its batches wait, spooled when ws's config
+    is SPOOL_ALL. Returns the blocking file's path."""
+    now = int(time.time())
+    sink = os.path.join(ws.dir, "acme-sink")
+    with open(sink, "w") as f:
+        f.write("a file where acme's sink wants a directory\n")
+    assert ws.run_cli(["init"])[0] == 0
+    fake.add_tenant(token("acme"), "acme")
+    rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
+                             "--page-size", 200, "--sink", "file://" + sink],
+                            stdin=token("acme"))
+    assert rc == 0, err
+    fake.generate(token("acme"), 500, insertion_start=now - 3000, insertion_end=now - 60,
+                  seed=seed)
+    run_once(ws, expect=1)
+    return sink
+
+
 def test_an_object_found_in_place_is_synced():
     """A batch whose object is already in the sink (an earlier try linked
     it and was killed before it synced the directory and recorded the
@@ -637,21 +658,8 @@ def test_an_object_found_in_place_is_synced():
     synced: before, EEXIST returned at once, the spool file was removed,
     and a power loss could then lose an object the database called
     delivered."""
-    cfg = "outbox = { spool_min_bytes = 0; };\n"
-    with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
-        now = int(time.time())
-        sink = os.path.join(ws.dir, "acme-sink")
-        with open(sink, "w") as f:
-            f.write("a file where acme's sink wants a directory\n")
-        assert ws.run_cli(["init"])[0] == 0
-        fake.add_tenant(token("acme"), "acme")
-        rc, _, err = ws.run_cli(["tenant", "add", "acme", "--url", fake.url, "--lookback", 3600,
-                                 "--page-size", 200, "--sink", "file://" + sink],
-                                stdin=token("acme"))
-        assert rc == 0, err
-        fake.generate(token("acme"), 500, insertion_start=now - 3000, insertion_end=now - 60,
-                      seed=72)
-        run_once(ws, expect=1)                       # the sink is blocked: batches wait
+    with FakeNetskope() as fake, Workspace(config_extra=SPOOL_ALL) as ws:
+        sink = spooled_batches_waiting(fake, ws, seed=72)
         os.unlink(sink)
         batches = ws.query_rows("SELECT id, object_name FROM outbox WHERE spooled")
         assert batches, "no spooled batch waits"
@@ -684,7 +692,7 @@ def test_an_object_found_in_place_is_synced():
 def test_removing_a_tenant_removes_its_spool_files():
     """tenant remove --force drops the tenant's undelivered batches, and with
     them their spool files and its dedupe keys; another tenant's stay."""
-    cfg = "outbox = { spool_min_bytes = 0; };\n"
+    cfg = SPOOL_ALL
     with FakeNetskope() as fake, Workspace(config_extra=cfg) as ws:
         now = int(time.time())
         assert ws.run_cli(["init"])[0] == 0
