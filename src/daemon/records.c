@@ -29,8 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* SHA256_Init() and its kin: see records_hash() */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
+#include <openssl/sha.h>
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -968,6 +971,7 @@ static void hash_setup(void)
     digest_mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_POLY1305, NULL);
 }
 
+#ifdef OPENSSL_NO_DEPRECATED_3_0
 static EVP_MD_CTX *hash_ctx(void)
 {
     pthread_once(&hash_once, hash_setup);
@@ -978,11 +982,24 @@ static EVP_MD_CTX *hash_ctx(void)
     }
     return c;
 }
+#endif
 
 void records_hash(const char *domain, const void *p, size_t len,
                   unsigned char key[RECORDS_KEY_LEN])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+    /* An "_id" is one SHA-256 block: through EVP the call around it cost
+     * twice the block (0.16 against 0.08 us, 1M alerts 3 % of the CPU).
+     * These calls are deprecated, not removed; a build without them takes
+     * the EVP path below, same bytes in, same key out. */
+    SHA256_CTX c;
+    if (!SHA256_Init(&c) || !SHA256_Update(&c, domain, strlen(domain) + 1) ||
+        !SHA256_Update(&c, p, len) || !SHA256_Final(md, &c)) {
+        fputs("nscollect: SHA-256 failed\n", stderr);
+        abort();
+    }
+#else
     EVP_MD_CTX *c = hash_ctx();
     /* A wrong key would silently drop records as duplicates: a digest
      * that cannot be computed (out of memory) is fatal. */
@@ -992,6 +1009,7 @@ void records_hash(const char *domain, const void *p, size_t len,
         fputs("nscollect: SHA-256 failed (out of memory?)\n", stderr);
         abort();
     }
+#endif
     memcpy(key, md, RECORDS_KEY_LEN);
 }
 
