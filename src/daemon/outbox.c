@@ -2,6 +2,7 @@
 #include "daemon/outbox.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -311,7 +312,17 @@ static int add_key(outbox *o, int64_t stream_id, const outbox_item *it, int by_s
  * at, key), for rows of one stream: the blob compares as memcmp. */
 static int key_row_before(const outbox_item *a, const outbox_item *b)
 {
-    return a->at < b->at || (a->at == b->at && memcmp(a->key, b->key, RECORDS_KEY_LEN) < 0);
+    if (a->at != b->at)
+        return a->at < b->at;
+    /* A backlog's rows share their second 150 at a time: sorting them was
+     * a thousand memcmp calls a statement, 2 % of the CPU. Eight bytes
+     * read big-endian order as memcmp does, and decide nearly always. */
+    uint64_t ha, hb;
+    memcpy(&ha, a->key, sizeof ha);
+    memcpy(&hb, b->key, sizeof hb);
+    if (ha != hb)
+        return be64toh(ha) < be64toh(hb);
+    return memcmp(a->key + sizeof ha, b->key + sizeof hb, RECORDS_KEY_LEN - sizeof ha) < 0;
 }
 
 /* Store the keys of SEEN_ROWS records in one statement: 1 when all were
