@@ -57,7 +57,7 @@ $(B)/records_evp.o: src/daemon/records.c $(HDR) | $(B)
 	$(CC) $(WARN) $(CFLAGS) -DOPENSSL_NO_DEPRECATED -Isrc -c -o $@ $<
 
 $(B)/test_records_evp: tests/unit/test_records.c tests/unit/check.h $(B)/records_evp.o $(B)/libnscollect.a
-	$(CC) $(WARN) $(CFLAGS) $(LDFLAGS) -Isrc -Itests/unit -o $@ $< $(B)/records_evp.o \
+	$(CC) $(WARN) $(CFLAGS) $(LDFLAGS) -DTEST_KEYS_ONLY -Isrc -Itests/unit -o $@ $< $(B)/records_evp.o \
 		$(B)/libnscollect.a $(LIBS)
 
 $(B):

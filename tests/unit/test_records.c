@@ -1016,6 +1016,17 @@ int main(void)
 {
     ns_page_init(&pg, 0);
     buf_init(&joined, 0);
+#ifdef TEST_KEYS_ONLY
+    /* test_records_evp: the key hash's other path, and what it keys */
+    test_raw_page();
+    test_alerts_uba();
+    test_keys();
+    test_hash();
+    test_hash_threads();
+    ns_page_release(&pg);
+    buf_release(&joined);
+    CHECK_DONE();
+#endif
     test_cases();
     test_escapes_at_every_offset();
     test_numbers_at_every_offset();
