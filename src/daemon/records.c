@@ -943,17 +943,21 @@ int records_minify(buf *out, const char *src, size_t len)
     return 0;
 }
 
-/* ---- hashing: one EVP_MD_CTX and one EVP_MAC_CTX per thread, reused ---- */
+/* ---- hashing: one EVP_MAC_CTX per thread, reused (and an EVP_MD_CTX for
+ * the key where SHA256_Init() is not there: records_hash()) ---- */
 
 static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
-static pthread_key_t hash_key, digest_key;
-static const EVP_MD *hash_md;
+static pthread_key_t digest_key;
 static EVP_MAC *digest_mac;
+#ifdef OPENSSL_NO_DEPRECATED_3_0
+static pthread_key_t hash_key;
+static const EVP_MD *hash_md;
 
 static void hash_ctx_free(void *p)
 {
     EVP_MD_CTX_free(p);
 }
+#endif
 
 static void digest_ctx_free(void *p)
 {
@@ -962,13 +966,16 @@ static void digest_ctx_free(void *p)
 
 static void hash_setup(void)
 {
-    if (pthread_key_create(&hash_key, hash_ctx_free) != 0 ||
-        pthread_key_create(&digest_key, digest_ctx_free) != 0)
+    if (pthread_key_create(&digest_key, digest_ctx_free) != 0)
+        abort();
+    digest_mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_POLY1305, NULL);
+#ifdef OPENSSL_NO_DEPRECATED_3_0
+    if (pthread_key_create(&hash_key, hash_ctx_free) != 0)
         abort();
     hash_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!hash_md)
         hash_md = EVP_sha256();
-    digest_mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_POLY1305, NULL);
+#endif
 }
 
 #ifdef OPENSSL_NO_DEPRECATED_3_0
