@@ -242,30 +242,35 @@ static void bind_seen_key(sqlite3_stmt *st, int64_t stream_id, const outbox_item
     sqlite3_bind_blob(st, 3, it->key, RECORDS_KEY_LEN, SQLITE_STATIC);
 }
 
-/* A record dropped as a repeat: 1 when the key was stored with a digest
- * other than this record's (the same "_id", other bytes), 0 when not or
- * when either digest was not kept, -1 on error. Only repeats pay for it.
- * A conflict is counted once per stored record: its digest is then
- * forgotten, so that the next reads of the overlap (and the repeated reads
- * of one slice) that meet the other version again do not count it again. */
-static int is_conflict(outbox *o, int64_t stream_id, const outbox_item *it)
+/* The stored key row of it, looked up by its primary key: 1 when there is
+ * one (a repeat), 0 when there is none, -1 on error. A repeat whose digest
+ * differs from the stored one (the same "_id", other bytes) is a conflict,
+ * added to *conflicts when both digests were kept. A conflict is counted
+ * once per stored record: its digest is then forgotten, so that the next
+ * reads of the overlap (and the repeated reads of one slice) that meet the
+ * other version again do not count it again. */
+static int seen_lookup(outbox *o, int64_t stream_id, const outbox_item *it, int64_t *conflicts)
 {
-    if (it->digest < 0)
-        return 0;
     sqlite3_stmt *st = o->st[ST_seen_digest];
     bind_seen_key(st, stream_id, it);
     int rc = sqlite3_step(st);
     /* a crc32 stored by an older release (below RECORDS_DIGEST_MIN) says nothing */
-    int conflict = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+    int conflict = rc == SQLITE_ROW && it->digest >= 0 &&
+                   sqlite3_column_type(st, 0) != SQLITE_NULL &&
                    sqlite3_column_int64(st, 0) >= RECORDS_DIGEST_MIN &&
                    sqlite3_column_int64(st, 0) != it->digest;
     sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
         return -1;
     if (!conflict)
-        return 0;
+        return 1;
     bind_seen_key(o->st[ST_seen_counted], stream_id, it);
-    return step_done(o->st[ST_seen_counted]) < 0 ? -1 : 1;
+    if (step_done(o->st[ST_seen_counted]) < 0)
+        return -1;
+    ++*conflicts;
+    return 1;
 }
 
 /* Whether the key of it goes by when it is stored (stored_at = now) rather
@@ -291,20 +296,28 @@ static void bind_key_row(sqlite3_stmt *st, int base, int64_t stream_id, const ou
 }
 
 /* Store one record's key: 1 when it is new, 0 when it was committed
- * already (the overlap; a conflict is counted in n), -1 on error. */
+ * already (the overlap; a conflict is counted in n), -1 on error. A key
+ * no newer than every stored one (top) is most likely a repeat, the
+ * overlap read again: one look by primary key tells, digest and all,
+ * where an insert that did nothing had to be followed by that same look
+ * (100k repeats: 2 statements each -> 1). */
 static int add_key(outbox *o, int64_t stream_id, const outbox_item *it, int by_stored,
-                   int64_t now, outbox_counts *n)
+                   int64_t now, int64_t top, outbox_counts *n)
 {
+    if (it->at <= top) {
+        int seen = seen_lookup(o, stream_id, it, &n->conflicts);
+        if (seen != 0)
+            return seen < 0 ? -1 : 0;
+    }
     sqlite3_stmt *st = o->st[ST_seen_add];
     bind_key_row(st, 0, stream_id, it, by_stored, now);
     if (step_done(st) < 0)
         return -1;
     if (sqlite3_changes(o->db) > 0)
         return 1;
-    int c = is_conflict(o, stream_id, it);
-    if (c < 0)
+    /* two copies of a record in one batch: the first one's key was just stored */
+    if (it->digest >= 0 && seen_lookup(o, stream_id, it, &n->conflicts) < 0)
         return -1;
-    n->conflicts += c;
     return 0;
 }
 
@@ -415,7 +428,7 @@ static int keep_new_records(outbox *o, outbox_batch *b, int64_t stream_id, int b
          * from each of its records */
         for (size_t end = i + (tried ? SEEN_ROWS : 1); i < end; i++) {
             const outbox_item *it = &b->items[i];
-            int added = all_new ? 1 : add_key(o, stream_id, it, by_stored, now, n);
+            int added = all_new ? 1 : add_key(o, stream_id, it, by_stored, now, top, n);
             if (added < 0)
                 return -1;
             if (!added)
