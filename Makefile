@@ -51,8 +51,8 @@ $(B)/migrations.o: $(B)/migrations.c
 $(B)/test_%: tests/unit/test_%.c tests/unit/check.h $(B)/libnscollect.a
 	$(CC) $(WARN) $(CFLAGS) $(LDFLAGS) -Isrc -Itests/unit -o $@ $< $(B)/libnscollect.a $(LIBS)
 
-# The record tests again on the key hash that a libcrypto built without
-# its deprecated calls leaves (records_hash()): the same keys either way.
+# The key tests again, on the EVP path that records_hash() takes where
+# libcrypto has no deprecated calls: the same keys either way.
 $(B)/records_evp.o: src/daemon/records.c $(HDR) | $(B)
 	$(CC) $(WARN) $(CFLAGS) -DOPENSSL_NO_DEPRECATED -Isrc -c -o $@ $<
 
